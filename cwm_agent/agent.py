@@ -1,0 +1,324 @@
+"""The agent loop: ask the model, run its one tool call, feed the result back, until it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cwm_agent import prompts, protocol, tools
+from cwm_agent.errors import ContextLengthError, CwmError, FormatError, Interrupted, PatchError
+from cwm_agent.trajectory import Trajectory
+from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
+
+CHARS_PER_TOKEN = 4  # a rough estimate, used only before the server has reported usage
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Limits and formats of one episode (CWM's defaults)."""
+
+    tool_format: str = "cwm"
+    max_steps: int = 128
+    max_context: int = 131_072
+    max_reply_tokens: int = 65_536
+    timeout: float = 120.0
+    max_output_chars: int = 16_384
+    max_format_errors: int = 5
+    issue_max_tokens: int = 8_192
+    submit_on_limit: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str
+    exit_code: int
+    reason: str
+    patch: str | None
+    steps: int
+    usage: Usage
+    working_tree_diff: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _EpisodeEnd(Exception):
+    """Raised inside the loop to stop it; caught in one place (Agent.run)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+class Agent:
+    def __init__(
+        self,
+        model: Model,
+        runtime: Runtime,
+        config: AgentConfig,
+        trajectory: Trajectory,
+        progress: ProgressFn | None = None,
+        runtime_description: str = "bash",
+    ) -> None:
+        self.model = model
+        self.runtime = runtime
+        self.config = config
+        self.traj = trajectory
+        self.progress = progress or (lambda event, data: None)
+        self.runtime_description = runtime_description
+        self.usage = Usage()
+        self.patch: str | None = None
+        self.submitted_paths: list[str] = []
+        self._format_errors_in_row = 0
+        self._context_tokens = 0
+
+    # -- set-up -------------------------------------------------------------------------
+    def _initial_messages(self, issue: str) -> list[dict[str, Any]]:
+        cfg = self.config
+        system = prompts.render(
+            "system",
+            tool_format=cfg.tool_format,
+            root=self.runtime.root,
+            timeout=int(cfg.timeout),
+            max_context=cfg.max_context,
+            max_turns=cfg.max_steps,
+            runtime_description=self.runtime_description,
+        )
+        issue_text = protocol.truncate_middle(issue, cfg.issue_max_tokens * CHARS_PER_TOKEN)
+        user = prompts.render("user", issue=issue_text, root=self.runtime.root)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, issue: str) -> RunResult:
+        messages = self.traj.messages
+        messages.extend(self._initial_messages(issue))
+        self._context_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
+        self.traj.save()
+        steps = 0
+        try:
+            for steps in range(1, self.config.max_steps + 1):
+                self._step(steps)
+            raise _EpisodeEnd("limit", f"reached the step limit ({self.config.max_steps})")
+        except _EpisodeEnd as end:
+            return self._finish(end.status, end.reason, steps)
+        except KeyboardInterrupt:
+            self._abort("interrupted", Interrupted.exit_code, "interrupted (Ctrl-C or SIGTERM)")
+            raise Interrupted(
+                "interrupted", hint=f"the trajectory so far is in {self.traj.path}"
+            ) from None
+        except CwmError as exc:
+            self._abort(type(exc).__name__, exc.exit_code, str(exc))
+            raise
+
+    def _step(self, step: int) -> None:
+        cfg = self.config
+        self.progress("step", {"step": step, "max_steps": cfg.max_steps})
+        reply = self._ask_model()
+        action, error, extra_results = self._interpret(reply)
+        self._remember_reply(reply)
+        observation: Observation | None = None
+        tool_seconds = 0.0
+        if error is not None:
+            self._handle_format_error(error, reply)
+        elif action is None:  # a reply without a tool call after a valid submit: the summary
+            self._record(reply, None, None, None, 0.0)
+            raise _EpisodeEnd("submitted", "the model finished after a valid submission")
+        else:
+            self._format_errors_in_row = 0
+            self.progress("action", {"step": step, "action": action})
+            started = time.perf_counter()
+            observation = self._execute(action)
+            tool_seconds = time.perf_counter() - started
+            self._send_observation(action, observation, step, extra_results)
+            self.progress("observation", {"step": step, "observation": observation})
+        self._record(reply, action, observation, error, tool_seconds)
+        if self._context_tokens >= cfg.max_context:
+            raise _EpisodeEnd("context_exceeded", "the conversation filled the context window")
+
+    def _ask_model(self) -> ModelReply:
+        cfg = self.config
+        room = cfg.max_context - self._context_tokens
+        max_tokens = max(1, min(cfg.max_reply_tokens, room))
+        tool_specs = protocol.OPENAI_TOOLS if cfg.tool_format == "openai" else None
+        try:
+            reply = self.model.complete(self.traj.messages, tool_specs, max_tokens=max_tokens)
+        except ContextLengthError as exc:
+            raise _EpisodeEnd("context_exceeded", exc.message) from exc
+        self.usage = self.usage + reply.usage
+        if reply.usage.total_tokens:
+            self._context_tokens = reply.usage.total_tokens
+        else:
+            self._context_tokens += len(reply.content) // CHARS_PER_TOKEN
+        return reply
+
+    def _interpret(
+        self, reply: ModelReply
+    ) -> tuple[Action | None, str | None, list[tuple[str, str]]]:
+        """The reply's action, or the format problem to report back, plus extra-call errors."""
+        extra: list[tuple[str, str]] = []
+        try:
+            if self.config.tool_format == "openai":
+                action, extra = protocol.parse_openai_calls(reply.tool_calls)
+                if action is None and extra:  # the first native call itself was invalid
+                    return None, extra[0][1], []
+            else:
+                _, action = protocol.parse_cwm_reply(reply.content)
+        except FormatError as exc:
+            return None, str(exc), extra
+        if action is None and self.patch is None:
+            if reply.finish_reason == "length":
+                return None, "your reply was cut off at the token limit before a tool call", extra
+            return None, "your reply has no tool call", extra
+        return action, None, extra
+
+    def _remember_reply(self, reply: ModelReply) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.reasoning:
+            message["reasoning_content"] = reply.reasoning
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in reply.tool_calls
+            ]
+        self.traj.messages.append(message)
+
+    def _handle_format_error(self, problem: str, reply: ModelReply) -> None:
+        self._format_errors_in_row += 1
+        text = prompts.render(
+            "format_error",
+            problem=problem,
+            tool_format=self.config.tool_format,
+            submitted=self.patch is not None,
+        )
+        # Native tool calls that were not executed still need an answer, or the API rejects
+        # the next request.
+        for call in reply.tool_calls:
+            self._append({"role": "tool", "tool_call_id": call.id, "content": text})
+        if not reply.tool_calls:
+            self._append({"role": "user", "content": text})
+        self.progress("format_error", {"problem": problem})
+        if self._format_errors_in_row >= self.config.max_format_errors:
+            raise _EpisodeEnd(
+                "format_errors",
+                f"{self._format_errors_in_row} format errors in a row; last: {problem}",
+            )
+
+    def _execute(self, action: Action) -> Observation:
+        if action.tool != "submit":
+            return tools.execute(
+                action,
+                self.runtime,
+                timeout=self.config.timeout,
+                max_output=self.config.max_output_chars,
+            )
+        path = action.args.get("path") or None
+        if path:
+            self.submitted_paths.append(path)
+        observation, patch = tools.submit_patch(
+            self.runtime,
+            path,
+            self.runtime.base_dir,  # type: ignore[attr-defined]
+            self.runtime.base,  # type: ignore[attr-defined]
+            exclude=tuple(self.submitted_paths),
+            max_output=self.config.max_output_chars,
+        )
+        if patch is not None:
+            self.patch = patch
+            self.traj.data["submissions"].append({"path": path, "patch": patch})
+        return observation
+
+    def _send_observation(
+        self,
+        action: Action,
+        observation: Observation,
+        step: int,
+        extra_results: list[tuple[str, str]],
+    ) -> None:
+        remaining_tokens = max(0, self.config.max_context - self._context_tokens)
+        content = protocol.render_tool_result(
+            observation.output, self.config.max_steps - step, remaining_tokens
+        )
+        message: dict[str, Any] = {"role": "tool", "content": content}
+        if action.call_id is not None:
+            message["tool_call_id"] = action.call_id
+        else:
+            message["name"] = action.tool
+        self._append(message)
+        for call_id, error in extra_results:
+            self._append({"role": "tool", "tool_call_id": call_id, "content": error})
+
+    def _append(self, message: dict[str, Any]) -> None:
+        self.traj.messages.append(message)
+        self._context_tokens += len(message["content"]) // CHARS_PER_TOKEN
+
+    def _record(
+        self,
+        reply: ModelReply,
+        action: Action | None,
+        observation: Observation | None,
+        error: str | None,
+        tool_seconds: float,
+    ) -> None:
+        self.traj.add_step(
+            reply_content=reply.content,
+            action=action,
+            observation=observation,
+            format_error=error,
+            model_seconds=reply.latency,
+            tool_seconds=tool_seconds,
+            usage=reply.usage,
+            finish_reason=reply.finish_reason,
+        )
+        self.traj.set_usage(self.usage)
+        self.traj.save()
+
+    # -- the end ------------------------------------------------------------------------
+    def _finish(self, status: str, reason: str, steps: int) -> RunResult:
+        diff = None
+        patch = self.patch
+        if patch is None:
+            diff = self._working_tree_diff()
+            self.traj.data["working_tree_diff"] = diff
+            if diff and self.config.submit_on_limit:
+                patch = self._validated_or_none(diff)
+                if patch is not None:
+                    reason += "; emitted the working-tree diff (--submit-on-limit)"
+        if patch is not None:
+            status = "submitted" if status == "submitted" else f"submitted_{status}"
+            exit_code = 0
+        else:
+            status = status if status != "submitted" else "no_patch"
+            exit_code = 1
+        self.traj.finish(status=status, exit_code=exit_code, reason=reason, patch=patch)
+        self.traj.save()
+        return RunResult(status, exit_code, reason, patch, steps, self.usage, diff)
+
+    def _abort(self, status: str, exit_code: int, reason: str) -> None:
+        """Record an abnormal end: what the agent changed is kept in the trajectory."""
+        self.traj.data["working_tree_diff"] = self._working_tree_diff()
+        self.traj.finish(status=status, exit_code=exit_code, reason=reason, patch=self.patch)
+        self.traj.save()
+
+    def _working_tree_diff(self) -> str:
+        try:
+            return self.runtime.diff(exclude=tuple(self.submitted_paths))
+        except Exception as exc:  # the record is best-effort; the run's outcome stands
+            self.progress("warning", {"message": f"could not compute the working-tree diff: {exc}"})
+            return ""
+
+    def _validated_or_none(self, diff: str) -> str | None:
+        from cwm_agent.patches import validate_patch
+
+        try:
+            return validate_patch(diff, self.runtime.base_dir, self.runtime.base)  # type: ignore[attr-defined]
+        except PatchError as exc:
+            self.progress("warning", {"message": f"working-tree diff is not a valid patch: {exc}"})
+            return None

@@ -1,0 +1,239 @@
+"""The command line: thin click commands; the work lives in run.py and friends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cwm_agent import __version__
+from cwm_agent.errors import CwmError, UsageError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error; "
+    "3 model/API failure; 4 runtime failure; 5 patch failed validation (a bug); 130 interrupted."
+)
+
+
+class CwmGroup(click.Group):
+    """Maps our exception family to exit codes in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CwmError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=CwmGroup, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="cwm-agent")
+def main() -> None:
+    """A coding agent for Meta FAIR's Code World Model (CWM) tool protocol.
+
+    It gives a model a repository and an issue, runs the model's bash / edit / create /
+    submit actions in a private copy (or a container), and prints one validated unified
+    diff on stdout, ready for `git apply`.
+    """
+
+
+def _read_issue(issue: str | None, issue_file: str | None) -> str:
+    if issue and issue_file:
+        raise UsageError("give either --issue or --issue-file, not both")
+    if issue_file == "-" or (issue is None and issue_file is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+    elif issue_file is not None:
+        try:
+            text = Path(issue_file).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"cannot read the issue file: {exc}") from exc
+    else:
+        text = issue or ""
+    if not text.strip():
+        raise UsageError(
+            "no issue text",
+            hint="pass --issue TEXT, --issue-file PATH (- for stdin), or pipe the issue in",
+        )
+    return text
+
+
+def _install_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C: trajectory saved, runtime torn down, exit 130."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("repo", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--issue", help="The issue text.")
+@click.option("--issue-file", help="File holding the issue; - reads stdin.")
+@click.option("--model", envvar="CWM_AGENT_MODEL", help="Model name [env CWM_AGENT_MODEL].")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible API base URL.")
+@click.option(
+    "--tool-format",
+    type=click.Choice(["cwm", "openai"]),
+    default="cwm",
+    show_default=True,
+    help="cwm: CWM's <tool: NAME> text; openai: native tools.",
+)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option(
+    "--max-tokens", type=int, default=65_536, show_default=True, help="Tokens per model reply."
+)
+@click.option(
+    "--chat-template-kwargs",
+    default=None,
+    help="JSON for vLLM's chat_template_kwargs (default: CWM's thinking switches "
+    "when the model name contains 'cwm'; '{}' sends none).",
+)
+@click.option(
+    "--runtime", type=click.Choice(["local", "docker"]), default="local", show_default=True
+)
+@click.option("--image", help="Docker image (with --runtime docker).")
+@click.option(
+    "--workdir", default="/repo", show_default=True, help="Repository path inside the container."
+)
+@click.option("--repo-in-image", is_flag=True, help="Use the repository already in the image.")
+@click.option("--max-steps", type=int, default=128, show_default=True)
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="Seconds per command."
+)
+@click.option("--max-context", type=int, default=131_072, show_default=True)
+@click.option(
+    "--max-format-errors",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Consecutive format errors that end the run.",
+)
+@click.option(
+    "--submit-on-limit",
+    is_flag=True,
+    help="At a limit without a submission, emit the working-tree diff if valid.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the patch here.")
+@click.option("--traj", type=click.Path(dir_okay=False), help="Trajectory JSON path.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result document.")
+@click.option("--apply", "apply_patch", is_flag=True, help="Apply the patch to REPO.")
+@click.option("-v", "--verbose", count=True, help="More progress on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def run(**opts: Any) -> None:
+    """Solve an issue in REPO and print the validated patch on stdout.
+
+    \b
+    Examples:
+      cwm-agent run ./myrepo --issue-file ISSUE.md \\
+          --base-url http://gpu:8000/v1 --model facebook/cwm | git apply
+      gh issue view 42 | cwm-agent run . --model gpt-4.1 --tool-format openai
+      cwm-agent run . --issue "fix the failing test" --model facebook/cwm --json
+    """
+    from cwm_agent import run as run_mod
+    from cwm_agent.agent import AgentConfig
+    from cwm_agent.progress import StderrProgress
+
+    issue = _read_issue(opts["issue"], opts["issue_file"])
+    if not opts["model"]:
+        raise UsageError("no model given", hint="pass --model NAME or set CWM_AGENT_MODEL")
+    extra = _chat_template_kwargs(opts["chat_template_kwargs"], opts["model"])
+    settings = run_mod.RunSettings(
+        repo=Path(opts["repo"]).resolve(),
+        model=run_mod.ModelSettings(
+            name=opts["model"],
+            base_url=opts["base_url"],
+            temperature=opts["temperature"],
+            top_p=opts["top_p"],
+            extra_body=extra,
+        ),
+        agent=AgentConfig(
+            tool_format=opts["tool_format"],
+            max_steps=opts["max_steps"],
+            max_context=opts["max_context"],
+            max_reply_tokens=opts["max_tokens"],
+            timeout=opts["timeout"],
+            max_format_errors=opts["max_format_errors"],
+            submit_on_limit=opts["submit_on_limit"],
+        ),
+        runtime=opts["runtime"],
+        image=opts["image"],
+        workdir=opts["workdir"],
+        repo_in_image=opts["repo_in_image"],
+        traj_path=Path(opts["traj"]).resolve() if opts["traj"] else None,
+    )
+    verbosity = 0 if opts["quiet"] else 1 + opts["verbose"]
+    progress = StderrProgress(verbosity)
+    _install_sigterm()
+    result, traj = run_mod.execute(settings, issue, progress)
+    if opts["as_json"]:
+        click.echo(json.dumps(run_mod.result_document(result, traj), indent=2))
+    elif result.patch is not None:
+        _emit_patch(result.patch, opts["output"])
+    if result.patch is not None and opts["apply_patch"]:
+        run_mod.apply_to_repo(result.patch, settings.repo)
+    if verbosity:
+        click.echo(f"{result.status}: {result.reason} (trajectory: {traj.path})", err=True)
+    sys.exit(result.exit_code)
+
+
+def _chat_template_kwargs(raw: str | None, model: str) -> dict[str, Any]:
+    from cwm_agent.run import default_extra_body
+
+    if raw is None:
+        return default_extra_body(model)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--chat-template-kwargs is not JSON: {exc}") from exc
+    return {"chat_template_kwargs": value} if value else {}
+
+
+def _emit_patch(patch: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(patch, encoding="utf-8")
+    else:
+        sys.stdout.write(patch)
+        sys.stdout.flush()
+
+
+@main.command()
+@click.argument("patch", type=click.File("r"))
+@click.option(
+    "--repo",
+    default=".",
+    type=click.Path(exists=True, file_okay=False),
+    show_default=True,
+    help="Repository whose HEAD the patch must apply to.",
+)
+@click.option("--base", default="HEAD", show_default=True, help="Commit to check against.")
+def validate(patch: Any, repo: str, base: str) -> None:
+    """Check that PATCH is a well-formed unified diff that applies to REPO at BASE.
+
+    \b
+    Examples:
+      cwm-agent validate fix.patch --repo ./myrepo
+      git diff | cwm-agent validate - --repo .
+    """
+    from cwm_agent.patches import validate_patch
+
+    text = patch.read()
+    validate_patch(text, os.path.abspath(repo), base)
+    click.echo("valid patch", err=True)
+
+
+def _register_optional_groups() -> None:
+    try:
+        from cwm_agent.traces.cli import trace
+    except ImportError:  # the trace commands are optional until their module lands
+        return
+    main.add_command(trace)
+
+
+_register_optional_groups()

@@ -1,0 +1,281 @@
+"""OpenAIModel: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI) via the SDK.
+
+Requests go through the client's low-level ``post()``: it keeps the SDK's auth,
+retries with backoff (429/5xx/timeouts/connection errors, honouring Retry-After)
+and error types, but skips ``chat.completions.create``'s per-call transform of
+the whole message list, whose cost grows with the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ContextLengthError, ModelError
+from ..types import ModelReply, ToolCall, Usage
+
+if TYPE_CHECKING:
+    import openai
+
+# How servers word "the prompt does not fit": vLLM, SGLang, llama.cpp, OpenAI, TGI.
+_CONTEXT_RE = re.compile(
+    r"context.length|maximum context|context size|context window|too many tokens"
+    r"|prompt is too long|input is too long|exceeds? the (?:model'?s? )?(?:max|context)",
+    re.IGNORECASE,
+)
+_CHAT_ONLY_KEYS = ("chat_template_kwargs",)  # extra_body keys /v1/completions must not get
+
+
+class OpenAIModel:
+    """Satisfies ``types.Model``. One persistent client per instance (connection reuse)."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        max_tokens: int | None = None,
+        timeout: float = 600,
+        max_retries: int = 4,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        import openai  # lazy: importing the SDK costs ~0.5 s, `import cwm_agent` must not
+
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.extra_body = dict(extra_body or {})
+        # Local servers need no key; the SDK refuses to start without one. The key
+        # lives only inside the SDK client, never on this object or in messages.
+        self._client: openai.OpenAI = openai.OpenAI(
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
+            base_url=self.base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._key_source = (
+            "a key was passed explicitly"
+            if api_key
+            else "OPENAI_API_KEY is set"
+            if os.environ.get("OPENAI_API_KEY")
+            else "OPENAI_API_KEY is not set"
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        max_tokens: int | None = None,
+    ) -> ModelReply:
+        """One chat completion. ``finish_reason == "length"`` is returned, not raised.
+
+        ``max_tokens`` overrides the constructor's limit for this call (the agent shrinks it
+        as the context fills, so prompt plus reply never exceed the server's window).
+        """
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+        limit = max_tokens if max_tokens is not None else self.max_tokens
+        if limit is not None:
+            body["max_tokens"] = limit
+        if tools:
+            body["tools"] = tools  # tool_choice left to the server's default ("auto")
+        body.update(self.extra_body)
+        return self._request("/chat/completions", body, _parse_chat)
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        stop: list[str] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelReply:
+        """One raw ``/v1/completions`` call (special tokens in the prompt, for traces)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "temperature": self.temperature if temperature is None else temperature,
+            "top_p": self.top_p,
+        }
+        if stop:
+            body["stop"] = stop
+        limit = max_tokens if max_tokens is not None else self.max_tokens
+        if limit is not None:
+            body["max_tokens"] = limit
+        body.update({k: v for k, v in self.extra_body.items() if k not in _CHAT_ONLY_KEYS})
+        return self._request("/completions", body, _parse_text)
+
+    def _request(self, path: str, body: dict[str, Any], parse: Any) -> ModelReply:
+        import openai
+
+        url = self._url(path)
+        start = time.monotonic()
+        # The SDK retries transport and status failures itself. A 200 whose body is
+        # unusable (not JSON, no choices) gets one more try: a proxy hiccup is cheap
+        # to retry, and a wrong base URL fails the same way twice.
+        tries = 2 if self.max_retries > 0 else 1
+        for _ in range(tries):
+            try:
+                data = self._client.post(path, body=body, cast_to=object)
+            except openai.APIStatusError as exc:
+                raise self._status_error(exc, url) from None
+            except openai.APITimeoutError:
+                raise ModelError(
+                    f"No reply from {url} within {self.timeout:g} s "
+                    f"({self.max_retries + 1} attempts).",
+                    "The server may be overloaded or the reply too long: check the server log, "
+                    "or raise the model timeout.",
+                ) from None
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                raise ModelError(
+                    f"Could not reach the model server at {url} "
+                    f"({self.max_retries + 1} attempts): {type(cause).__name__}: {cause}",
+                    "Check --base-url (it usually ends in /v1) and that the server is running.",
+                ) from None
+            except json.JSONDecodeError as exc:  # 200, application/json, but not JSON
+                problem = f"the reply body is not valid JSON ({exc})"
+            else:
+                if isinstance(data, dict) and not data.get("choices"):
+                    _raise_embedded_error(data, url)
+                    problem = f"the reply has no choices: {json.dumps(data)[:200]}"
+                elif isinstance(data, dict):
+                    try:
+                        reply = parse(data)
+                    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                        problem = f"the reply has an unexpected shape ({type(exc).__name__}: {exc})"
+                    else:
+                        return replace(reply, latency=time.monotonic() - start)
+                else:
+                    problem = f"the reply is not a JSON object: {str(data)[:200]!r}"
+        raise ModelError(
+            f"Bad reply from {url} ({tries} attempt(s)): {problem}.",
+            "Check that --base-url points at an OpenAI-compatible API (usually ending in /v1) "
+            f"serving model {self.model!r}, and look at the server log.",
+        )
+
+    def _url(self, path: str) -> str:
+        """The endpoint URL without credentials, for messages."""
+        parts = urlsplit(str(self._client.base_url))
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}"
+
+    def _status_error(self, exc: openai.APIStatusError, url: str) -> Exception:
+        status = exc.status_code
+        server_msg = _server_message(exc.body) or exc.response.text[:500]
+        what = f"HTTP {status} from {url}: {server_msg}"
+        if status in (400, 413, 422) and _CONTEXT_RE.search(server_msg):
+            return ContextLengthError(
+                f"The conversation no longer fits the model's context ({what})",
+                "Lower --max-context (or --max-steps) or serve the model with a longer context.",
+            )
+        if status in (401, 403):
+            return ModelError(
+                f"The server refused the credentials ({what}).",
+                f"Set OPENAI_API_KEY to a key this server accepts ({self._key_source}); "
+                "local vLLM/llama.cpp servers started without --api-key need none.",
+            )
+        if status == 404:
+            return ModelError(
+                f"Not found ({what}).",
+                f"Check --base-url (usually ending in /v1) and that the server serves model "
+                f"{self.model!r} (GET {self._url('/models')} lists them).",
+            )
+        retried = status in (408, 409, 429) or status >= 500
+        retried = retried and exc.response.headers.get("x-should-retry") != "false"
+        attempts = self.max_retries + 1 if retried else 1
+        hint = (
+            "The server is rate limiting: wait, or run fewer workers."
+            if status == 429
+            else "Check the server log; the model name and request options may be wrong "
+            "for this server (check --model and --base-url)."
+        )
+        return ModelError(f"Model request failed after {attempts} attempt(s): {what}", hint)
+
+
+def _server_message(body: object) -> str:
+    """The human message in an error body, across servers' shapes."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            for key in ("message", "detail", "msg"):
+                if err.get(key):
+                    return str(err[key])
+        elif isinstance(err, str):
+            return err
+        for key in ("message", "detail"):
+            if body.get(key):
+                return str(body[key])
+        return json.dumps(body)[:500]
+    return "" if body is None else str(body)[:500]
+
+
+def _raise_embedded_error(data: dict[str, Any], url: str) -> None:
+    """Some proxies answer 200 with ``{"error": ...}`` and no choices."""
+    if not data.get("error"):
+        return
+    message = _server_message(data)
+    if _CONTEXT_RE.search(message):
+        raise ContextLengthError(
+            f"The conversation no longer fits the model's context ({url}: {message})",
+            "Lower --max-context (or --max-steps) or serve the model with a longer context.",
+        )
+    raise ModelError(f"The server at {url} returned an error: {message}", "Check the server log.")
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    usage = data.get("usage") or {}
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+def _parse_chat(data: dict[str, Any]) -> ModelReply:
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    calls = []
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        args = args if isinstance(args, str) else json.dumps(args or {})
+        calls.append(
+            ToolCall(id=call.get("id") or f"call_{i}", name=fn.get("name", ""), arguments=args)
+        )
+    return ModelReply(
+        content=message.get("content") or "",
+        tool_calls=tuple(calls),
+        reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
+        usage=_usage(data),
+        finish_reason=choice.get("finish_reason"),
+    )
+
+
+def _parse_text(data: dict[str, Any]) -> ModelReply:
+    choice = data["choices"][0]
+    return ModelReply(
+        content=choice.get("text") or "",
+        usage=_usage(data),
+        finish_reason=choice.get("finish_reason"),
+    )

@@ -1,0 +1,308 @@
+"""A persistent bash session with CWM's bash-tool semantics.
+
+Layers: a byte ``Transport`` (here a local process over pipes; a container
+runtime can supply its own) and ``ShellSession`` on top, which owns the
+sentinel protocol, timeouts, session restarts and output truncation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from ..errors import RuntimeFailure
+from ..types import CommandResult
+
+CHUNK = 65536
+# Variables that would point the agent's git at some other repository, or
+# make a non-interactive bash source a startup file despite --norc.
+_SCRUBBED = frozenset(
+    "GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_COMMON_DIR GIT_OBJECT_DIRECTORY GIT_NAMESPACE "
+    "GIT_PREFIX BASH_ENV ENV".split()
+)
+# Nothing may wait on a terminal or a pager, or paint escape codes into the output.
+_QUIET_ENV = {
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+    "MANPAGER": "cat",
+    "SYSTEMD_PAGER": "",
+    "TERM": "dumb",
+    "NO_COLOR": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "PIP_NO_INPUT": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+
+
+def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a session starts with: ours, minus what would misdirect it."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(_QUIET_ENV)
+    env.update(extra or {})
+    return env
+
+
+class Transport(Protocol):
+    """A bash process the session talks to, byte by byte."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, timeout: float) -> bytes | None:
+        """Output bytes; b"" if none arrived in time; None once the shell is gone."""
+        ...
+
+    def kill_group(self) -> None: ...
+
+    def close(self) -> int | None:
+        """Kill what is left, reap, and return the shell's exit status."""
+        ...
+
+
+class PipeTransport:
+    """`bash` as a local child leading its own process group, output merged on one pipe."""
+
+    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
+        self._proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            bufsize=0,
+        )
+        self.pgid = self._proc.pid
+        self._out = self._proc.stdout.fileno()  # type: ignore[union-attr]
+        # A pidfd tells us the shell died even while an orphaned background job keeps
+        # the pipe open (no EOF would ever come).
+        self._pidfd: int | None = os.pidfd_open(self.pgid) if hasattr(os, "pidfd_open") else None
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        self._proc.stdin.write(data)  # type: ignore[union-attr]
+
+    def read(self, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            fds = [self._out] if self._pidfd is None else [self._out, self._pidfd]
+            ready, _, _ = select.select(fds, [], [], max(0.0, deadline - time.monotonic()))
+            if self._out in ready:
+                return os.read(self._out, CHUNK) or None
+            if not ready:
+                return b""
+            # The shell exited but something still holds the pipe: end its group so
+            # EOF follows once the buffered output is read.
+            self.kill_group()
+            os.close(self._pidfd)  # type: ignore[arg-type]
+            self._pidfd = None
+
+    def kill_group(self) -> None:
+        # Safe while the shell is unreaped: its pid (our pgid) cannot be reused yet.
+        if not self._closed:
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> int | None:
+        if self._closed:
+            return self._proc.returncode
+        self.kill_group()
+        self._closed = True
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return self._proc.wait()
+
+
+class _Capture:
+    """Keeps the first ``head`` and the last ``tail`` bytes of a stream, counts the rest."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head, self.tail, self.cut = bytearray(), bytearray(), 0
+
+    def add(self, data: bytes) -> None:
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            excess = len(self.tail) - self.tail_limit
+            if excess > 0:
+                del self.tail[:excess]
+                self.cut += excess
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if self.cut:
+            return f"{head}\n[... {self.cut} bytes of output cut ...]\n{tail}"
+        return head + tail
+
+
+def _exit_code(status: int | None) -> int | None:
+    # Report a signal death the way bash does (128 + signal number).
+    return 128 - status if status is not None and status < 0 else status
+
+
+class ShellSession:
+    """One long-lived bash; ``run`` executes a command in it, like CWM's bash tool."""
+
+    def __init__(
+        self,
+        cwd: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        head_bytes: int = 64 * 1024,
+        tail_bytes: int = 64 * 1024,
+        tmp_dir: str | None = None,
+        transport_factory: Callable[[str, Mapping[str, str]], Transport] = PipeTransport,
+    ) -> None:
+        self.cwd = cwd
+        self.env = session_env(env)
+        self.head_bytes, self.tail_bytes = head_bytes, tail_bytes
+        self._factory = transport_factory
+        # The command file lives outside the repository so it never shows in a diff.
+        self._tmp = tempfile.mkdtemp(prefix="cwm-shell-", dir=tmp_dir)
+        self._cmd_file = os.path.join(self._tmp, "cmd")
+        self._res = _Resources(self._tmp)
+        self._finalizer = weakref.finalize(self, self._res.release)
+        self._pending = b""  # output that arrived after the last sentinel
+        self._start()
+
+    @property
+    def transport(self) -> Transport:
+        if not self._finalizer.alive:
+            raise RuntimeFailure("the shell session is closed", hint="start a new runtime")
+        assert self._res.transport is not None
+        return self._res.transport
+
+    def _start(self) -> None:
+        try:
+            self._res.transport = self._factory(self.cwd, self.env)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot start bash in {self.cwd}: {exc}",
+                hint="check that bash is installed and the directory exists",
+            ) from exc
+        self._pending = b""
+
+    def _restart(self) -> int | None:
+        status = self.transport.close()
+        self._start()
+        return _exit_code(status)
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        start = time.monotonic()
+        transport, restarted = self.transport, False  # raises if closed
+        line, sentinel = _sentinel(self._cmd_file)
+        with open(self._cmd_file, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(command if command.endswith("\n") else command + "\n")
+        try:
+            transport.write(line)
+        except OSError:  # the shell died between calls (e.g. a background `kill $$`)
+            self._restart()
+            restarted = True
+            self.transport.write(line)
+        capture = _Capture(self.head_bytes, self.tail_bytes)
+        outcome = self._collect(capture, sentinel, start + timeout)
+        timed_out, exit_code = outcome == "timeout", None
+        if isinstance(outcome, int):
+            exit_code = outcome
+        else:  # timeout or the shell is gone: kill what is left, start afresh in the root
+            status = self._restart()
+            exit_code = None if timed_out else status
+            restarted = True
+        return CommandResult(
+            output=capture.text(),
+            exit_code=exit_code,
+            timed_out=timed_out,
+            cut_bytes=capture.cut,
+            duration=time.monotonic() - start,
+            session_restarted=restarted,
+        )
+
+    def _collect(
+        self, capture: _Capture, sentinel: re.Pattern[bytes], deadline: float
+    ) -> int | str:
+        """Feed output to ``capture`` until the sentinel (its status), "eof" or "timeout".
+
+        The last ``hold`` bytes stay back between reads so that a sentinel split
+        across chunks is still found and never leaks into the output.
+        """
+        hold = len(sentinel.pattern)  # longer than any match
+        buf, self._pending = self._pending, b""
+        while True:
+            match = sentinel.search(buf)
+            if match:
+                capture.add(buf[: match.start()])
+                self._pending = buf[match.end() :]
+                return int(match.group(1))
+            if len(buf) > hold:
+                capture.add(buf[:-hold])
+                buf = buf[-hold:]
+            remaining = deadline - time.monotonic()
+            data = self.transport.read(remaining) if remaining > 0 else b""
+            if data is None or remaining <= 0:
+                capture.add(buf)
+                return "eof" if data is None else "timeout"
+            buf += data
+
+    def close(self) -> None:
+        """Kill the shell's whole process group, reap it, remove temp files. Idempotent."""
+        self._finalizer()
+
+    def __enter__(self) -> ShellSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Resources:
+    """What ``close`` (or the garbage collector, via weakref.finalize) must release."""
+
+    def __init__(self, tmp: str) -> None:
+        self.tmp = tmp
+        self.transport: Transport | None = None
+
+    def release(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _sentinel(cmd_file: str) -> tuple[bytes, re.Pattern[bytes]]:
+    """The line that runs the command file, and the pattern of the status it prints.
+
+    The command text never goes through bash's stdin, so a syntax error in it ends
+    only the `source`, never this line. (`source` rather than `eval`: bash's messages
+    then quote true line numbers.) A fresh nonce per call means no output can fake it.
+    """
+    prefix, suffix = f"\x1e__CWM_{secrets.token_hex(8)}_", "__\x1e"
+    line = (
+        f"builtin source {shlex.quote(cmd_file)} </dev/null 2>&1; "
+        f"builtin printf '{prefix}%d{suffix}' \"$?\"\n"
+    )
+    pattern = re.escape(prefix.encode()) + rb"(\d{1,3})" + re.escape(suffix.encode())
+    return line.encode(), re.compile(pattern)

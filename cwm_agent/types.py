@@ -1,0 +1,110 @@
+"""Frozen records that the components exchange (no raw dicts across module borders)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+TOOL_NAMES = ("bash", "edit", "create", "submit")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One tool call the model asked for.
+
+    ``args`` holds the tool's named arguments, the same in both tool formats:
+    bash(command), edit(path, search, replace), create(path, content), submit(path?).
+    ``body`` is the raw text between the CWM tool tags (empty for the openai format).
+    """
+
+    tool: str
+    args: Mapping[str, str]
+    body: str = ""
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a tool returned: text for the model plus facts for the trajectory."""
+
+    output: str
+    ok: bool = True
+    exit_code: int | None = None
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Outcome of one command in a runtime's shell session."""
+
+    output: str
+    exit_code: int | None
+    timed_out: bool = False
+    cut_bytes: int = 0
+    duration: float = 0.0
+    session_restarted: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A native (openai format) function call as the server returned it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    latency: float = 0.0
+
+
+class Runtime(Protocol):
+    """Where the agent's commands run and its files live (local copy or container)."""
+
+    root: str
+
+    def run(self, command: str, timeout: float) -> CommandResult: ...
+
+    def read_file(self, path: str) -> bytes: ...
+
+    def write_file(self, path: str, data: bytes) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def diff(self, exclude: tuple[str, ...] = ()) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class Model(Protocol):
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        max_tokens: int | None = None,
+    ) -> ModelReply: ...

@@ -1,0 +1,1 @@
+"""A tiny statistics package with a bug, used by `make demo`."""
