@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -20,8 +21,23 @@ EXIT_CODES_HELP = (
 )
 
 
+# Subcommands that live in their own modules, imported only when invoked (fast --help).
+LAZY_COMMANDS: dict[str, str] = {
+    "trace": "cwm_agent.traces.cli:trace",
+}
+
+
 class CwmGroup(click.Group):
-    """Maps our exception family to exit codes in one place."""
+    """Maps our exception family to exit codes in one place; loads subcommands lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module_name, attr = LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -226,14 +242,3 @@ def validate(patch: Any, repo: str, base: str) -> None:
     text = patch.read()
     validate_patch(text, os.path.abspath(repo), base)
     click.echo("valid patch", err=True)
-
-
-def _register_optional_groups() -> None:
-    try:
-        from cwm_agent.traces.cli import trace
-    except ImportError:  # the trace commands are optional until their module lands
-        return
-    main.add_command(trace)
-
-
-_register_optional_groups()
