@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cwm_agent import prompts, protocol, tools
 from cwm_agent.errors import ContextLengthError, CwmError, FormatError, Interrupted, PatchError
@@ -54,6 +54,18 @@ class _EpisodeEnd(Exception):
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
+class ToolHook(Protocol):
+    """Wraps the execution of a bash/edit/create action (e.g. trace consultation).
+
+    ``execute`` runs the action for real. The hook returns the observation the model will
+    see and, optionally, a JSON-able record stored with the step in the trajectory.
+    """
+
+    def around(
+        self, action: Action, runtime: Runtime, execute: Callable[[], Observation]
+    ) -> tuple[Observation, dict[str, Any] | None]: ...
+
+
 class Agent:
     def __init__(
         self,
@@ -63,6 +75,7 @@ class Agent:
         trajectory: Trajectory,
         progress: ProgressFn | None = None,
         runtime_description: str = "bash",
+        hooks: Sequence[ToolHook] = (),
     ) -> None:
         self.model = model
         self.runtime = runtime
@@ -70,6 +83,8 @@ class Agent:
         self.traj = trajectory
         self.progress = progress or (lambda event, data: None)
         self.runtime_description = runtime_description
+        self.hooks = tuple(hooks)
+        self._hook_records: dict[str, Any] = {}
         self.usage = Usage()
         self.patch: str | None = None
         self.submitted_paths: list[str] = []
@@ -213,12 +228,7 @@ class Agent:
 
     def _execute(self, action: Action) -> Observation:
         if action.tool != "submit":
-            return tools.execute(
-                action,
-                self.runtime,
-                timeout=self.config.timeout,
-                max_output=self.config.max_output_chars,
-            )
+            return self._execute_with_hooks(action)
         path = action.args.get("path") or None
         if path:
             self.submitted_paths.append(path)
@@ -234,6 +244,31 @@ class Agent:
             self.patch = patch
             self.traj.data["submissions"].append({"path": path, "patch": patch})
         return observation
+
+    def _execute_with_hooks(self, action: Action) -> Observation:
+        def run_tool() -> Observation:
+            return tools.execute(
+                action,
+                self.runtime,
+                timeout=self.config.timeout,
+                max_output=self.config.max_output_chars,
+            )
+
+        execute = run_tool
+        for hook in self.hooks:
+            execute = self._wrap(hook, action, execute)
+        return execute()
+
+    def _wrap(
+        self, hook: ToolHook, action: Action, inner: Callable[[], Observation]
+    ) -> Callable[[], Observation]:
+        def wrapped() -> Observation:
+            observation, record = hook.around(action, self.runtime, inner)
+            if record is not None:
+                self._hook_records[type(hook).__name__] = record
+            return observation
+
+        return wrapped
 
     def _send_observation(
         self,
@@ -267,7 +302,9 @@ class Agent:
         error: str | None,
         tool_seconds: float,
     ) -> None:
+        hook_records, self._hook_records = self._hook_records, {}
         self.traj.add_step(
+            hooks=hook_records,
             reply_content=reply.content,
             action=action,
             observation=observation,

@@ -136,6 +136,12 @@ def _install_sigterm() -> None:
     is_flag=True,
     help="At a limit without a submission, emit the working-tree diff if valid.",
 )
+@click.option(
+    "--trace-prediction/--no-trace-prediction",
+    default=False,
+    show_default=True,
+    help="Before showing a test's result, compare the model's predicted trace.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the patch here.")
 @click.option("--traj", type=click.Path(dir_okay=False), help="Trajectory JSON path.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result document.")
@@ -183,6 +189,7 @@ def run(**opts: Any) -> None:
         workdir=opts["workdir"],
         repo_in_image=opts["repo_in_image"],
         traj_path=Path(opts["traj"]).resolve() if opts["traj"] else None,
+        trace_prediction=opts["trace_prediction"],
     )
     verbosity = 0 if opts["quiet"] else 1 + opts["verbose"]
     progress = StderrProgress(verbosity)

@@ -40,6 +40,7 @@ class RunSettings:
     workdir: str = "/repo"
     repo_in_image: bool = False
     traj_path: Path | None = None
+    trace_prediction: bool = False
     run_id: str = field(default_factory=new_run_id)
 
 
@@ -67,6 +68,7 @@ def execute(
         "image": settings.image,
         "model": settings.model.public(),
         "agent": asdict(settings.agent),
+        "trace_prediction": settings.trace_prediction,
     }
     traj = Trajectory(trajectory_path(settings), settings.run_id, config, issue)
     model = OpenAIModel(
@@ -86,13 +88,22 @@ def execute(
         traj.save()
         raise
     try:
-        agent = Agent(model, runtime, settings.agent, traj, progress, description)
+        hooks = _hooks(settings, model)
+        agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)
         result = agent.run(issue)
         if result.patch is not None:
             _revalidate(result.patch, runtime)
         return result, traj
     finally:
         runtime.close()
+
+
+def _hooks(settings: RunSettings, model: Any) -> list[Any]:
+    if not settings.trace_prediction:
+        return []
+    from cwm_agent.traces.consult import TraceConsultant
+
+    return [TraceConsultant(model)]
 
 
 def _open_runtime(settings: RunSettings) -> tuple[Any, str]:

@@ -66,6 +66,7 @@ class Trajectory:
         tool_seconds: float,
         usage: Usage,
         finish_reason: str | None,
+        hooks: dict[str, Any] | None = None,
     ) -> None:
         self.data["steps"].append(
             {
@@ -78,6 +79,7 @@ class Trajectory:
                 "tool_seconds": round(tool_seconds, 6),
                 "usage": asdict(usage),
                 "finish_reason": finish_reason,
+                "hooks": hooks or {},
             }
         )
 
