@@ -133,6 +133,7 @@ class Agent:
         cfg = self.config
         self.progress("step", {"step": step, "max_steps": cfg.max_steps})
         reply = self._ask_model()
+        self.progress("reply", {"step": step, "reply": reply})
         action, error, extra_results = self._interpret(reply)
         self._remember_reply(reply)
         observation: Observation | None = None
@@ -183,11 +184,11 @@ class Agent:
             else:
                 _, action = protocol.parse_cwm_reply(reply.content)
         except FormatError as exc:
-            return None, str(exc), extra
+            return None, str(exc), extra  # the parser's message carries its own example
         if action is None and self.patch is None:
             if reply.finish_reason == "length":
-                return None, "your reply was cut off at the token limit before a tool call", extra
-            return None, "your reply has no tool call", extra
+                return None, "your reply was cut off at the token limit before a tool call.", extra
+            return None, "your reply has no tool call.", extra
         return action, None, extra
 
     def _remember_reply(self, reply: ModelReply) -> None:
@@ -210,6 +211,7 @@ class Agent:
         text = prompts.render(
             "format_error",
             problem=problem,
+            with_example=problem.startswith("your reply"),
             tool_format=self.config.tool_format,
             submitted=self.patch is not None,
         )

@@ -33,6 +33,12 @@ class StderrProgress:
             self._emit(f"[{elapsed:6.1f}s step {data['step']}] {action.tool}: {_one_line(summary)}")
         elif event == "format_error":
             self._emit(f"[{elapsed:6.1f}s] format error: {_one_line(data['problem'])}")
+        elif event == "reply" and self.verbosity >= 2:
+            reply = data["reply"]
+            thinking = reply.reasoning or reply.content.split("</think>")[0].replace(
+                "<think>", "", 1
+            )
+            self._emit("  thinking: " + "\n  ".join(thinking.strip().splitlines()[:30]))
         elif event == "observation" and self.verbosity >= 2:
             text = data["observation"].output
             self._emit("    " + "\n    ".join(text.splitlines()[:20]))
