@@ -249,3 +249,31 @@ def validate(patch: Any, repo: str, base: str) -> None:
     text = patch.read()
     validate_patch(text, os.path.abspath(repo), base)
     click.echo("valid patch", err=True)
+
+
+@main.command()
+@click.argument("traj", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False),
+    help="Repository to replay on (default: the one recorded in TRAJ).",
+)
+def replay(traj: str, repo: str | None) -> None:
+    """Re-run TRAJ's recorded actions in a fresh copy, without a model.
+
+    Prints the resulting patch on stdout and says on stderr whether it matches the
+    recorded one (exit 0) or differs (exit 1).
+
+    \b
+    Examples:
+      cwm-agent replay ~/.local/state/cwm-agent/runs/20261123-101500-ab12cd.json
+      cwm-agent replay run.json --repo ./myrepo | git apply
+    """
+    from cwm_agent.replay import replay as replay_trajectory
+
+    result = replay_trajectory(traj, repo)
+    if result.patch:
+        _emit_patch(result.patch, None)
+    verdict = "the same patch as recorded" if result.same else "a DIFFERENT patch than recorded"
+    click.echo(f"replayed {result.actions} actions: {verdict}", err=True)
+    sys.exit(0 if result.same else 1)

@@ -214,3 +214,32 @@ def test_issue_from_stdin(buggy_repo, cli_env):
     assert result.returncode == 0, result.stderr
     user = server.requests[0]["body"]["messages"][1]["content"]
     assert "<issue_description>\nadd() returns a - b\n</issue_description>" in user
+
+
+def test_replay_reproduces_the_patch_without_a_model(buggy_repo, cli_env, tmp_path):
+    traj = tmp_path / "t.json"
+    with ScriptedServer(FIXING_SCRIPT) as server:
+        result = run_agent(server, buggy_repo, cli_env, "--traj", str(traj))
+    assert result.returncode == 0
+    replayed = run_cli(["replay", str(traj)], cli_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == result.stdout
+    assert "the same patch as recorded" in replayed.stderr
+    # A different repository state gives a different patch, and replay says so.
+    (buggy_repo / "mathlib" / "ops.py").write_text("def add(a, b):\n    return a - b\n")
+    differs = run_cli(["replay", str(traj)], cli_env)
+    assert differs.returncode == 1
+    assert "DIFFERENT" in differs.stderr
+
+
+def test_validate_command(buggy_repo, cli_env, tmp_path):
+    good = tmp_path / "good.patch"
+    with ScriptedServer(FIXING_SCRIPT) as server:
+        good.write_text(run_agent(server, buggy_repo, cli_env).stdout)
+    ok = run_cli(["validate", str(good), "--repo", str(buggy_repo)], cli_env)
+    assert ok.returncode == 0 and "valid patch" in ok.stderr
+    chatty = tmp_path / "chatty.patch"
+    chatty.write_text("Here is the fix:\n" + good.read_text())
+    bad = run_cli(["validate", str(chatty), "--repo", str(buggy_repo)], cli_env)
+    assert bad.returncode == 5
+    assert "Error:" in bad.stderr and "not part of a diff" in bad.stderr

@@ -1,0 +1,69 @@
+"""`cwm-agent replay`: re-run a trajectory's recorded actions in a fresh runtime, no model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cwm_agent import tools
+from cwm_agent.errors import UsageError
+from cwm_agent.trajectory import load
+from cwm_agent.types import Action
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    patch: str | None
+    recorded_patch: str | None
+    actions: int
+
+    @property
+    def same(self) -> bool:
+        return self.patch == self.recorded_patch
+
+
+def recorded_actions(data: dict[str, Any]) -> list[Action]:
+    """The actions the model took, in order (format errors carried none)."""
+    actions = []
+    for step in data.get("steps", []):
+        record = step.get("action")
+        if record:
+            actions.append(Action(record["tool"], dict(record["args"]), call_id=record["call_id"]))
+    return actions
+
+
+def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResult:
+    try:
+        data = load(traj_path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the trajectory {traj_path}: {exc}") from exc
+    config = data.get("config", {})
+    repo_path = Path(repo or config.get("repo") or ".")
+    if not repo_path.is_dir():
+        raise UsageError(
+            f"the trajectory's repository {repo_path} does not exist",
+            hint="pass --repo PATH pointing at the same repository",
+        )
+    agent = config.get("agent", {})
+    timeout = float(agent.get("timeout", 120))
+    max_output = int(agent.get("max_output_chars", 16_384))
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    actions = recorded_actions(data)
+    patch = None
+    submitted: list[str] = []
+    with LocalRuntime.create(repo_path) as runtime:
+        for action in actions:
+            if action.tool == "submit":
+                path = action.args.get("path") or None
+                submitted += [path] if path else []
+                _, valid = tools.submit_patch(
+                    runtime, path, runtime.base_dir, runtime.base, exclude=tuple(submitted)
+                )
+                patch = valid if valid is not None else patch
+            else:
+                tools.execute(action, runtime, timeout=timeout, max_output=max_output)
+        if patch is None and data.get("patch"):  # emitted by --submit-on-limit, not submitted
+            patch = runtime.diff(exclude=tuple(submitted)) or None
+    return ReplayResult(patch, data.get("patch"), len(actions))
