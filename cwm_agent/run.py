@@ -39,6 +39,9 @@ class RunSettings:
     image: str | None = None
     workdir: str = "/repo"
     repo_in_image: bool = False
+    network: bool = False
+    memory: str | None = "4g"
+    pids_limit: int | None = 1024
     traj_path: Path | None = None
     trace_prediction: bool = False
     run_id: str = field(default_factory=new_run_id)
@@ -114,14 +117,20 @@ def _open_runtime(settings: RunSettings) -> tuple[Any, str]:
     if settings.runtime == "docker":
         from cwm_agent.runtimes.docker import DockerRuntime
 
-        if not settings.image and not settings.repo_in_image:
-            raise UsageError("--runtime docker needs --image", hint="e.g. --image python:3.11")
+        if not settings.image:
+            raise UsageError(
+                "--runtime docker needs --image",
+                hint="e.g. --image python:3.11, or a SWE-bench image with --repo-in-image",
+            )
         runtime = DockerRuntime.create(
             settings.repo,
             image=settings.image,
             workdir=settings.workdir,
             repo_in_image=settings.repo_in_image,
             run_id=settings.run_id,
+            network=settings.network,
+            memory=settings.memory,
+            pids_limit=settings.pids_limit,
         )
         return runtime, "bash (in a Docker container)"
     raise UsageError(f"unknown runtime {settings.runtime!r}", hint="use local or docker")

@@ -1,0 +1,343 @@
+"""DockerRuntime: the agent's shell and files live in a container (DESIGN.md, Runtimes).
+
+Commands run in one long-lived ``docker exec`` of bash, driven by the same
+``ShellSession`` as the local runtime over ``ExecTransport`` (the exec's hijacked
+socket). File access, ``diff`` and kills go through a second, internal session, so
+the image needs bash, coreutils and git, never Python. The ``docker`` SDK is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import posixpath
+import secrets
+import shlex
+import shutil
+import tarfile
+import tempfile
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import RuntimeFailure, ToolError
+from ..types import CommandResult
+from .docker_engine import (
+    ExecTransport,
+    _remove,
+    _sdk,
+    _start_container,
+    connect,
+)
+from .local import _IDENTITY, BASE_REF, LocalRuntime, _git
+from .shell import _QUIET_ENV, ShellSession
+
+FILES_LIMIT = 256 << 20  # the most a file read or a diff may return (as base64)
+_GIT = "git -c safe.directory='*' -c core.hooksPath=/dev/null -c commit.gpgsign=false"
+_ID = " ".join(f"{k}={shlex.quote(v)}" for k, v in _IDENTITY.items())
+
+# Scripts for the internal session. A command file is sourced, so `return N` ends
+# it with status N (`exit` would end the shell). @ROOT@ & co. are filled in quoted.
+_RESOLVE = """p=$(cd @ROOT@ && realpath -m -- @PATH@) || return 90
+case $p in @ROOT@|@ROOT@/*) ;; *) return 91;; esac
+"""
+_READ = """[ -d "$p" ] && { echo 'Is a directory'; return 92; }
+[ -e "$p" ] || { echo 'No such file or directory'; return 92; }
+base64 -- "$p"
+"""
+_WRITE = """d=${p%/*}; [ -d "${d:-/}" ] || return 94
+[ -d "$p" ] && { echo 'Is a directory'; return 92; }
+base64 -d >| "$p" <<'@MARK@'
+@DATA@@MARK@
+"""
+_DIFF = f"""cd @ROOT@ && i=$(mktemp) && o=$(mktemp) || return 95
+x=$({_GIT} rev-parse --git-path index)
+if [ -f "$x" ]; then cp -- "$x" "$i"; else rm -f -- "$i"; fi
+if GIT_INDEX_FILE=$i {_GIT} add -A >"$o" 2>&1 && GIT_INDEX_FILE=$i {_GIT} diff --cached \\
+  --binary --no-color --no-ext-diff --no-textconv --no-renames --src-prefix=a/ \\
+  --dst-prefix=b/ @BASE@ -- . @SPECS@ >"$o" 2>"$i.e"
+then base64 <"$o"; s=0; else cat -- "$o" "$i.e"; s=1; fi
+rm -f -- "$i" "$o" "$i.e"; return $s
+"""
+_BASELINE = f"""cd @ROOT@ || return 1
+{_GIT} rev-parse --git-dir >/dev/null 2>&1 || {_GIT} init -q || return 1
+for kv in user.name=cwm-agent user.email=cwm-agent@localhost commit.gpgsign=false \\
+  core.hooksPath=/dev/null gc.auto=0; do {_GIT} config "${{kv%%=*}}" "${{kv#*=}}" || return 1; done
+x=$({_GIT} rev-parse --git-path info/exclude) && mkdir -p -- "${{x%/*}}" &&
+  printf '\\n%s\\n' '__pycache__/' '*.py[cod]' '.pytest_cache/' >>"$x" || return 1
+{_ID} {_GIT} add -A >/dev/null && {_ID} {_GIT} commit -q --no-verify --allow-empty \\
+  -m 'cwm-agent baseline' && {_GIT} update-ref {BASE_REF} HEAD && {_GIT} rev-parse HEAD
+"""
+_EXPORT = f"""c=$({_ID} {_GIT} commit-tree '@BASE@^{{tree}}' -m 'cwm-agent base') &&
+  {_GIT} update-ref refs/cwm-agent/export "$c" && echo "$c"
+"""
+
+
+def _fill(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", value)
+    return template
+
+
+class DockerRuntime:
+    """A Runtime inside a fresh container (see module docstring); build it with ``create``."""
+
+    def __init__(
+        self, container: Any, host: LocalRuntime | None, env: Mapping[str, str] | None
+    ) -> None:
+        self.container, self.root, self._host = container, "", host
+        self._env = {**_QUIET_ENV, **(env or {})}
+        self._tmp = tempfile.mkdtemp(prefix="cwm-docker-")
+        self._res: dict[str, Any] = dict(
+            container=container, host=host, tmp=self._tmp, sessions=[], alive={"alive": True}
+        )
+        self._finalizer = weakref.finalize(self, _release, self._res)
+        self._base_in = host.base if host else ""  # the baseline commit in the container
+        self._exported = (host.root, host.base) if host else None
+
+    @classmethod
+    def create(
+        cls,
+        repo: str | Path | None = ".",
+        *,
+        image: str,
+        workdir: str = "/repo",
+        repo_in_image: bool = False,
+        run_id: str | None = None,
+        network: bool | str = False,
+        memory: str | int | None = "4g",
+        pids_limit: int | None = 1024,
+        env: Mapping[str, str] | None = None,
+        startup: str = "",
+        head_bytes: int = 64 * 1024,
+        tail_bytes: int = 64 * 1024,
+        client: Any = None,
+    ) -> DockerRuntime:
+        """Start a container from ``image`` with the repository at ``workdir``.
+
+        The repository is ``repo``'s snapshot (LocalRuntime's baselined copy, .git
+        included), or with ``repo_in_image`` the one already at ``workdir`` (SWE-bench
+        images), committed there as the base. ``network``: False (loopback only), True
+        (the engine's default network) or a network mode such as "host". ``startup``:
+        bash run quietly at the start of each agent shell, e.g. SWE-bench images'
+        `source /opt/miniconda3/bin/activate testbed` (the shell reads no rc files).
+        """
+        if not workdir.startswith("/") or not workdir.strip("/"):
+            raise RuntimeFailure(f"invalid workdir {workdir!r}", hint="use e.g. /repo")
+        client = client or connect()
+        limits: dict[str, Any] = {"mem_limit": memory, "pids_limit": pids_limit}
+        if network is False:
+            limits.update(network_disabled=True, network_mode="none")
+        elif network is not True:
+            limits["network_mode"] = network
+        host = None if repo_in_image else LocalRuntime.create(repo or ".")
+        try:
+            if host:
+                host.shell.close()  # the copy is the snapshot and the pristine base
+            container = _start_container(client, image, run_id or secrets.token_hex(6), limits)
+        except BaseException:
+            if host:
+                host.close()
+            raise
+        self = cls(container, host, env)
+        try:
+            self._setup(workdir, head_bytes, tail_bytes, startup)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _setup(self, workdir: str, head_bytes: int, tail_bytes: int, startup: str) -> None:
+        if self._host:
+            self._copy_in(workdir)
+        files = self._files = self._session(workdir, FILES_LIMIT, 0)
+        code, out = self._call("builtin pwd -P")
+        if code != 0:
+            raise RuntimeFailure(f"workdir {workdir} is unusable in the container: {out}")
+        self.root = out.strip()
+        if not self._host:
+            code, out = self._call(_fill(_BASELINE, ROOT=shlex.quote(self.root)))
+            if code != 0:
+                raise RuntimeFailure(
+                    f"cannot commit the baseline in {self.root}: {out.strip()}",
+                    hint="the image needs git, and the workdir must be writable",
+                )
+            self._base_in = out.split()[-1]
+
+        def killer(target: str) -> bool:  # the builtin kill works even with no pid left
+            try:
+                result = files.run(f"builtin kill -9 -- {target}", 10)
+            except RuntimeFailure:  # that shell is gone and cannot be restarted
+                return False
+            return not (result.timed_out or result.session_restarted)
+
+        self.shell = self._session(self.root, head_bytes, tail_bytes, killer, startup)
+
+    def _session(
+        self,
+        cwd: str,
+        head: int,
+        tail: int,
+        killer: Callable[[str], bool] | None = None,
+        startup: str = "",
+    ) -> ShellSession:
+        container, env, alive = self.container, self._env, self._res["alive"]  # no `self`
+
+        def factory(cwd: str, _host_env: Mapping[str, str]) -> ExecTransport:
+            return ExecTransport(container, cwd, env, killer, alive, startup)
+
+        session = ShellSession(
+            cwd, head_bytes=head, tail_bytes=tail, tmp_dir=self._tmp, transport_factory=factory
+        )
+        self._res["sessions"].append(session)
+        return session
+
+    def _copy_in(self, workdir: str) -> None:
+        assert self._host is not None
+
+        def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid, info.gid, info.uname, info.gname = 0, 0, "root", "root"
+            return info
+
+        with tempfile.TemporaryFile(dir=self._tmp) as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(self._host.root, arcname=workdir.strip("/"), filter=as_root)
+            buf.seek(0)
+            try:
+                self.container.put_archive("/", buf)
+            except _sdk().errors.APIError as exc:
+                raise RuntimeFailure(
+                    f"cannot copy the repository into the container: {exc}",
+                    hint="check the engine's disk space",
+                ) from exc
+        user = self.container.attrs.get("Config", {}).get("User") or "root"
+        if user not in ("root", "0", "0:0"):  # the image runs as someone else: hand it over
+            self.container.exec_run(["chown", "-R", user, workdir], user="0")
+
+    def _call(self, script: str, timeout: float = 600) -> tuple[int | None, str]:
+        result = self._files.run(script, timeout)
+        if result.timed_out:
+            raise RuntimeFailure(
+                f"an internal command timed out after {timeout:.0f}s",
+                hint="the container may be overloaded",
+            )
+        if result.cut_bytes:
+            raise ToolError(f"refused: the result is over {FILES_LIMIT >> 20} MiB")
+        return result.exit_code, result.output
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        return self.shell.run(command, timeout)
+
+    def _file_op(self, path: str, body: str) -> tuple[int | None, str]:
+        resolve = _fill(_RESOLVE, ROOT=shlex.quote(self.root), PATH=shlex.quote(path))
+        code, out = self._call(resolve + body)
+        if code == 91:
+            raise ToolError(
+                f"{path}: refused, the path is outside the repository ({self.root}); "
+                "only files inside it can be read or written"
+            )
+        if code == 90:
+            raise ToolError(f"{path}: invalid path: {out.strip()}")
+        if code == 127:
+            raise RuntimeFailure(
+                f"a tool is missing in the container: {out.strip()}",
+                hint="the image needs bash, coreutils and git",
+            )
+        return code, out
+
+    def read_file(self, path: str) -> bytes:
+        code, out = self._file_op(path, _READ)
+        if code != 0:
+            raise ToolError(f"{path}: cannot read: {out.strip()}")
+        return base64.b64decode(out)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        encoded = base64.encodebytes(data).decode()
+        mark = f"CWM_EOF_{secrets.token_hex(8)}"
+        code, out = self._file_op(path, _fill(_WRITE, MARK=mark, DATA=encoded))
+        if code == 94:
+            raise ToolError(f"{path}: the parent directory does not exist; create it first")
+        if code != 0:
+            raise ToolError(f"{path}: cannot write: {out.strip()}")
+
+    def exists(self, path: str) -> bool:
+        return self._file_op(path, '[ -e "$p" ]')[0] == 0
+
+    def diff(self, exclude: tuple[str, ...] = ()) -> str:
+        """The agent's changes against the base as a git patch ("" if none), as local's:
+        staged in a throwaway copy of the index, here inside the container."""
+        specs = [f":(exclude,literal){self._relative(p)}" for p in exclude]
+        script = _fill(
+            _DIFF, ROOT=shlex.quote(self.root), BASE=self._base_in, SPECS=shlex.join(specs)
+        )
+        code, out = self._call(script)
+        if code != 0:
+            raise RuntimeFailure(
+                f"git diff failed in the container: {out.strip()[-2000:]}",
+                hint="the image needs git",
+            )
+        return base64.b64decode(out).decode("utf-8", errors="surrogateescape")
+
+    def _relative(self, path: str) -> str:
+        full = posixpath.normpath(posixpath.join(self.root, path))
+        return posixpath.relpath(full, self.root)
+
+    @property
+    def base(self) -> str:
+        """The base commit, in the host repository ``base_dir``, for patch validation."""
+        return self._export()[1]
+
+    @property
+    def base_dir(self) -> str:
+        return self._export()[0]
+
+    def _export(self) -> tuple[str, str]:
+        # With repo_in_image the base exists only in the container. On first use, bundle
+        # its tree as a parentless commit (no history to carry) and fetch it on the host.
+        if self._exported is None:
+            code, out = self._call(_fill(_EXPORT, BASE=self._base_in))
+            if code != 0:
+                raise RuntimeFailure(f"cannot export the base commit: {out.strip()}")
+            repo, bundle = os.path.join(self._tmp, "base"), os.path.join(self._tmp, "bundle")
+            self._stream_to(bundle, f"{_GIT} bundle create - refs/cwm-agent/export")
+            os.mkdir(repo)
+            _git(repo, "init", "-q")
+            _git(repo, "fetch", "-q", bundle, f"refs/cwm-agent/export:{BASE_REF}")
+            os.unlink(bundle)
+            self._exported = (repo, out.split()[-1])
+        return self._exported
+
+    def _stream_to(self, path: str, script: str) -> None:
+        api = self.container.client.api
+        exec_id = api.exec_create(self.container.id, ["bash", "-c", script], workdir=self.root)
+        errors = b""
+        with open(path, "wb") as f:
+            for out, err in api.exec_start(exec_id["Id"], stream=True, demux=True):
+                f.write(out or b"")
+                errors = (errors + (err or b""))[-4000:]
+        if api.exec_inspect(exec_id["Id"]).get("ExitCode"):
+            raise RuntimeFailure(f"`{script}` failed in the container: {errors.decode()}")
+
+    def close(self) -> None:
+        """Remove the container and every host-side temp file. Idempotent."""
+        self._finalizer()
+
+    def __enter__(self) -> DockerRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _release(res: dict[str, Any]) -> None:
+    try:
+        _remove(res["container"])  # first: that ends every process, no kill needed
+    finally:
+        res["alive"]["alive"] = False
+        for session in res["sessions"]:
+            session.close()
+        if res["host"] is not None:
+            res["host"].close()
+        shutil.rmtree(res["tmp"], ignore_errors=True)

@@ -1,0 +1,359 @@
+"""DockerRuntime against a real engine (`eval "$(sudo scripts/provision-docker.sh)"` gives one).
+
+Without a reachable engine (or without the test images) these tests skip, saying how to
+enable them; under CWM_REQUIRE_DOCKER=1 (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, snapshot
+
+from cwm_agent.errors import RuntimeFailure, ToolError
+from cwm_agent.patches import validate_patch
+
+IMAGE = os.environ.get("CWM_TEST_IMAGE", "cwm-agent-test:latest")
+NOPY_IMAGE = os.environ.get("CWM_TEST_NOPY_IMAGE", "cwm-agent-test-nopy:latest")
+HOW = 'start one with `eval "$(sudo scripts/provision-docker.sh)"` (Debian) or set DOCKER_HOST'
+
+
+def _unavailable(why: str) -> None:
+    message = f"Docker tests need {why}: {HOW}"
+    if os.environ.get("CWM_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"CWM_REQUIRE_DOCKER=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def client():
+    pytest.importorskip("docker") if os.environ.get("CWM_REQUIRE_DOCKER") != "1" else None
+    from cwm_agent.runtimes.docker import connect
+
+    try:
+        engine = connect()
+    except RuntimeFailure as exc:
+        _unavailable(f"a Docker engine ({exc.message})")
+    for image in (IMAGE, NOPY_IMAGE):
+        try:
+            engine.images.get(image)
+        except Exception:  # noqa: BLE001 - ImageNotFound, or anything else: not usable
+            _unavailable(f"the image {image}")
+    yield engine
+    engine.close()
+
+
+def make(repo, client, image=IMAGE, **options):
+    from cwm_agent.runtimes.docker import DockerRuntime
+
+    options = {
+        "run_id": f"test-{secrets.token_hex(4)}",
+        "memory": "512m",
+        "pids_limit": 256,
+        **options,
+    }
+    return DockerRuntime.create(repo, image=image, client=client, **options)
+
+
+@pytest.fixture
+def rt(client, buggy_repo):
+    runtime = make(buggy_repo, client)
+    yield runtime
+    runtime.close()
+
+
+def processes(container) -> list[str]:
+    """Command lines of the container's processes (the images have no `ps`)."""
+    script = 'for p in /proc/[0-9]*; do tr "\\0" " " <"$p/cmdline"; echo; done 2>/dev/null'
+    return container.exec_run(["bash", "-c", script]).output.decode().split("\n")
+
+
+def test_importing_does_not_import_the_sdk():
+    code = "import sys, cwm_agent.runtimes.docker; print('docker' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout == "False\n" and out.stderr == ""
+
+
+def test_no_engine_is_a_runtime_failure_with_a_hint(monkeypatch):
+    pytest.importorskip("docker")
+    from cwm_agent.runtimes.docker import connect
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(RuntimeFailure) as info:
+        connect()
+    assert info.value.exit_code == 4
+    assert "/nonexistent/docker.sock" in info.value.message
+    assert "provision-docker.sh" in info.value.hint
+
+
+def test_missing_image_is_exit_4_and_leaves_nothing(client, buggy_repo):
+    from cwm_agent.runtimes.docker_engine import LABEL
+
+    with pytest.raises(RuntimeFailure) as info:
+        make(buggy_repo, client, image="cwm-agent-test:no-such-tag", run_id="test-missing")
+    assert info.value.exit_code == 4
+    assert "docker pull cwm-agent-test:no-such-tag" in info.value.hint
+    assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-missing"})
+
+
+def test_container_is_isolated_limited_and_labelled(client, rt):
+    attrs = client.containers.get(rt.container.id).attrs
+    assert attrs["Config"]["Labels"]["cwm-agent.run"].startswith("test-")
+    assert attrs["HostConfig"]["NetworkMode"] == "none"
+    assert attrs["HostConfig"]["Memory"] == 512 << 20
+    assert attrs["HostConfig"]["PidsLimit"] == 256
+    interfaces = rt.run("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", 10).output
+    assert interfaces.split() == ["lo"]
+
+
+def test_session_persists_cwd_and_env_and_merges_output(rt):
+    first = rt.run("cd mathlib && export GREETING=hi; echo out; echo err >&2; false", 10)
+    assert first.output == "out\nerr\n" and first.exit_code == 1
+    second = rt.run("pwd; echo $GREETING", 10)
+    assert second.output == "/repo/mathlib\nhi\n" and second.exit_code == 0
+    assert rt.run("cat; echo stdin-closed", 5).output == "stdin-closed\n"  # EOF, no hang
+    gone = rt.run("exit 3", 10)
+    assert gone.exit_code == 3 and gone.session_restarted
+    assert rt.run("pwd", 10).output == "/repo\n"
+
+
+def test_startup_runs_in_every_new_shell(client, buggy_repo):
+    startup = "export STARTED=$((STARTED + 1)); echo noise; cat; false"
+    with make(buggy_repo, client, startup=startup) as runtime:
+        assert runtime.run("echo $STARTED", 10).output == "1\n"
+        assert runtime.run("exit 1", 10).session_restarted
+        assert runtime.run("echo $STARTED; pwd", 10).output == "1\n/repo\n"
+    with make(buggy_repo, client, startup="syntax error (") as runtime:  # no hang
+        assert runtime.run("echo ok", 10).output == "ok\n"
+
+
+def test_timeout_kills_the_command_inside_the_container(rt):
+    start = time.monotonic()
+    result = rt.run("sleep 301 & sleep 302; echo never", 1)
+    assert result.timed_out and result.exit_code is None and result.session_restarted
+    assert time.monotonic() - start < 5
+    assert not [p for p in processes(rt.container) if p.startswith("sleep 30")]
+    assert rt.run("pwd", 10).output == "/repo\n"  # restarted in the repository root
+
+
+def test_output_flood_is_bounded(rt):
+    result = rt.run("yes 0123456789 | head -c 30000000; echo; echo end", 60)
+    assert result.exit_code == 0 and result.cut_bytes > 29_000_000
+    assert len(result.output) < 140_000 and result.output.endswith("end\n")
+    assert rt.run("echo next", 10).output == "next\n"
+
+
+def test_fork_bomb_is_contained_by_the_pids_limit(client, buggy_repo):
+    with make(buggy_repo, client, pids_limit=64) as runtime:
+        # At the timeout no pid is left for a `kill` exec: the builtin kill must do.
+        result = runtime.run("bomb() { bomb | bomb; }; bomb", 3)
+        assert result.timed_out and result.session_restarted
+        assert runtime.run("echo alive", 20).output == "alive\n"
+        assert not [p for p in processes(runtime.container) if "bash" in p and "-c" not in p][2:]
+
+
+def test_memory_hog_is_contained_by_the_memory_limit(client, buggy_repo):
+    with make(buggy_repo, client, memory="128m") as runtime:
+        result = runtime.run("python3 -c 'b = bytearray(1 << 30); print(len(b))'", 30)
+        assert result.exit_code != 0 and str(1 << 30) not in result.output
+        assert runtime.run("echo alive", 10).output == "alive\n"
+
+
+def test_edit_create_diff_and_the_patch_applies_on_the_host(rt, buggy_repo, tmp_path):
+    before = snapshot(buggy_repo)
+    assert rt.exists("mathlib/ops.py") and not rt.exists("nope.py")
+    text = rt.read_file("/repo/mathlib/ops.py")
+    assert b"return a - b" in text
+    rt.write_file("mathlib/ops.py", text.replace(b"a - b", b"a + b"))
+    rt.write_file("mathlib/extra.py", b"X = '\xc3\xa9'\n")  # new file, non-ASCII
+    assert rt.read_file("mathlib/extra.py") == b"X = '\xc3\xa9'\n"
+    rt.run("git diff > fix.patch && echo junk > notes.log", 10)  # *.log is ignored
+    diff = rt.diff(exclude=("fix.patch",))
+    assert "+    return a + b" in diff and "b/mathlib/extra.py" in diff
+    assert "fix.patch" not in diff and "notes.log" not in diff
+    assert "fix.patch" in rt.diff()
+    patch = validate_patch(diff, rt.base_dir, rt.base)
+    assert snapshot(buggy_repo) == before  # the user's repository was only read
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(buggy_repo), str(clone))
+    subprocess.run(["git", "apply", "-"], cwd=clone, input=patch, text=True, check=True)
+    assert "return a + b" in (clone / "mathlib/ops.py").read_text()
+
+
+def test_file_errors_and_paths_outside_are_refused(rt):
+    rt.run("ln -s /etc etc-link", 10)
+    for path in ("../etc/passwd", "/etc/passwd", "etc-link/passwd"):
+        with pytest.raises(ToolError, match="outside the repository"):
+            rt.read_file(path)
+        with pytest.raises(ToolError, match="outside the repository"):
+            rt.write_file(path, b"x")
+    with pytest.raises(ToolError, match="outside the repository"):
+        rt.exists("/etc")
+    with pytest.raises(ToolError, match="No such file"):
+        rt.read_file("missing.py")
+    with pytest.raises(ToolError, match="parent directory does not exist"):
+        rt.write_file("no/such/dir.py", b"x")
+    with pytest.raises(ToolError, match="directory"):
+        rt.read_file("mathlib")
+
+
+def test_works_in_an_image_without_python(client, buggy_repo):
+    with make(buggy_repo, client, image=NOPY_IMAGE) as runtime:
+        probe = runtime.run("command -v python3 python perl-not-needed; echo $?", 10)
+        assert "python" not in probe.output
+        data = runtime.read_file("mathlib/ops.py").replace(b"a - b", b"a + b")
+        runtime.write_file("mathlib/ops.py", data)
+        runtime.write_file("NEW.md", b"new\n")
+        diff = runtime.diff()
+        assert "+    return a + b" in diff and "b/NEW.md" in diff
+        validate_patch(diff, runtime.base_dir, runtime.base)
+        assert runtime.run("sleep 300", 1).timed_out
+        assert not [p for p in processes(runtime.container) if p.startswith("sleep 300")]
+
+
+def test_repo_already_in_the_image(client, buggy_repo):
+    """SWE-bench style: the repository (with uncommitted state) is baked into the image."""
+    builder = client.containers.run(
+        IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
+    )
+    tag = f"cwm-agent-test-inimage:{secrets.token_hex(4)}"
+    try:
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(buggy_repo, arcname="testbed")
+            buf.seek(0)
+            builder.put_archive("/", buf)
+        builder.exec_run(["bash", "-c", "cd /testbed && echo dirty >> README && chown -R 0:0 ."])
+        builder.commit(*tag.split(":"))
+    finally:
+        builder.remove(force=True)
+    try:
+        with make(None, client, image=tag, workdir="/testbed", repo_in_image=True) as runtime:
+            assert runtime.root == "/testbed"
+            assert runtime.run("git log --format=%s -1", 10).output == "cwm-agent baseline\n"
+            assert runtime.diff() == ""  # the image's own changes are part of the base
+            runtime.write_file(
+                "mathlib/ops.py", runtime.read_file("mathlib/ops.py").replace(b"a - b", b"a + b")
+            )
+            patch = validate_patch(runtime.diff(), runtime.base_dir, runtime.base)
+            assert patch.startswith("diff --git a/mathlib/ops.py b/mathlib/ops.py")
+            assert Path(runtime.base_dir, ".git").is_dir()
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def test_close_removes_the_container_and_cleanup_only_takes_labelled_ones(client, buggy_repo):
+    from cwm_agent.runtimes.docker_engine import LABEL, cleanup_containers
+
+    runtime = make(buggy_repo, client, run_id="test-close")
+    container_id = runtime.container.id
+    runtime.close()
+    runtime.close()  # idempotent
+    assert not client.containers.list(all=True, filters={"id": container_id})
+
+    stranger = client.containers.run(
+        IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
+    )
+    left = make(buggy_repo, client, run_id="test-left-behind")
+    try:
+        removed = cleanup_containers(client, run_id="test-left-behind")
+        assert removed == [left.container.id]
+        assert client.containers.get(stranger.id).status == "running"
+        assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-left-behind"})
+    finally:
+        stranger.remove(force=True)
+        left.close()  # its container is already gone: still fine
+
+
+def test_agent_fixes_the_bug_in_a_container_and_the_patch_applies_on_the_host(
+    client, buggy_repo, cli_env, tmp_path
+):
+    from scripted_server import ScriptedServer
+    from test_run_e2e import FIXING_SCRIPT, assert_fixes, run_agent
+
+    before = snapshot(buggy_repo)
+    with ScriptedServer(FIXING_SCRIPT) as server:
+        result = run_agent(server, buggy_repo, cli_env, "--runtime", "docker", "--image", IMAGE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("diff --git a/mathlib/ops.py b/mathlib/ops.py")
+    assert_fixes(result.stdout, buggy_repo, tmp_path)
+    assert snapshot(buggy_repo) == before
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, signal_name):
+    import signal
+
+    from scripted_server import ScriptedServer
+    from test_run_e2e import cwm
+
+    from cwm_agent.runtimes.docker_engine import LABEL
+
+    def ours() -> set[str]:
+        return {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+
+    existing = ours()
+    with ScriptedServer([cwm("bash", "sleep 60")] * 3) as server:
+        args = [
+            "run",
+            str(buggy_repo),
+            "--issue",
+            "x",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "m",
+            "--runtime",
+            "docker",
+            "--image",
+            IMAGE,
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cwm_agent", *args],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not server.requests and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert ours() - existing, "no container was started"
+            time.sleep(0.3)  # the `sleep 60` is running in the container
+            proc.send_signal(getattr(signal, signal_name))
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert ours() == existing
+
+
+def test_cleanup_command_removes_only_labelled_containers(client, buggy_repo, cli_env):
+    from cwm_agent.runtimes.docker_engine import LABEL
+
+    stranger = client.containers.run(
+        IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
+    )
+    left = make(buggy_repo, client, run_id="test-cleanup-cli")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cwm_agent", "cleanup", "--run-id", "test-cleanup-cli"],
+            env=cli_env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == [left.container.id]
+        assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-cleanup-cli"})
+        stranger.reload()
+        assert stranger.status == "running"
+    finally:
+        stranger.remove(force=True)
+        left.close()
