@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -16,6 +17,7 @@ def trace() -> None:
     Examples:
       cwm-agent trace run 'pkg/mod.py::f' --call "f('strawberry')"
       cwm-agent trace run tests/test_mod.py::test_f --json > real.json
+      cwm-agent trace predict 'pkg/mod.py::f' --call "f('x')" --model facebook/cwm --compare
       cwm-agent trace compare predicted.txt real.json
     """
 
@@ -141,3 +143,174 @@ def compare_command(predicted: TextIO, real: TextIO, as_json: bool, source: Text
         click.echo(json.dumps(result.to_dict(), indent=1))
     else:
         click.echo(result.summary())
+
+
+@trace.command("predict")
+@click.argument("target")
+@click.option("--call", "call", metavar="EXPR", help="Expression the trace starts from.")
+@click.option("--model", envvar="CWM_AGENT_MODEL", help="Model name [env CWM_AGENT_MODEL].")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible API base URL.")
+@click.option(
+    "--api",
+    type=click.Choice(["completions", "chat"]),
+    default="completions",
+    show_default=True,
+    help="completions: CWM's raw prompt with special tokens; chat: a chat prompt asking "
+    "for the same frames as text (models without CWM's tokens).",
+)
+@click.option("--step-by-step", is_flag=True, help="One request per frame (completions).")
+@click.option("--compare", is_flag=True, help="Also record the real trace and compare.")
+@click.option(
+    "--seed/--no-seed",
+    default=True,
+    show_default=True,
+    help="Start the prediction from the real call frame (runs the call up to its first "
+    "frame), so the model sees the actual arguments.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--python", "python", metavar="EXE", help="Interpreter for the real trace.")
+@click.option(
+    "--root",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Repository root: code under it is user code, and the call runs there.",
+)
+@click.option(
+    "--context-file",
+    "context_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="More source to show the model before the target's file (repeatable).",
+)
+@click.option("--max-frames", default=200, show_default=True, help="Predict at most N frames.")
+@click.option("--max-tokens", default=8192, show_default=True, help="Token budget.")
+@click.option(
+    "--temperature", default=0.0, show_default=True, type=float, help="Sampling temperature."
+)
+def predict_command(
+    target: str,
+    call: str | None,
+    model: str | None,
+    base_url: str | None,
+    api: str,
+    step_by_step: bool,
+    compare: bool,
+    seed: bool,
+    as_json: bool,
+    python: str | None,
+    root: str,
+    context_files: tuple[str, ...],
+    max_frames: int,
+    max_tokens: int,
+    temperature: float,
+) -> None:
+    """Ask the model for the trace of a call; with --compare, check it against reality.
+
+    TARGET is FILE.py::FUNC (or MODULE::FUNC, or a pytest node id) as for `trace run`.
+    Prints the predicted trace as CWM token text; --compare adds the comparison summary
+    after a blank line. Costs (requests, tokens, seconds) and parser notes go to stderr.
+
+    \b
+    Examples:
+      cwm-agent trace predict 'pkg/mod.py::f' --call "f('strawberry')" \\
+          --base-url http://gpu:8000/v1 --model facebook/cwm --compare
+      cwm-agent trace predict tests/test_mod.py::test_f --model gpt-4.1 --api chat --json
+    """
+    from cwm_agent.errors import UsageError
+
+    from .compare import compare_traces
+    from .predict import predict_trace
+    from .runner import TargetError, run_trace
+
+    if not model:
+        raise UsageError("no model given", hint="pass --model NAME or set CWM_AGENT_MODEL")
+    path, entry = _target_source(target, root)
+    try:
+        source = path.read_text(encoding="utf-8", errors="replace")
+        extras = [(f, Path(f).read_text(encoding="utf-8", errors="replace")) for f in context_files]
+    except OSError as exc:
+        raise TargetError(f"cannot read the source: {exc}") from exc
+    real = None
+    if compare or seed:
+        steps = 10_000 if compare else 1  # the call frame is the first one
+        real = run_trace(target, call, root=root, python=python, max_steps=steps)
+    first = real.frames[:1] if real and seed else ()
+    try:
+        prediction = predict_trace(
+            _open_model(model, base_url, temperature), source, entry,
+            seed=tuple(f for f in first if f.event == "call"), api=api,
+            step_by_step=step_by_step, max_frames=max_frames, max_tokens=max_tokens,
+            temperature=temperature, call=call, extra_sources=extras,
+        )  # fmt: skip
+    except (ValueError, SyntaxError) as exc:
+        raise TargetError(f"cannot build the prompt: {exc}") from exc
+    comparison = None
+    if compare and real is not None:
+        comparison = compare_traces(prediction.frames, real.frames, real.complete)
+    _report_costs(prediction)
+    if as_json:
+        doc = {
+            "target": target,
+            "call": call,
+            "prediction": prediction.to_dict(),
+            "comparison": comparison.to_dict() if comparison else None,
+            "real": real.to_dict() if compare and real else None,
+        }
+        click.echo(json.dumps(doc, indent=1))
+        return
+    from .format import render_trace
+
+    click.echo(render_trace(prediction.frames, end=prediction.ended))
+    if comparison is not None:
+        click.echo("\n" + comparison.summary())
+
+
+def _target_source(target: str, root: str) -> tuple[Path, str]:
+    """The file that defines TARGET and the entry's qualified name in it."""
+    from .runner import TargetError
+
+    head, sep, rest = target.partition("::")
+    if not sep or not head or not rest:
+        raise TargetError(
+            f"target {target!r} is not FILE.py::NAME, MODULE::NAME or a pytest node id",
+            hint="for example: pkg/mod.py::f --call \"f('x')\"",
+        )
+    entry = ".".join(name.split("[", 1)[0] for name in rest.split("::"))
+    if head.endswith(".py") or "/" in head:
+        candidates = [Path(root, head)]
+    else:
+        module = Path(root, *head.split("."))
+        candidates = [module.with_suffix(".py"), module / "__init__.py"]
+    for path in candidates:
+        if path.is_file():
+            return path, entry
+    raise TargetError(f"no source file for {head} under {root}", hint="check TARGET and --root")
+
+
+def _open_model(model: str, base_url: str | None, temperature: float) -> Any:
+    import os
+
+    from cwm_agent.models.openai_client import OpenAIModel
+    from cwm_agent.run import default_extra_body
+
+    return OpenAIModel(
+        model,
+        base_url,
+        os.environ.get("OPENAI_API_KEY"),
+        temperature=temperature,
+        extra_body=default_extra_body(model) or None,
+    )
+
+
+def _report_costs(prediction: Any) -> None:
+    usage = prediction.usage
+    click.echo(
+        f"note: predicted {len(prediction.frames) - prediction.seeded} frames in "
+        f"{prediction.requests} request(s), {usage.prompt_tokens} prompt + "
+        f"{usage.completion_tokens} completion tokens, {prediction.seconds:.2f} s"
+        + (f"; stopped at {prediction.cut}" if prediction.cut else ""),
+        err=True,
+    )
+    for problem in prediction.problems:
+        click.echo(f"note: {problem}", err=True)
