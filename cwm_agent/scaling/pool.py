@@ -1,0 +1,96 @@
+"""A small thread pool whose workers are daemon threads, and a run-once cache on top.
+
+Why not ``ThreadPoolExecutor``: its workers are joined at interpreter exit, so after
+Ctrl-C the process would wait for every running rollout (minutes of model calls) before
+exiting 130. Daemon workers die with the process; the runtimes they hold are removed by
+their own ``weakref.finalize`` at exit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_STOP = object()
+
+
+class DaemonPool:
+    def __init__(self, workers: int, name: str = "cwm-scaling") -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: list[Future[Any]] = []
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._pending.append(future)
+        self._jobs.put((future, fn, args))
+        return future
+
+    def cancel_pending(self) -> None:
+        """Cancel jobs that have not started; running ones finish on their own."""
+        for future in self._pending:
+            future.cancel()
+
+    def shutdown(self) -> None:
+        self.cancel_pending()
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+
+    def __enter__(self) -> DaemonPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _work(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is _STOP:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # delivered to whoever calls future.result()
+                future.set_exception(exc)
+
+
+class OnceCache:
+    """Run ``fn`` once per key, even when several threads ask at the same time.
+
+    ``hits`` counts the calls answered from the cache (a later caller of a key that is
+    still running waits for the first caller's result).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[Hashable, Future[Any]] = {}
+        self.hits = 0
+
+    def get(self, key: Hashable, fn: Callable[[], T]) -> T:
+        with self._lock:
+            future = self._futures.get(key)
+            owner = future is None
+            if owner:
+                future = self._futures[key] = Future()
+                future.set_running_or_notify_cancel()
+            else:
+                self.hits += 1
+        assert future is not None
+        if owner:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()

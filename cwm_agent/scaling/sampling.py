@@ -1,0 +1,110 @@
+"""Step 1 of the pipeline: K fix rollouts and K reproduction rollouts, all in one pool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cwm_agent.agent import ProgressFn, RunResult
+from cwm_agent.errors import CwmError
+from cwm_agent.run import RunSettings, execute
+from cwm_agent.trajectory import Trajectory
+
+from . import report
+from .pool import DaemonPool
+from .records import Candidate, ReproTest
+from .repro import run_repro_rollout
+from .select import patch_hash
+from .verify import Bench
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class Attempt:
+    candidate: Candidate
+    result: RunResult | None = None
+    trajectory: Trajectory | None = None
+    error: CwmError | None = None
+
+
+@dataclass(frozen=True)
+class Sampler:
+    settings: RunSettings
+    issue: str
+    out_dir: Path
+    bench: Bench
+    note: Note
+
+    def sample(
+        self, pool: DaemonPool, attempts: int, with_tests: bool
+    ) -> tuple[list[Attempt], list[ReproTest]]:
+        """Fix rollouts are queued first, so with few workers patches come before tests."""
+        fixes = [pool.submit(self.fix, n) for n in range(1, attempts + 1)]
+        repros: list[Future[ReproTest]] = []
+        if with_tests:
+            repros = [pool.submit(self.reproduction, n) for n in range(1, attempts + 1)]
+        return [f.result() for f in fixes], [f.result() for f in repros]
+
+    def fix(self, number: int) -> Attempt:
+        """One attempt, in its own runtime and trajectory; its failure is recorded, not raised."""
+        path = self.out_dir / f"attempt-{number}.json"
+        mine = replace(self.settings, run_id=f"{self.settings.run_id}-a{number}", traj_path=path)
+        started = time.perf_counter()
+        try:
+            result, traj = execute(mine, self.issue, self._forward(f"attempt {number}"))
+        except CwmError as exc:
+            self.note(f"attempt {number}: failed: {exc.message}")
+            failed = Candidate(
+                attempt=number,
+                status=type(exc).__name__,
+                exit_code=exc.exit_code,
+                reason=exc.message,
+                patch=None,
+                tokens=report.tokens_in(path),
+                steps=0,
+                seconds=round(time.perf_counter() - started, 3),
+                trajectory=str(path),
+            )
+            return Attempt(failed, error=exc)
+        candidate = Candidate(
+            attempt=number,
+            status=result.status,
+            exit_code=result.exit_code,
+            reason=result.reason,
+            patch=result.patch,
+            tokens=result.usage.total_tokens,
+            steps=result.steps,
+            seconds=round(time.perf_counter() - started, 3),
+            trajectory=str(traj.path),
+            patch_hash=patch_hash(result.patch) if result.patch else None,
+        )
+        shown = f"patch {candidate.patch_hash}" if result.patch else "no patch"
+        self.note(f"attempt {number}: {result.status}, {shown}, {candidate.tokens} tokens")
+        return Attempt(candidate, result, traj)
+
+    def reproduction(self, number: int) -> ReproTest:
+        """One reproduction rollout, then its script on a fresh copy of the unpatched base."""
+        path = self.out_dir / f"repro-{number}.json"
+        forward = self._forward(f"reproduction test {number}")
+        python = self.bench.config.python
+        test = run_repro_rollout(self.settings, self.issue, number, path, forward, python)
+        if test.code is None:
+            self.note(f"reproduction test {number}: none ({test.problem})")
+            return test
+        test = replace(test, base_outcome=self.bench.on_base(test).outcome)
+        self.note(f"reproduction test {number}: {test.test_hash}, on the base: {test.base_outcome}")
+        return test
+
+    def _forward(self, label: str) -> ProgressFn:
+        """A rollout's progress: only its warnings, labelled."""
+
+        def forward(event: str, data: dict[str, Any]) -> None:
+            if event == "warning":
+                self.note(f"{label}: warning: {data['message']}")
+
+        return forward

@@ -1,0 +1,176 @@
+"""Running the checks: candidate patches and reproduction tests in their own runtimes.
+
+Each distinct candidate patch gets one runtime (a fresh copy of the base with the patch
+applied), kept open while the selection needs it; each reproduction test's run on the
+unpatched base gets a fresh runtime of its own. Every execution is cached by (patch,
+test), so identical patches and identical tests are run once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cwm_agent.errors import PatchError
+from cwm_agent.run import RunSettings
+
+from .pool import OnceCache
+from .records import ReproTest, TestRun
+from .select import Group
+
+REPRO_FILE = "cwm_issue_check.py"  # matches neither test_*.py nor *_test.py: pytest skips it
+PATCH_FILE = ".cwm-candidate.patch"
+VERDICTS = {"Issue reproduced": "reproduced", "Issue resolved": "resolved", "Other issues": "other"}
+# What makes the default test command apply: a tests folder or pytest-named files at the base.
+_HAS_TESTS = r"(^|/)(tests?|testing)/|(^|/)test_[^/]*\.py$|_test\.py$"
+DEFAULT_TEST_CMD = "python3 -m pytest -x -q"
+_TAIL = 2000
+
+
+def classify(output: str, timed_out: bool = False) -> str:
+    """A reproduction test's verdict: the one verdict line it printed, else "other"."""
+    if timed_out:
+        return "timeout"
+    found = {
+        verdict
+        for line in output.splitlines()
+        for phrase, verdict in VERDICTS.items()
+        if line.strip().startswith(phrase)
+    }
+    return found.pop() if len(found) == 1 else "other"
+
+
+def open_runtime(settings: RunSettings, label: str) -> Any:
+    """A fresh runtime of the kind the rollouts use (local copy or container)."""
+    from cwm_agent.run import _open_runtime  # one place decides how runtimes are built
+
+    runtime, _ = _open_runtime(replace(settings, run_id=f"{settings.run_id}-{label}"))
+    return runtime
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    test_cmd: str | None = None  # None: the default when the base has tests; "": none
+    test_timeout: float = 900.0
+    repro_timeout: float = 120.0
+    python: str = "python3"
+
+
+class Bench:
+    """The verification runtimes of one scaled run, and the record of every execution."""
+
+    def __init__(self, settings: RunSettings, config: VerifyConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.runs: list[TestRun] = []
+        self._lock = threading.Lock()
+        self._runtimes: dict[str, Any] = {}
+        self._cache = OnceCache()
+        self._test_cmd: str | None = config.test_cmd
+        self.test_cmd_source = (
+            "given" if config.test_cmd else "pending" if config.test_cmd is None else "disabled"
+        )
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def test_cmd(self) -> str | None:
+        return self._test_cmd or None
+
+    # -- reproduction tests on the base --------------------------------------------------
+    def on_base(self, test: ReproTest) -> TestRun:
+        return self._cache.get(("base", test.test_hash), lambda: self._on_fresh_base(test))
+
+    def _on_fresh_base(self, test: ReproTest) -> TestRun:
+        runtime = open_runtime(self.settings, f"base-{test.test_hash}")
+        try:
+            return self._repro(runtime, "base", test)
+        finally:
+            runtime.close()
+
+    # -- candidates ----------------------------------------------------------------------
+    def prepare(self, group: Group) -> str | None:
+        """Open the candidate's runtime and apply its patch; the problem if it is invalid."""
+        return self._cache.get(("prepare", group.key), lambda: self._prepare(group))
+
+    def _prepare(self, group: Group) -> str | None:
+        from cwm_agent.patches import validate_patch
+
+        runtime = open_runtime(self.settings, f"verify-{group.key}")
+        with self._lock:
+            self._runtimes[group.key] = runtime
+        self._resolve_test_cmd(runtime)
+        patch = group.representative.patch or ""
+        try:
+            validate_patch(patch, runtime.base_dir, runtime.base)
+        except PatchError as exc:
+            return exc.message
+        runtime.write_file(PATCH_FILE, patch.encode("utf-8", "surrogateescape"))
+        applied = runtime.run(
+            f"git apply --whitespace=nowarn {PATCH_FILE} && rm -f {PATCH_FILE}", 60
+        )
+        return None if applied.exit_code == 0 else f"git apply failed: {applied.output.strip()}"
+
+    def repro(self, group: Group, test: ReproTest) -> TestRun:
+        key = (group.key, test.test_hash)
+        return self._cache.get(key, lambda: self._repro(self._runtimes[group.key], group.key, test))
+
+    def existing(self, group: Group) -> TestRun:
+        return self._cache.get((group.key, "existing"), lambda: self._existing(group))
+
+    def _existing(self, group: Group) -> TestRun:
+        command = self.test_cmd or ""
+        result, seconds = self._timed(self._runtimes[group.key], command, self.config.test_timeout)
+        outcome = "timeout" if result.timed_out else "passed" if result.exit_code == 0 else "failed"
+        return self._record(group.key, "existing", command, result, outcome, seconds)
+
+    def close(self) -> None:
+        with self._lock:
+            runtimes, self._runtimes = list(self._runtimes.values()), {}
+        for runtime in runtimes:
+            runtime.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _resolve_test_cmd(self, runtime: Any) -> None:
+        """``--test-cmd`` not given: the default, when the base has pytest-style tests."""
+        with self._lock:
+            if self.test_cmd_source != "pending":
+                return
+            probe = runtime.run(f"git ls-tree -r --name-only HEAD | grep -Eq '{_HAS_TESTS}'", 60)
+            if probe.exit_code == 0:
+                self._test_cmd, self.test_cmd_source = DEFAULT_TEST_CMD, "default"
+            else:
+                self.test_cmd_source = "none (the base has no tests folder or test_*.py files)"
+
+    def _repro(self, runtime: Any, candidate: str, test: ReproTest) -> TestRun:
+        runtime.write_file(REPRO_FILE, (test.code or "").encode("utf-8", "surrogateescape"))
+        command = f"{self.config.python} {REPRO_FILE}"
+        result, seconds = self._timed(runtime, command, self.config.repro_timeout)
+        runtime.run(f"rm -f {REPRO_FILE}", 30)
+        outcome = classify(result.output, result.timed_out)
+        return self._record(candidate, f"repro-{test.test_hash}", command, result, outcome, seconds)
+
+    def _timed(self, runtime: Any, command: str, timeout: float) -> tuple[Any, float]:
+        started = time.perf_counter()
+        result = runtime.run(command, timeout)
+        return result, time.perf_counter() - started
+
+    def _record(
+        self, candidate: str, test: str, command: str, result: Any, outcome: str, seconds: float
+    ) -> TestRun:
+        run = TestRun(
+            candidate=candidate,
+            test=test,
+            command=command,
+            exit_code=result.exit_code,
+            outcome=outcome,
+            seconds=round(seconds, 3),
+            output_tail=result.output[-_TAIL:],
+        )
+        with self._lock:
+            self.runs.append(run)
+        return run
