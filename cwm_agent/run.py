@@ -85,7 +85,7 @@ def execute(
         extra_body=settings.model.extra_body or None,
     )
     try:
-        runtime, description = _open_runtime(settings)
+        runtime, description = open_runtime(settings)
     except CwmError as exc:
         traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
         traj.save()
@@ -109,7 +109,7 @@ def _hooks(settings: RunSettings, model: Any) -> list[Any]:
     return [TraceConsultant(model)]
 
 
-def _open_runtime(settings: RunSettings) -> tuple[Any, str]:
+def open_runtime(settings: RunSettings) -> tuple[Any, str]:
     if settings.runtime == "local":
         from cwm_agent.runtimes.local import LocalRuntime
 

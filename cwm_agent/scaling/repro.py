@@ -72,7 +72,7 @@ def run_repro_rollout(
     python: str = "python3",
 ) -> ReproTest:
     """One reproduction rollout; model and runtime failures become a record, not a raise."""
-    from cwm_agent.run import _open_runtime
+    from cwm_agent.run import open_runtime
 
     started = time.perf_counter()
     # At the step limit, a written but unsubmitted script still counts (--submit-on-limit).
@@ -84,7 +84,7 @@ def run_repro_rollout(
     record.update(repo=str(settings.repo), model=settings.model.public(), agent=asdict(config))
     traj = Trajectory(traj_path, run_id, record, issue)
     try:
-        runtime, description = _open_runtime(replace(settings, run_id=run_id))
+        runtime, description = open_runtime(replace(settings, run_id=run_id))
         try:
             agent = ReproAgent(make_model(settings), runtime, config, traj, progress, description)
             agent.python = python

@@ -42,11 +42,11 @@ def classify(output: str, timed_out: bool = False) -> str:
     return found.pop() if len(found) == 1 else "other"
 
 
-def open_runtime(settings: RunSettings, label: str) -> Any:
+def fresh_runtime(settings: RunSettings, label: str) -> Any:
     """A fresh runtime of the kind the rollouts use (local copy or container)."""
-    from cwm_agent.run import _open_runtime  # one place decides how runtimes are built
+    from cwm_agent.run import open_runtime  # one place decides how runtimes are built
 
-    runtime, _ = _open_runtime(replace(settings, run_id=f"{settings.run_id}-{label}"))
+    runtime, _ = open_runtime(replace(settings, run_id=f"{settings.run_id}-{label}"))
     return runtime
 
 
@@ -86,7 +86,7 @@ class Bench:
         return self._cache.get(("base", test.test_hash), lambda: self._on_fresh_base(test))
 
     def _on_fresh_base(self, test: ReproTest) -> TestRun:
-        runtime = open_runtime(self.settings, f"base-{test.test_hash}")
+        runtime = fresh_runtime(self.settings, f"base-{test.test_hash}")
         try:
             return self._repro(runtime, "base", test)
         finally:
@@ -100,7 +100,7 @@ class Bench:
     def _prepare(self, group: Group) -> str | None:
         from cwm_agent.patches import validate_patch
 
-        runtime = open_runtime(self.settings, f"verify-{group.key}")
+        runtime = fresh_runtime(self.settings, f"verify-{group.key}")
         with self._lock:
             self._runtimes[group.key] = runtime
         self._resolve_test_cmd(runtime)
