@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from cwm_agent import __version__
-from cwm_agent.errors import CwmError, UsageError
+from cwm_agent.config import config_options, resolve_from_context, setting_option
+from cwm_agent.errors import CwmError, Interrupted, UsageError
+from cwm_agent.scaling.cli import scale_options
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error; "
@@ -24,6 +26,12 @@ EXIT_CODES_HELP = (
 # Subcommands that live in their own modules, imported only when invoked (fast --help).
 LAZY_COMMANDS: dict[str, str] = {
     "trace": "cwm_agent.traces.cli:trace",
+    "cleanup": "cwm_agent.runtimes.cleanup_cli:cleanup",
+    "config": "cwm_agent.config:config_group",
+    "doctor": "cwm_agent.doctor:doctor",
+    "show": "cwm_agent.show.cli:show",
+    "batch": "cwm_agent.batch.cli:batch",
+    "best-of": "cwm_agent.scaling.command:best_of",
 }
 
 
@@ -45,6 +53,9 @@ class CwmGroup(click.Group):
         except CwmError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # before the agent's own handling took over (e.g. set-up)
+            click.echo("Error: interrupted", err=True)
+            sys.exit(Interrupted.exit_code)
 
 
 @click.group(cls=CwmGroup, epilog=EXIT_CODES_HELP)
@@ -91,46 +102,32 @@ def _install_sigterm() -> None:
 @click.argument("repo", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--issue", help="The issue text.")
 @click.option("--issue-file", help="File holding the issue; - reads stdin.")
-@click.option("--model", envvar="CWM_AGENT_MODEL", help="Model name [env CWM_AGENT_MODEL].")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible API base URL.")
-@click.option(
-    "--tool-format",
-    type=click.Choice(["cwm", "openai"]),
-    default="cwm",
-    show_default=True,
-    help="cwm: CWM's <tool: NAME> text; openai: native tools.",
-)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-p", type=float, default=0.95, show_default=True)
-@click.option(
-    "--max-tokens", type=int, default=65_536, show_default=True, help="Tokens per model reply."
-)
+@config_options
+@setting_option("model", help="Model name [env CWM_AGENT_MODEL].")
+@setting_option("base_url", help="OpenAI-compatible API base URL [env OPENAI_BASE_URL].")
+@setting_option("tool_format")
+@setting_option("temperature")
+@setting_option("top_p")
+@setting_option("max_tokens")
 @click.option(
     "--chat-template-kwargs",
     default=None,
     help="JSON for vLLM's chat_template_kwargs (default: CWM's thinking switches "
     "when the model name contains 'cwm'; '{}' sends none).",
 )
-@click.option(
-    "--runtime", type=click.Choice(["local", "docker"]), default="local", show_default=True
-)
-@click.option("--image", help="Docker image (with --runtime docker).")
-@click.option(
-    "--workdir", default="/repo", show_default=True, help="Repository path inside the container."
-)
+@setting_option("runtime")
+@setting_option("image")
+@setting_option("workdir")
 @click.option("--repo-in-image", is_flag=True, help="Use the repository already in the image.")
-@click.option("--max-steps", type=int, default=128, show_default=True)
+@click.option("--network", is_flag=True, help="Give the container networking (off by default).")
+@click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
 @click.option(
-    "--timeout", type=float, default=120.0, show_default=True, help="Seconds per command."
+    "--pids-limit", type=int, default=1024, show_default=True, help="Container process limit."
 )
-@click.option("--max-context", type=int, default=131_072, show_default=True)
-@click.option(
-    "--max-format-errors",
-    type=int,
-    default=5,
-    show_default=True,
-    help="Consecutive format errors that end the run.",
-)
+@setting_option("max_steps")
+@setting_option("timeout")
+@setting_option("max_context")
+@setting_option("max_format_errors")
 @click.option(
     "--submit-on-limit",
     is_flag=True,
@@ -148,53 +145,71 @@ def _install_sigterm() -> None:
 @click.option("--apply", "apply_patch", is_flag=True, help="Apply the patch to REPO.")
 @click.option("-v", "--verbose", count=True, help="More progress on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@scale_options
 def run(**opts: Any) -> None:
     """Solve an issue in REPO and print the validated patch on stdout.
+
+    Model, runtime and limit settings come from the flag, else env CWM_AGENT_<NAME>
+    (OPENAI_BASE_URL for the base URL), else the config file and its --profile, else the
+    default; `cwm-agent config show` prints what a run would use. The key is read only
+    from env OPENAI_API_KEY. Progress goes to stderr: a live status line on a terminal.
 
     \b
     Examples:
       cwm-agent run ./myrepo --issue-file ISSUE.md \\
           --base-url http://gpu:8000/v1 --model facebook/cwm | git apply
       gh issue view 42 | cwm-agent run . --model gpt-4.1 --tool-format openai
-      cwm-agent run . --issue "fix the failing test" --model facebook/cwm --json
+      cwm-agent run . --profile vllm-cwm --issue "fix the failing test" --json
+      cwm-agent run . --issue-file ISSUE.md -v --traj run.json && cwm-agent show run.json
     """
     from cwm_agent import run as run_mod
     from cwm_agent.agent import AgentConfig
-    from cwm_agent.progress import StderrProgress
+    from cwm_agent.progress import make_progress
 
+    cfg = resolve_from_context(click.get_current_context(), opts)
     issue = _read_issue(opts["issue"], opts["issue_file"])
-    if not opts["model"]:
-        raise UsageError("no model given", hint="pass --model NAME or set CWM_AGENT_MODEL")
-    extra = _chat_template_kwargs(opts["chat_template_kwargs"], opts["model"])
+    if not cfg["model"]:
+        raise UsageError(
+            "no model given",
+            hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
+        )
+    extra = _chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"])
     settings = run_mod.RunSettings(
         repo=Path(opts["repo"]).resolve(),
         model=run_mod.ModelSettings(
-            name=opts["model"],
-            base_url=opts["base_url"],
-            temperature=opts["temperature"],
-            top_p=opts["top_p"],
+            name=cfg["model"],
+            base_url=cfg["base_url"],
+            temperature=cfg["temperature"],
+            top_p=cfg["top_p"],
             extra_body=extra,
         ),
         agent=AgentConfig(
-            tool_format=opts["tool_format"],
-            max_steps=opts["max_steps"],
-            max_context=opts["max_context"],
-            max_reply_tokens=opts["max_tokens"],
-            timeout=opts["timeout"],
-            max_format_errors=opts["max_format_errors"],
+            tool_format=cfg["tool_format"],
+            max_steps=cfg["max_steps"],
+            max_context=cfg["max_context"],
+            max_reply_tokens=cfg["max_tokens"],
+            timeout=cfg["timeout"],
+            max_format_errors=cfg["max_format_errors"],
             submit_on_limit=opts["submit_on_limit"],
         ),
-        runtime=opts["runtime"],
-        image=opts["image"],
-        workdir=opts["workdir"],
+        runtime=cfg["runtime"],
+        image=cfg["image"],
+        workdir=cfg["workdir"],
         repo_in_image=opts["repo_in_image"],
+        network=opts["network"],
+        memory=opts["memory"],
+        pids_limit=opts["pids_limit"],
         traj_path=Path(opts["traj"]).resolve() if opts["traj"] else None,
         trace_prediction=opts["trace_prediction"],
     )
     verbosity = 0 if opts["quiet"] else 1 + opts["verbose"]
-    progress = StderrProgress(verbosity)
     _install_sigterm()
-    result, traj = run_mod.execute(settings, issue, progress)
+    if opts["attempts"] > 1:
+        from cwm_agent.scaling.cli import run_scaled
+
+        sys.exit(run_scaled(settings, issue, opts, verbosity))
+    with make_progress(verbosity) as progress:
+        result, traj = run_mod.execute(settings, issue, progress)
     if opts["as_json"]:
         click.echo(json.dumps(run_mod.result_document(result, traj), indent=2))
     elif result.patch is not None:

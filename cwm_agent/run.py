@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import Agent, AgentConfig, ProgressFn, RunResult
-from cwm_agent.errors import CwmError, PatchError, UsageError
+from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
 from cwm_agent.trajectory import Trajectory, default_runs_dir, new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -24,6 +24,7 @@ class ModelSettings:
     request_timeout: float = 600.0
     max_retries: int = 4
     extra_body: dict[str, Any] = field(default_factory=dict)
+    api: str = "chat"  # chat: /v1/chat/completions; completions: CWM format rendered here
 
     def public(self) -> dict[str, Any]:
         """What the trajectory records: everything but secrets (the key is never here)."""
@@ -74,7 +75,12 @@ def execute(
         "trace_prediction": settings.trace_prediction,
     }
     traj = Trajectory(trajectory_path(settings), settings.run_id, config, issue)
-    model = OpenAIModel(
+    model_cls: Any = OpenAIModel
+    if settings.model.api == "completions":
+        from cwm_agent.models.cwm_chat import CompletionsModel
+
+        model_cls = CompletionsModel
+    model = model_cls(
         settings.model.name,
         settings.model.base_url,
         os.environ.get("OPENAI_API_KEY"),
@@ -90,6 +96,12 @@ def execute(
         traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
         traj.save()
         raise
+    except KeyboardInterrupt:
+        traj.finish(
+            status="interrupted", exit_code=130, reason="interrupted during set-up", patch=None
+        )
+        traj.save()
+        raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
     try:
         hooks = _hooks(settings, model)
         agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)

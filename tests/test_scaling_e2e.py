@@ -164,16 +164,8 @@ def test_the_right_fix_is_selected_and_identical_patches_run_once(
     ] + ["selection.json"]  # fmt: skip
 
 
-def run_is_wired() -> bool:
-    from cwm_agent.cli import run
-
-    return any(param.name == "attempts" for param in run.params)
-
-
 @pytest.mark.parametrize("command", ["best-of", "run"])
 def test_cli_with_early_stop(command, buggy_repo, cli_env, tmp_path):
-    if command == "run" and not run_is_wired():
-        pytest.skip("`run --attempts` is not wired to cwm_agent.scaling yet")
     cli_env["PATH"] = VENV_BIN + os.pathsep + cli_env["PATH"]
     folder = tmp_path / "records"
     with ScriptedServer(Conversations()) as server:

@@ -1,0 +1,66 @@
+"""A private checkout of a record's ``base_commit``, made without touching the user's clone.
+
+The clone in ``--repos-dir`` is only read: a temporary ``git clone --shared
+--no-checkout`` borrows its objects (no copy, no worktree registered in it), and the
+base commit is checked out there. LocalRuntime then copies that working tree as usual.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cwm_agent.errors import RuntimeFailure
+
+# Shared with the local runtime: a clean git environment (no inherited GIT_DIR, optional
+# locks off so read-only commands never rewrite the user's index).
+from cwm_agent.runtimes.local import _git
+
+
+def clone_candidates(repos_dir: Path, repo: str) -> list[Path]:
+    """Where a clone of ``owner/name`` may live: owner__name, owner/name, then name."""
+    owner, _, name = repo.strip("/").rpartition("/")
+    if not owner:
+        return [repos_dir / name]
+    return [repos_dir / f"{owner}__{name}", repos_dir / owner / name, repos_dir / name]
+
+
+def find_clone(repos_dir: Path, repo: str) -> Path:
+    candidates = clone_candidates(repos_dir, repo)
+    for path in candidates:
+        if path.is_dir():
+            return path
+    looked = ", ".join(str(p) for p in candidates)
+    raise RuntimeFailure(
+        f"no clone of {repo} in {repos_dir} (looked for {looked})",
+        hint=f"git clone https://github.com/{repo} {candidates[0]}",
+    )
+
+
+@contextmanager
+def checkout_at(clone: Path, commit: str) -> Iterator[Path]:
+    """A temporary working tree of ``clone`` at ``commit``; removed on exit."""
+    _require_commit(clone, commit)
+    top = tempfile.mkdtemp(prefix="cwm-batch-")
+    # Named like the clone, so the agent's sandbox copy carries the project's name.
+    work = Path(top) / (clone.resolve().name or "repo")
+    try:
+        _git(top, "clone", "-q", "--shared", "--no-checkout", str(clone.resolve()), str(work))
+        _git(str(work), "checkout", "-q", "--detach", commit)
+        yield work
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _require_commit(clone: Path, commit: str) -> None:
+    try:
+        _git(str(clone), "cat-file", "-e", f"{commit}^{{commit}}")
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(
+            f"commit {commit} is not in the clone {clone}",
+            hint=f"fetch it there (git -C {clone} fetch origin), or check the record's "
+            f"base_commit ({exc.message})",
+        ) from exc

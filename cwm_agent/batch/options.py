@@ -1,0 +1,132 @@
+"""The options `batch` shares with `run`, declared through the same setting definitions.
+
+Model, runtime and limit flags are ``config.setting_option``s, exactly as `run` declares
+them, so they resolve the same way (flag > env CWM_AGENT_* > config file and --profile >
+default). The few flags that are not settings mirror `run`'s. ``model_settings`` and
+``agent_config`` build the same frozen settings `run` builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from cwm_agent.config import config_options, resolve_from_context, setting_option
+from cwm_agent.errors import UsageError
+
+if TYPE_CHECKING:  # the agent's modules load only when a batch runs, not for --help
+    from cwm_agent.agent import AgentConfig
+    from cwm_agent.config import Resolved
+    from cwm_agent.run import ModelSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MODEL_OPTIONS = [
+    config_options,
+    setting_option("model", help="Model name [env CWM_AGENT_MODEL]."),
+    setting_option("base_url", help="OpenAI-compatible API base URL [env OPENAI_BASE_URL]."),
+    setting_option("tool_format"),
+    setting_option("temperature"),
+    setting_option("top_p"),
+    setting_option("max_tokens"),
+    click.option(
+        "--chat-template-kwargs",
+        default=None,
+        help="JSON for vLLM's chat_template_kwargs (default: CWM's thinking switches "
+        "when the model name contains 'cwm'; '{}' sends none).",
+    ),
+]
+
+_RUNTIME_OPTIONS = [
+    setting_option("runtime"),
+    setting_option(
+        "image", help="One Docker image for every instance; the repository is copied in."
+    ),
+    click.option(
+        "--image-template",
+        help="Docker image per instance, the repository inside at --workdir; "
+        "placeholders {instance_id} and {instance_id_1776}.",
+    ),
+    setting_option(
+        "workdir",
+        help="Repository path in the container; /testbed when each instance has its own "
+        "image (--image-template or the record's image).",
+    ),
+]
+
+_LIMIT_OPTIONS = [
+    setting_option("max_steps"),
+    setting_option("timeout"),
+    setting_option("max_context"),
+    setting_option("max_format_errors"),
+    click.option(
+        "--submit-on-limit",
+        is_flag=True,
+        help="At a limit without a submission, emit the working-tree diff if valid.",
+    ),
+    click.option(
+        "--trace-prediction/--no-trace-prediction",
+        default=False,
+        show_default=True,
+        help="Before showing a test's result, compare the model's predicted trace.",
+    ),
+]
+
+
+def _stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        for option in reversed(options):  # so --help lists them in the order written
+            func = option(func)
+        return func
+
+    return decorate
+
+
+model_options = _stack(_MODEL_OPTIONS)
+runtime_options = _stack(_RUNTIME_OPTIONS)
+limit_options = _stack(_LIMIT_OPTIONS)
+
+
+def resolve_settings(opts: dict[str, Any]) -> Resolved:
+    """Each setting from its flag, env, config file or default (like `run`)."""
+    return resolve_from_context(click.get_current_context(), opts)
+
+
+def workdir_given(cfg: Resolved) -> bool:
+    """Whether the user chose --workdir (anywhere), or batch may pick /testbed itself."""
+    return cfg.sources["workdir"] != "default"
+
+
+def model_settings(cfg: Resolved, opts: dict[str, Any]) -> ModelSettings:
+    # Reused, not copied: `run`'s parsing of --chat-template-kwargs (and its CWM default).
+    from cwm_agent.cli import _chat_template_kwargs
+    from cwm_agent.run import ModelSettings
+
+    if not cfg["model"]:
+        raise UsageError(
+            "no model given",
+            hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
+        )
+    return ModelSettings(
+        name=cfg["model"],
+        base_url=cfg["base_url"],
+        temperature=cfg["temperature"],
+        top_p=cfg["top_p"],
+        extra_body=_chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"]),
+    )
+
+
+def agent_config(cfg: Resolved, opts: dict[str, Any]) -> AgentConfig:
+    from cwm_agent.agent import AgentConfig
+
+    return AgentConfig(
+        tool_format=cfg["tool_format"],
+        max_steps=cfg["max_steps"],
+        max_context=cfg["max_context"],
+        max_reply_tokens=cfg["max_tokens"],
+        timeout=cfg["timeout"],
+        max_format_errors=cfg["max_format_errors"],
+        submit_on_limit=opts["submit_on_limit"],
+    )

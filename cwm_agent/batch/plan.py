@@ -1,0 +1,108 @@
+"""How one instance becomes a `RunSettings`: its repository (or image) and the shared settings.
+
+- folder of issue files: every instance runs against ``--repo`` (a private copy each, as in
+  `run`);
+- JSONL with the local runtime (or docker with a plain ``--image``): the record's ``repo``
+  is found in ``--repos-dir`` and checked out at ``base_commit`` in a temporary clone;
+- JSONL with an image per instance (``--image-template`` or the record's ``image``): the
+  repository is already in the image, at ``--workdir`` (default ``/testbed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cwm_agent.agent import AgentConfig
+from cwm_agent.batch.checkout import checkout_at, find_clone
+from cwm_agent.batch.instances import Instance, image_from_template
+from cwm_agent.errors import UsageError
+from cwm_agent.run import ModelSettings, RunSettings
+
+SWEBENCH_WORKDIR = "/testbed"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    model: ModelSettings
+    agent: AgentConfig
+    runtime: str = "local"
+    repo: Path | None = None  # folder input: the repository every issue is solved against
+    repos_dir: Path | None = None  # JSONL input: where the records' clones are
+    image: str | None = None  # --image on the command line: wins over records' images
+    fallback_image: str | None = None  # an image from env or config file: only if none other
+    image_template: str | None = None
+    workdir: str | None = None
+    trace_prediction: bool = False
+
+    def image_for(self, instance: Instance) -> tuple[str | None, bool]:
+        """(image, repository already inside it). Flags win over the record's own image."""
+        if self.runtime != "docker":
+            return None, False
+        if self.image_template:
+            return image_from_template(self.image_template, instance.instance_id), True
+        if self.image:
+            return self.image, False
+        if instance.image:
+            return instance.image, True
+        return self.fallback_image, False
+
+    def check(self, instances: list[Instance], from_folder: bool) -> None:
+        """Refuse, before anything runs, a batch whose instances cannot all be set up."""
+        if from_folder:
+            if self.repo is None:
+                raise UsageError(
+                    "a folder of issue files needs --repo PATH", hint="the repository to fix"
+                )
+            return
+        for instance in instances:
+            image, in_image = self.image_for(instance)
+            if self.runtime == "docker" and image is None:
+                raise UsageError(
+                    f"{instance.instance_id}: no image for the docker runtime",
+                    hint="pass --image-template (e.g. 'swebench/sweb.eval.x86_64."
+                    "{instance_id_1776}') or --image, or give records an image field",
+                )
+            if in_image:
+                continue
+            if not (instance.repo and instance.base_commit):
+                raise UsageError(
+                    f"{instance.instance_id}: the record needs repo and base_commit",
+                    hint="or use --runtime docker with an image that holds the repository",
+                )
+            if self.repos_dir is None:
+                raise UsageError(
+                    "records are solved against clones: pass --repos-dir DIR",
+                    hint="DIR/<owner>__<name>, DIR/<owner>/<name> or DIR/<name>",
+                )
+
+    @contextmanager
+    def repository(self, instance: Instance) -> Iterator[Path]:
+        """The directory `execute` gets for this instance (a temporary checkout if needed)."""
+        image, in_image = self.image_for(instance)
+        if self.repo is not None:
+            yield self.repo
+        elif in_image:
+            yield Path(self.workdir or SWEBENCH_WORKDIR)  # recorded only; the image has it
+        else:
+            assert self.repos_dir and instance.repo and instance.base_commit  # see check()
+            clone = find_clone(self.repos_dir, instance.repo)
+            with checkout_at(clone, instance.base_commit) as work:
+                yield work
+
+    def settings(self, instance: Instance, repo: Path, traj_path: Path) -> RunSettings:
+        image, in_image = self.image_for(instance)
+        workdir = self.workdir or (SWEBENCH_WORKDIR if in_image else "/repo")
+        return RunSettings(
+            repo=repo,
+            model=self.model,
+            agent=self.agent,
+            runtime=self.runtime,
+            image=image,
+            workdir=workdir,
+            repo_in_image=in_image,
+            traj_path=traj_path,
+            trace_prediction=self.trace_prediction,
+        )

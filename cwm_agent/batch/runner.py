@@ -1,0 +1,202 @@
+"""Run instances on a pool of worker threads, each isolated, each outcome stored as it ends.
+
+Isolation: every instance gets its own `execute` call (own runtime, own model client, own
+trajectory). Whatever one instance raises is caught and recorded; the others go on.
+
+Stopping (Ctrl-C / SIGTERM reach the main thread only): the main thread sets ``stop``;
+each running agent notices at its next step or action (the progress callback raises
+KeyboardInterrupt there, which the agent turns into a clean abort that closes its
+runtime). The main thread waits up to ``STOP_GRACE`` seconds for that; workers stuck in a
+long model request are abandoned (daemon threads) and their runtimes are closed by the
+runtimes' exit finalizers. Interrupted instances leave no result, so a resume reruns them.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from cwm_agent.batch.instances import Instance
+from cwm_agent.batch.plan import BatchConfig
+from cwm_agent.batch.store import OutputStore
+from cwm_agent.batch.summary import TOKEN_KEYS, Tally
+from cwm_agent.errors import CwmError, Interrupted
+from cwm_agent.progress import StderrProgress
+from cwm_agent.run import execute, result_document
+from cwm_agent.trajectory import load as load_trajectory
+
+STOP_GRACE = 10.0  # seconds the running instances get to wind down after Ctrl-C
+_STOP_EVENTS = ("step", "action")  # progress events at which a stopping agent aborts
+
+
+class Display(Protocol):
+    def started(self, instance: Instance) -> None: ...
+    def step(self, instance: Instance, step: int) -> None: ...
+    def ended(self, instance: Instance, doc: dict[str, Any] | None) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class BatchRunner:
+    def __init__(
+        self, config: BatchConfig, store: OutputStore, tally: Tally, display: Display
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tally = tally
+        self.display = display
+        self.stop = threading.Event()
+        self._queue: collections.deque[Instance] = collections.deque()
+        self._queue_lock = threading.Lock()
+        self._alive = 0  # worker threads not yet ended
+
+    def run(self, instances: list[Instance], workers: int) -> None:
+        """Run them all; raises Interrupted on Ctrl-C/SIGTERM after winding down."""
+        _preload(self.config.runtime)
+        self._queue.extend(instances)
+        self._alive = min(workers, len(instances))
+        for n in range(self._alive):
+            threading.Thread(target=self._work, name=f"batch-worker-{n}", daemon=True).start()
+        try:
+            self._wait(deadline=None)
+        except KeyboardInterrupt:
+            self._wind_down()
+            raise Interrupted(
+                "batch interrupted",
+                hint="finished instances are kept; re-run the same command to resume",
+            ) from None
+
+    def _wait(self, deadline: float | None) -> None:
+        # Polling with sleep, not Thread.join: a KeyboardInterrupt landing inside join()
+        # can leave CPython believing a live thread has stopped (bpo-45274's fix).
+        while self._alive and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.05)
+
+    def _wind_down(self) -> None:
+        self.stop.set()
+        running = len(self.tally.counts()["running"])
+        self.display.message(f"stopping: {running} running instance(s), finished ones are kept")
+        try:
+            self._wait(deadline=time.monotonic() + STOP_GRACE)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting
+
+    def _next(self) -> Instance | None:
+        with self._queue_lock:
+            return None if self.stop.is_set() or not self._queue else self._queue.popleft()
+
+    def _work(self) -> None:
+        try:
+            while (instance := self._next()) is not None:
+                try:
+                    self._attempt(instance)
+                except BaseException:  # noqa: BLE001 - a worker must never die silently
+                    if not self.stop.is_set():
+                        self.display.message(
+                            f"{instance.instance_id}: internal error\n{traceback.format_exc()}"
+                        )
+        finally:
+            with self._queue_lock:
+                self._alive -= 1
+
+    def _attempt(self, instance: Instance) -> None:
+        self.tally.start(instance)
+        self.display.started(instance)
+        folder = self.store.begin(instance)
+        with open(folder / "stderr.log", "a", encoding="utf-8", buffering=1) as log:
+            log.write(f"=== attempt started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+            doc = self._solve(instance, folder / "trajectory.json", log)
+            log.write(f"=== {'interrupted' if doc is None else doc['status']} ===\n")
+        if doc is not None:
+            self.store.record(instance, doc)
+        self.tally.end(instance, doc)
+        self.store.write_summary(self.tally.summary())
+        self.display.ended(instance, doc)
+
+    def _solve(self, instance: Instance, traj_path: Path, log: TextIO) -> dict[str, Any] | None:
+        """The attempt's result document, or None if it was interrupted."""
+        started = time.monotonic()
+        model = self.config.model.name
+        try:
+            if self.stop.is_set():
+                return None
+            with self.config.repository(instance) as repo:
+                settings = self.config.settings(instance, repo, traj_path)
+                progress = self._progress(instance, log)
+                result, traj = execute(settings, instance.problem_statement, progress)
+            doc = result_document(result, traj)
+            doc["prediction"] = _prediction(instance, model, result.patch)
+            doc["error"] = None
+        except (Interrupted, KeyboardInterrupt):
+            return None
+        except CwmError as exc:
+            log.write(f"Error: {exc}\n")
+            doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": exc.hint})
+        except Exception as exc:
+            log.write(traceback.format_exc())
+            doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": ""})
+            doc["status"] = "crashed"
+        doc.update(
+            instance_id=instance.instance_id,
+            model_name_or_path=model,
+            attempt_seconds=round(time.monotonic() - started, 3),
+        )
+        return doc
+
+    def _progress(self, instance: Instance, log: TextIO) -> Any:
+        lines = StderrProgress(verbosity=1, stream=log)
+
+        def progress(event: str, data: dict[str, Any]) -> None:
+            lines(event, data)
+            if event == "step":
+                self.tally.step(instance, data["step"])
+                self.display.step(instance, data["step"])
+            if event in _STOP_EVENTS and self.stop.is_set():
+                raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
+
+        return progress
+
+
+def _prediction(instance: Instance, model: str, patch: str | None) -> dict[str, Any]:
+    """The SWE-bench predictions record (an empty patch when the agent produced none)."""
+    return {
+        "instance_id": instance.instance_id,
+        "model_name_or_path": model,
+        "model_patch": patch or "",
+    }
+
+
+def _error_document(exc: BaseException, traj_path: Path, error: dict[str, Any]) -> dict[str, Any]:
+    """The result_document shape for an attempt that raised, filled from its trajectory."""
+    try:
+        traj = load_trajectory(traj_path)
+    except (OSError, ValueError):
+        traj = {}  # the failure came before the trajectory's first save
+    message = exc.message if isinstance(exc, CwmError) else f"{type(exc).__name__}: {exc}"
+    return {
+        "run_id": traj.get("run_id"),
+        "status": type(exc).__name__,
+        "exit_code": getattr(exc, "exit_code", None),
+        "reason": message,
+        "patch": None,
+        "steps": len(traj.get("steps", [])),
+        "usage": traj.get("usage") or dict.fromkeys(TOKEN_KEYS, 0),
+        "wall_seconds": traj.get("wall_seconds"),
+        "submissions": len(traj.get("submissions", [])),
+        "trajectory": str(traj_path) if traj else None,
+        "prediction": None,  # not finished: a resume tries it again
+        "error": {**error, "message": message},
+    }
+
+
+def _preload(runtime: str) -> None:
+    """Import lazily-loaded modules once, here, rather than racing in every worker."""
+    import cwm_agent.models.openai_client  # noqa: F401
+    import cwm_agent.runtimes.local  # noqa: F401
+
+    if runtime == "docker":
+        import cwm_agent.runtimes.docker  # noqa: F401
+    import openai  # noqa: F401

@@ -1,0 +1,129 @@
+"""The batch's running totals: what summary.json says and what the progress display shows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from cwm_agent.batch.instances import Instance
+
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def is_finished(doc: dict[str, Any]) -> bool:
+    """The attempt ended the agent's way (patch or not); failures have no prediction."""
+    return bool(doc.get("prediction"))
+
+
+class Tally:
+    """Outcomes of the selected instances, earlier sessions' included. Thread-safe."""
+
+    def __init__(
+        self, selected: list[Instance], results: dict[str, dict[str, Any]], info: dict[str, Any]
+    ) -> None:
+        ids = {i.instance_id for i in selected}
+        self.total = len(selected)
+        self.info = info  # input, model, workers: what the summary repeats for the reader
+        self.results = {k: v for k, v in results.items() if k in ids}
+        self.running: dict[str, dict[str, Any]] = {}  # id -> {"started": t, "step": n}
+        self.ended_this_session = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    # -- events -----------------------------------------------------------------------
+    def start(self, instance: Instance) -> None:
+        with self._lock:
+            self.results.pop(instance.instance_id, None)  # a retry: the old failure is void
+            self.running[instance.instance_id] = {"started": time.monotonic(), "step": 0}
+
+    def step(self, instance: Instance, step: int) -> None:
+        with self._lock:
+            if instance.instance_id in self.running:
+                self.running[instance.instance_id]["step"] = step
+
+    def end(self, instance: Instance, doc: dict[str, Any] | None) -> None:
+        """``doc`` None: the attempt was interrupted and left no outcome."""
+        with self._lock:
+            self.running.pop(instance.instance_id, None)
+            if doc is not None:
+                self.results[instance.instance_id] = doc
+                self.ended_this_session += 1
+
+    # -- views ------------------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        with self._lock:
+            docs = list(self.results.values())
+            running = {k: dict(v) for k, v in self.running.items()}
+            ended = self.ended_this_session
+        finished = sum(is_finished(d) for d in docs)
+        failed = len(docs) - finished
+        elapsed = time.monotonic() - self.started
+        left = self.total - len(docs)
+        # Throughput of this session (parallelism included) times what is left.
+        eta = elapsed / ended * left if ended and left else None
+        return {
+            "total": self.total,
+            "finished": finished,
+            "failed": failed,
+            "pending": left,
+            "running": running,
+            "tokens": _tokens(docs)["total_tokens"],
+            "elapsed": elapsed,
+            "eta": eta,
+        }
+
+    def summary(self, *, interrupted: bool = False) -> dict[str, Any]:
+        with self._lock:
+            docs = dict(self.results)
+        finished = [i for i, d in docs.items() if is_finished(d)]
+        failed = {i: f"{d.get('status')}: {first_line(d.get('reason'))}" for i, d in docs.items()}
+        failed = {i: r for i, r in failed.items() if i not in finished}
+        pending = self.total - len(docs)
+        return {
+            **self.info,
+            "instances": self.total,
+            "finished": len(finished),
+            "failed": len(failed),
+            "pending": pending,
+            "completed": pending == 0 and not interrupted,
+            "interrupted": interrupted,
+            "patches": sum(bool(d.get("patch")) for d in docs.values()),
+            "by_status": dict(Counter(str(d.get("status")) for d in docs.values())),
+            "by_exit_code": dict(Counter(str(d.get("exit_code")) for d in docs.values())),
+            "tokens": _tokens(list(docs.values())),
+            "wall_seconds": round(time.monotonic() - self.started, 3),
+            "instance_seconds": round(sum(d.get("attempt_seconds") or 0 for d in docs.values()), 3),
+            "failed_instances": failed,
+            "note": _note(len(failed), pending, interrupted),
+            "updated_at": time.time(),
+        }
+
+
+def _tokens(docs: list[dict[str, Any]]) -> dict[str, int]:
+    totals = dict.fromkeys(TOKEN_KEYS, 0)
+    for doc in docs:
+        usage = doc.get("usage") or {}
+        for key in TOKEN_KEYS:
+            totals[key] += int(usage.get(key) or 0)
+    return totals
+
+
+def first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _note(failed: int, pending: int, interrupted: bool) -> str:
+    parts = []
+    if interrupted:
+        parts.append(f"interrupted with {pending} instance(s) not done")
+    elif pending:
+        parts.append(f"{pending} instance(s) not done yet")
+    if failed:
+        parts.append(f"{failed} instance(s) failed (model or runtime errors, see failed_instances)")
+    if not parts:
+        return "all instances finished"
+    again = "run the rest" if pending else "retry them"
+    return "; ".join(parts) + f"; re-run the same command to {again}"

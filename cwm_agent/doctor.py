@@ -1,0 +1,254 @@
+"""`cwm-agent doctor`: check what a run needs, each problem with the fix.
+
+Checks: the configuration, the API key, the model endpoint (reachable, the model listed),
+the Docker engine and image, git, the prompt templates, the trajectories folder. A missing
+Docker engine is a warning unless the runtime is docker. Exit 0 without failures, else 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import click
+
+from cwm_agent.config import Resolved, config_options, resolve, setting_option, typed_settings
+from cwm_agent.errors import UsageError
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+_MARKS = {OK: ("ok", "green"), WARN: ("warn", "yellow"), FAIL: ("FAIL", "red"), SKIP: ("skip", "")}
+_SERVER_HINT = (
+    "start the model server, or fix --base-url / OPENAI_BASE_URL / base_url in the config"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail | skip
+    detail: str
+    hint: str = ""
+
+
+def check_config(
+    flags: dict[str, Any], config: str | None, profile: str | None
+) -> tuple[Check, Resolved]:
+    try:
+        resolved = resolve(flags, config, profile)
+    except UsageError as exc:
+        fallback = resolve(flags, use_file=False)
+        return Check("config", FAIL, exc.message, exc.hint or "fix the config file"), fallback
+    where = str(resolved.config_file) if resolved.config_file else "no config file (defaults)"
+    if resolved.profile:
+        where += f", profile {resolved.profile}"
+    return Check("config", OK, where), resolved
+
+
+def check_key() -> Check:
+    if os.environ.get("OPENAI_API_KEY"):
+        return Check("api key", OK, "OPENAI_API_KEY is set")
+    return Check(
+        "api key",
+        WARN,
+        "OPENAI_API_KEY is not set (fine for servers without auth, such as a local vLLM)",
+        "export OPENAI_API_KEY=... if the server wants a key",
+    )
+
+
+def check_endpoint(base_url: str | None, timeout: float) -> tuple[Check, list[str] | None]:
+    """GET /models through the openai SDK; returns the served model ids when it answers."""
+    import openai  # lazy: ~0.5 s
+
+    client = openai.OpenAI(
+        api_key=os.environ.get("OPENAI_API_KEY") or "none",
+        base_url=base_url or None,
+        timeout=timeout,
+        max_retries=0,
+    )
+    url = str(client.base_url).rstrip("/")
+    try:
+        ids = [model.id for model in client.models.list().data]
+    except openai.AuthenticationError as exc:
+        problem = Check(
+            "endpoint", FAIL, f"{url} refused the key ({exc.status_code})", "check OPENAI_API_KEY"
+        )
+    except openai.NotFoundError:
+        problem = Check(
+            "endpoint",
+            WARN,
+            f"{url} is reachable but does not serve GET /models",
+            "the model name cannot be checked",
+        )
+    except openai.APIStatusError as exc:
+        problem = Check("endpoint", FAIL, f"{url}/models answered {exc.status_code}", _SERVER_HINT)
+    except openai.APIConnectionError as exc:
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        problem = Check("endpoint", FAIL, f"cannot reach {url}: {exc.message}{cause}", _SERVER_HINT)
+    else:
+        return Check("endpoint", OK, f"{url} answers ({len(ids)} models served)"), ids
+    finally:
+        client.close()
+    return problem, None
+
+
+def check_model(model: str | None, served: list[str] | None) -> Check:
+    if not model:
+        return Check(
+            "model",
+            FAIL,
+            "no model set",
+            "pass --model, set CWM_AGENT_MODEL, or set model in the config",
+        )
+    if served is None:
+        return Check("model", SKIP, f"{model}: not checked (no model list from the endpoint)")
+    if model in served:
+        return Check("model", OK, f"{model} is served")
+    listed = ", ".join(served[:8]) + (" ..." if len(served) > 8 else "")
+    return Check(
+        "model",
+        FAIL,
+        f"{model} is not among the served models: {listed or 'none'}",
+        "pass --model with one of the served names",
+    )
+
+
+def check_docker(runtime: str, image: str | None) -> list[Check]:
+    """The engine (a warning when absent, unless the runtime is docker) and the image."""
+    needed = runtime == "docker"
+    missing = FAIL if needed else WARN
+    why = "" if needed else " (needed only for --runtime docker)"
+    try:
+        import docker  # lazy, optional extra
+    except ImportError:
+        hint = "pip install 'cwm-agent[docker]'"
+        return [Check("docker", missing, "the docker Python SDK is not installed" + why, hint)]
+    try:
+        client = docker.from_env(timeout=5)
+        version = client.version().get("Version", "?")
+    except docker.errors.DockerException as exc:
+        host = os.environ.get("DOCKER_HOST") or "the default socket"
+        hint = "start dockerd, or point DOCKER_HOST at a running engine"
+        checks = [Check("docker", missing, f"no Docker engine at {host}{why}: {exc}", hint)]
+        if image:
+            checks.append(Check("image", SKIP, f"{image}: not checked (no engine)"))
+        return checks
+    checks = [Check("docker", OK, f"Docker Engine {version}")]
+    if image:
+        checks.append(_check_image(client, image))
+    client.close()
+    return checks
+
+
+def _check_image(client: Any, image: str) -> Check:
+    import docker
+
+    try:
+        found = client.images.get(image)
+    except docker.errors.ImageNotFound:
+        hint = f"docker pull {image} (or docker build -t {image} .); cwm-agent never pulls"
+        return Check("image", FAIL, f"{image} is not present in the engine", hint)
+    except docker.errors.DockerException as exc:
+        return Check("image", FAIL, f"{image}: {exc}", "check the engine")
+    return Check("image", OK, f"{image} is present ({found.short_id})")
+
+
+def check_git() -> Check:
+    exe = shutil.which("git")
+    if exe is None:
+        return Check("git", FAIL, "git is not on PATH", "install git (e.g. apt-get install git)")
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    return Check("git", OK if proc.returncode == 0 else FAIL, proc.stdout.strip() or exe)
+
+
+def check_prompts() -> Check:
+    from cwm_agent import prompts
+
+    try:
+        folder = prompts.prompts_dir()
+        names = sorted(p.name for p in folder.glob("*.j2"))
+        for name in names:
+            prompts._environment().get_template(name)
+    except Exception as exc:  # missing folder, broken template: either way, reinstall
+        return Check("prompts", FAIL, f"{type(exc).__name__}: {exc}", "reinstall cwm-agent")
+    return Check("prompts", OK, f"{len(names)} templates in {folder}")
+
+
+def check_runs_dir() -> Check:
+    from cwm_agent.trajectory import default_runs_dir
+
+    folder = default_runs_dir()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if os.access(existing, os.W_OK):
+        return Check("trajectories", OK, f"written to {folder}")
+    hint = "set CWM_AGENT_HOME to a writable folder, or pass --traj PATH to run"
+    return Check("trajectories", FAIL, f"{existing} is not writable", hint)
+
+
+def run_checks(
+    flags: dict[str, Any], config: str | None, profile: str | None, timeout: float
+) -> list[Check]:
+    config_check, cfg = check_config(flags, config, profile)
+    endpoint, served = check_endpoint(cfg["base_url"], timeout)
+    return [
+        config_check,
+        check_key(),
+        endpoint,
+        check_model(cfg["model"], served),
+        *check_docker(cfg["runtime"], cfg["image"]),
+        check_git(),
+        check_prompts(),
+        check_runs_dir(),
+    ]
+
+
+def render(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for check in checks:
+        mark, colour = _MARKS[check.status]
+        badge = click.style(f"{mark:<4}", fg=colour or None, bold=True)
+        lines.append(f"{badge}  {check.name:<{width}}  {check.detail}")
+        if check.hint and check.status in (WARN, FAIL):
+            lines.append(f"{'':4}  {'':<{width}}  fix: {check.hint}")
+    failures = sum(c.status == FAIL for c in checks)
+    warnings = sum(c.status == WARN for c in checks)
+    lines.append(f"\n{failures} failure(s), {warnings} warning(s)")
+    return "\n".join(lines)
+
+
+@click.command()
+@config_options
+@setting_option("base_url", help="Model endpoint to check [env OPENAI_BASE_URL].")
+@setting_option("model", help="Model that must be served [env CWM_AGENT_MODEL].")
+@setting_option("runtime", help="With docker, a missing engine or image is a failure.")
+@setting_option("image", help="Docker image that must be present.")
+@click.option(
+    "--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
+def doctor(**opts: Any) -> None:
+    """Check that everything a run needs is in place, with a fix for each problem.
+
+    Uses the same settings as `run` (flags, env, config file and --profile). Prints the
+    report on stdout; exits 0 when nothing failed, 1 otherwise.
+
+    \b
+    Examples:
+      cwm-agent doctor
+      cwm-agent doctor --profile vllm-cwm
+      cwm-agent doctor --base-url http://gpu:8000/v1 --model facebook/cwm
+      cwm-agent doctor --runtime docker --image swebench/sweb.eval.x86_64.django_1776_django-11099
+    """
+    ctx = click.get_current_context()
+    flags = typed_settings(ctx, opts)
+    checks = run_checks(flags, opts["config_path"], opts["profile"], opts["connect_timeout"])
+    if opts["as_json"]:
+        ok = not any(c.status == FAIL for c in checks)
+        click.echo(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        click.echo(render(checks))
+    ctx.exit(1 if any(c.status == FAIL for c in checks) else 0)

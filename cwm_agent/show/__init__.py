@@ -1,0 +1,1 @@
+"""Reading trajectories back: a terminal transcript and a self-contained HTML page."""

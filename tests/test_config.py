@@ -1,0 +1,247 @@
+"""Configuration: flag > env > config file > default, profiles, refused secrets, `config show`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SECRET_KEY, run_cli
+from scripted_server import ScriptedServer
+from test_run_e2e import cwm
+
+from cwm_agent.cli import main
+from cwm_agent.config import SETTINGS, resolve, user_config_path
+from cwm_agent.errors import UsageError
+
+FILE = """\
+model = "file-model"
+max_steps = 40
+temperature = 0.5
+runtime = "local"
+
+[profiles.vllm-cwm]
+base_url = "http://gpu:8000/v1"
+model = "facebook/cwm"
+max_steps = 60
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "conf.toml"
+    path.write_text(FILE)
+    return path
+
+
+def resolve_in(tmp_path: Path, flags=None, env=None, **kw):
+    """Resolve with a controlled env and cwd (no stray config files from the machine)."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), **(env or {})}
+    return resolve(flags or {}, env=env, cwd=tmp_path, **kw)
+
+
+LAYERS = {  # one way to set max_steps at each layer
+    "flag": lambda path: ({"max_steps": 7}, {}, str(path)),
+    "env": lambda path: ({}, {"CWM_AGENT_MAX_STEPS": "8"}, str(path)),
+    "file": lambda path: ({}, {}, str(path)),
+    "default": lambda path: ({}, {}, None),
+}
+EXPECTED = {"flag": (7, "flag --max-steps"), "env": (8, "env CWM_AGENT_MAX_STEPS")}
+
+
+@pytest.mark.parametrize(
+    ("high", "low"),
+    [("flag", "env"), ("flag", "file"), ("flag", "default"), ("env", "file"),
+     ("env", "default"), ("file", "default")],
+)  # fmt: skip
+def test_precedence_pairwise(tmp_path, config_file, high, low):
+    flags, env, path = LAYERS[low](config_file)
+    more_flags, more_env, more_path = LAYERS[high](config_file)
+    resolved = resolve_in(
+        tmp_path, {**flags, **more_flags}, {**env, **more_env}, config=more_path or path
+    )
+    expected = EXPECTED.get(high) or (40, f"file {config_file}")
+    assert (resolved["max_steps"], resolved.sources["max_steps"]) == expected
+    if high == "file":  # and with nothing set anywhere, the default
+        assert resolve_in(tmp_path)["max_steps"] == SETTINGS["max_steps"].default
+
+
+def test_profiles_and_base_url_env(tmp_path, config_file):
+    base = resolve_in(tmp_path, config=str(config_file))
+    assert base["model"] == "file-model" and base["base_url"] is None and base.profile is None
+    prof = resolve_in(tmp_path, config=str(config_file), profile="vllm-cwm")
+    assert prof["model"] == "facebook/cwm" and prof["max_steps"] == 60
+    assert prof["temperature"] == 0.5  # top-level values still apply under a profile
+    assert prof.sources["model"] == f"file {config_file} [profiles.vllm-cwm]"
+    by_env = resolve_in(tmp_path, env={"CWM_AGENT_PROFILE": "vllm-cwm"}, config=str(config_file))
+    assert by_env.profile == "vllm-cwm"
+    env = {"OPENAI_BASE_URL": "http://openai-env/v1"}
+    assert (
+        resolve_in(tmp_path, env=env, config=str(config_file), profile="vllm-cwm").sources[
+            "base_url"
+        ]
+        == "env OPENAI_BASE_URL"
+    )
+    env["CWM_AGENT_BASE_URL"] = "http://ours/v1"  # our own variable wins over the SDK's
+    assert resolve_in(tmp_path, env=env)["base_url"] == "http://ours/v1"
+
+
+def test_default_profile_in_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('profile = "fast"\nmodel = "a"\n[profiles.fast]\nmodel = "b"\n')
+    assert resolve_in(tmp_path, config=str(path))["model"] == "b"
+    assert resolve_in(tmp_path, config=str(path), profile="fast").profile == "fast"
+
+
+def test_file_discovery(tmp_path):
+    assert resolve_in(tmp_path).config_file is None
+    user = user_config_path({"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    user.parent.mkdir(parents=True)
+    user.write_text('model = "user"\n')
+    assert resolve_in(tmp_path)["model"] == "user"
+    (tmp_path / "cwm-agent.toml").write_text('model = "local"\n')  # ./cwm-agent.toml first
+    assert resolve_in(tmp_path)["model"] == "local"
+    explicit = tmp_path / "other.toml"
+    explicit.write_text('model = "explicit"\n')
+    assert resolve_in(tmp_path, env={"CWM_AGENT_CONFIG": str(explicit)})["model"] == "explicit"
+    assert user_config_path({}) == Path.home() / ".config" / "cwm-agent" / "config.toml"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('api_key = "sk-x"\n', "keys are not read from config files"),
+        ('[profiles.p]\nOPENAI_API_KEY = "sk-x"\n', "keys are not read from config files"),
+        ('modle = "x"\n', "unknown setting 'modle'"),
+        ('max_steps = "many"\n', "expected an integer"),
+        ("max_steps = true\n", "expected an integer"),
+        ('tool_format = "xml"\n', "expected one of cwm, openai"),
+        ("model = \n", "cannot read config file"),
+        ("profiles = 3\n", "'profiles' must hold"),
+    ],
+)
+def test_bad_files_are_refused(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message) as info:
+        resolve_in(tmp_path, config=str(path))
+    assert str(path) in str(info.value) or "cannot read" in str(info.value)
+
+
+def test_bad_env_and_missing_things(tmp_path, config_file):
+    with pytest.raises(UsageError, match="CWM_AGENT_TIMEOUT='soon': expected a number"):
+        resolve_in(tmp_path, env={"CWM_AGENT_TIMEOUT": "soon"})
+    with pytest.raises(UsageError, match="expected one of local, docker"):
+        resolve_in(tmp_path, env={"CWM_AGENT_RUNTIME": "k8s"})
+    with pytest.raises(UsageError, match="no profile 'nope'") as info:
+        resolve_in(tmp_path, config=str(config_file), profile="nope")
+    assert "vllm-cwm" in info.value.hint
+    with pytest.raises(UsageError, match="there is no config file"):
+        resolve_in(tmp_path, profile="vllm-cwm")
+    with pytest.raises(UsageError, match="config file not found"):
+        resolve_in(tmp_path, config=str(tmp_path / "missing.toml"))
+    assert resolve_in(tmp_path, env={"CWM_AGENT_TIMEOUT": "30"})["timeout"] == 30.0
+
+
+def test_config_show_text_and_json(tmp_path, config_file):
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "OPENAI_API_KEY": SECRET_KEY,
+        "CWM_AGENT_MAX_STEPS": "9",
+        "CWM_AGENT_CONFIG": None,
+        "CWM_AGENT_PROFILE": None,
+        "OPENAI_BASE_URL": None,
+        "CWM_AGENT_MODEL": None,
+    }
+    runner = CliRunner()
+    args = ["config", "show", "--config", str(config_file), "--profile", "vllm-cwm"]
+    text = runner.invoke(main, args, env=env)
+    assert text.exit_code == 0, text.output
+    assert SECRET_KEY not in text.output and "OPENAI_API_KEY: set" in text.output
+    lines = {line.split()[0]: line for line in text.output.splitlines() if line.strip()}
+    assert lines["model"].split()[1:] == ["facebook/cwm", "file", str(config_file),
+                                          "[profiles.vllm-cwm]"]  # fmt: skip
+    assert lines["max_steps"].split()[1:] == ["9", "env", "CWM_AGENT_MAX_STEPS"]
+    assert lines["top_p"].split()[1:] == ["0.95", "default"]
+    doc = json.loads(runner.invoke(main, [*args, "--json"], env=env).output)
+    assert doc["api_key_set"] is True and doc["profile"] == "vllm-cwm"
+    assert doc["settings"]["temperature"] == {"value": 0.5, "source": f"file {config_file}"}
+    assert set(doc["settings"]) == set(SETTINGS)
+    bad = runner.invoke(main, ["config", "show", "--profile", "x"], env=env)
+    assert bad.exit_code == 2 and "Error: profile 'x'" in bad.output
+
+
+def test_run_uses_the_resolved_config(buggy_repo, cli_env, tmp_path):
+    """A real run: model and limits from the profile, temperature from env, steps from a flag."""
+    with ScriptedServer([cwm("bash", "true")] * 2, model="facebook/cwm") as server:
+        conf = tmp_path / "c.toml"
+        conf.write_text(
+            f'model = "wrong"\nmax_steps = 50\n[profiles.local]\nbase_url = "{server.base_url}"\n'
+            'model = "facebook/cwm"\ntop_p = 0.5\n'
+        )
+        env = {**cli_env, "CWM_AGENT_TEMPERATURE": "0.25", "CWM_AGENT_PROFILE": "local"}
+        traj = tmp_path / "t.json"
+        args = ["run", str(buggy_repo), "--issue", "x", "--config", str(conf)]
+        result = run_cli([*args, "--max-steps", "2", "--traj", str(traj)], env)
+        assert result.returncode == 1, result.stderr  # the step limit, no patch
+        body = server.requests[0].body
+    assert body["model"] == "facebook/cwm" and body["top_p"] == 0.5
+    assert body["temperature"] == 0.25
+    config = json.loads(traj.read_text())["config"]
+    assert config["agent"]["max_steps"] == 2 and config["model"]["base_url"] == server.base_url
+    assert SECRET_KEY not in traj.read_text()
+
+
+def test_run_refuses_a_key_in_the_config(buggy_repo, cli_env, tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('model = "m"\napi_key = "sk-secret"\n')
+    result = run_cli(["run", str(buggy_repo), "--issue", "x", "--config", str(conf)], cli_env)
+    assert result.returncode == 2
+    assert "api_key: keys are not read from config files" in result.stderr
+    assert "OPENAI_API_KEY" in result.stderr and result.stdout == ""
+
+
+def test_config_show_subprocess(tmp_path, cli_env):
+    (tmp_path / "cwm-agent.toml").write_text('model = "from-cwd"\n')
+    env = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    env.pop("OPENAI_API_KEY")
+    proc = run_cli_in(tmp_path, ["config", "show"], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "OPENAI_API_KEY: not set" in proc.stdout
+    assert f"config file: {tmp_path / 'cwm-agent.toml'}" in proc.stdout
+    assert "from-cwd" in proc.stdout and proc.stderr == ""
+
+
+def run_cli_in(cwd: Path, args: list[str], env: dict[str, str]):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return run_cli(args, env)
+    finally:
+        os.chdir(old)
+
+
+def test_every_command_has_examples_and_completion_works(cli_env):
+    runner = CliRunner()
+    for command in (["run"], ["show"], ["doctor"], ["config"], ["config", "show"]):
+        result = runner.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0 and "Examples:" in result.output, command
+    # Completion keys on the program name, so it goes through the installed entry point.
+    exe = Path(sys.executable).with_name("cwm-agent")
+    if not exe.exists():
+        pytest.skip("the cwm-agent entry point is not installed next to this Python")
+    env = {**cli_env, "_CWM_AGENT_COMPLETE": "bash_complete", "COMP_CWORD": "1"}
+
+    def complete(words: str, cword: str = "1") -> list[str]:
+        run = {**env, "COMP_WORDS": words, "COMP_CWORD": cword}
+        return subprocess.run([exe], env=run, capture_output=True, text=True).stdout.split()
+
+    assert complete("cwm-agent do") == ["plain,doctor"]
+    assert complete("cwm-agent run --runtime ", "3") == ["plain,local", "plain,docker"]
+    script = subprocess.run([exe], env={**cli_env, "_CWM_AGENT_COMPLETE": "bash_source"},
+                            capture_output=True, text=True).stdout  # fmt: skip
+    assert "complete -o nosort -F _cwm_agent_completion cwm-agent" in script
