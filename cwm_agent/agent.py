@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cwm_agent import prompts, protocol, tools
 from cwm_agent.errors import ContextLengthError, CwmError, FormatError, Interrupted, PatchError
 from cwm_agent.trajectory import Trajectory
-from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
+from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, ToolCall, Usage
 
 CHARS_PER_TOKEN = 4  # a rough estimate, used only before the server has reported usage
 
@@ -40,6 +40,23 @@ class RunResult:
     usage: Usage
     working_tree_diff: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_CUT_OFF = (
+    "your reply was cut off at the token limit before a complete tool call; "
+    "keep your reasoning shorter."
+)
+
+
+def _clean_reply(reply: ModelReply) -> ModelReply:
+    """The reply with text that always encodes (see ``protocol.clean_text``)."""
+    clean = protocol.clean_text
+    calls = tuple(
+        ToolCall(clean(c.id), clean(c.name), clean(c.arguments)) for c in reply.tool_calls
+    )
+    return replace(
+        reply, content=clean(reply.content), reasoning=clean(reply.reasoning), tool_calls=calls
+    )
 
 
 class _EpisodeEnd(Exception):
@@ -103,7 +120,9 @@ class Agent:
             max_turns=cfg.max_steps,
             runtime_description=self.runtime_description,
         )
-        issue_text = protocol.truncate_middle(issue, cfg.issue_max_tokens * CHARS_PER_TOKEN)
+        issue_text = protocol.truncate_middle(
+            protocol.clean_text(issue), cfg.issue_max_tokens * CHARS_PER_TOKEN
+        )
         user = prompts.render("user", issue=issue_text, root=self.runtime.root)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -127,6 +146,8 @@ class Agent:
             ) from None
         except CwmError as exc:
             self._abort(type(exc).__name__, exc.exit_code, str(exc))
+            saved = f"the trajectory so far is in {self.traj.path}"
+            exc.hint = f"{exc.hint}\n  {saved}" if exc.hint else saved
             raise
 
     def _step(self, step: int) -> None:
@@ -148,6 +169,8 @@ class Agent:
             self.progress("action", {"step": step, "action": action})
             started = time.perf_counter()
             observation = self._execute(action)
+            # Output of non-UTF-8 files or commands must not break the request or the record.
+            observation = replace(observation, output=protocol.clean_text(observation.output))
             tool_seconds = time.perf_counter() - started
             self._send_observation(action, observation, step, extra_results)
             self.progress("observation", {"step": step, "observation": observation})
@@ -164,6 +187,7 @@ class Agent:
             reply = self.model.complete(self.traj.messages, tool_specs, max_tokens=max_tokens)
         except ContextLengthError as exc:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
+        reply = _clean_reply(reply)
         self.usage = self.usage + reply.usage
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens
@@ -184,10 +208,12 @@ class Agent:
             else:
                 _, action = protocol.parse_cwm_reply(reply.content)
         except FormatError as exc:
+            if reply.finish_reason == "length":  # the cut, not the half-written call, is the news
+                return None, _CUT_OFF, extra
             return None, str(exc), extra  # the parser's message carries its own example
         if action is None and self.patch is None:
             if reply.finish_reason == "length":
-                return None, "your reply was cut off at the token limit before a tool call.", extra
+                return None, _CUT_OFF, extra
             return None, "your reply has no tool call.", extra
         return action, None, extra
 

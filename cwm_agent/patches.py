@@ -129,6 +129,11 @@ def _locate(problem: str, lines: list[str], number: int) -> str:
     where = f"line {number}"
     if file:
         where += f", file {_quote(file)}"
+    if problem.startswith(("Unexpected hunk found", "Target without source")):
+        return (
+            f"cannot parse the diff at {where}: {_quote(lines[number - 1])} is not preceded by "
+            "its file's '--- a/PATH' and '+++ b/PATH' header lines (in that order)"
+        )
     if not problem.startswith("Hunk") or hunk is None:
         return f"cannot parse the diff at {where}: {problem.strip()}"
     if problem.startswith("Hunk is longer"):
@@ -210,6 +215,13 @@ def _check_file(segment: list[str], first: int, hunk_lines: set[int]) -> str:
         parsed = []
     path = parsed[0].path if parsed else segment[0].split()[-1]
     if not has_hunks and not any(line.startswith(_HUNKLESS_OK) for line in segment):
+        bad = next((i for i, line in enumerate(segment) if line.startswith("@@")), None)
+        if bad is not None:
+            raise PatchError(
+                f"line {first + bad + 1} ({_quote(segment[bad])}) is not a valid hunk header: "
+                "expected '@@ -START,COUNT +START,COUNT @@'",
+                MAKE_PATCH_HINT,
+            )
         raise PatchError(
             f"the diff for {_quote(path)} (line {first + 1}) has no hunks: "
             "expected '--- a/PATH' and '+++ b/PATH' headers followed by '@@ ... @@' hunks",

@@ -26,6 +26,8 @@ TOOL_CLOSE = "</tool>"
 # Lenient about spaces inside the tag (CWM writes exactly one); the name is checked later.
 _TOOL_OPEN = re.compile(r"<tool:[ \t]*([^<>\n]{0,80}?)[ \t]*>")
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 SEARCH_MARK = "<<<<<<< SEARCH"
 DIVIDER_MARK = "======="
 REPLACE_MARK = ">>>>>>> REPLACE"
@@ -291,6 +293,20 @@ OPENAI_TOOLS: list[dict[str, Any]] = [
 
 
 # ------------------------------------------------------------------------- tool results
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD, so it always encodes as UTF-8.
+
+    They come from JSON ``\\ud800`` escapes in a server's reply and from bytes that are
+    not UTF-8 decoded with ``surrogateescape``; left in, they crash the next request
+    and the trajectory write.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def render_tool_result(output: str, remaining_turns: int, remaining_tokens: int) -> str:

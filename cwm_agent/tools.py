@@ -186,6 +186,8 @@ def create_file(runtime: Runtime, path: str, content: str) -> str:
     path = path.strip()
     if not path:
         raise ToolError("No file was created: the path is empty.")
+    if path.endswith("/"):
+        raise ToolError(f"No file was created: {path} names a directory; give a file path.")
     if runtime.exists(path):
         raise ToolError(
             f"No file was created: {path} already exists. Change it with edit, "

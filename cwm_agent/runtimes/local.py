@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import RuntimeFailure, ToolError
 from ..types import CommandResult
+from .reaper import kill_inside
 from .shell import ShellSession
 
 # A fixed identity and date: the baseline needs no git config, and the same tree
@@ -186,7 +187,10 @@ class LocalRuntime:
         return self.shell.run(command, timeout)
 
     def _resolve(self, path: str) -> str:
-        full = os.path.realpath(os.path.join(self.root, path))
+        try:
+            full = os.path.realpath(os.path.join(self.root, path))
+        except ValueError:  # a NUL byte; lone surrogates
+            raise ToolError(f"{path!r}: refused, not a valid file path") from None
         if full != self.root and not full.startswith(self.root + os.sep):
             raise ToolError(
                 f"{path}: refused, the path is outside the repository "
@@ -227,7 +231,9 @@ class LocalRuntime:
         try:
             real_index = os.path.join(self.root, ".git", "index")
             if os.path.isfile(real_index):
-                shutil.copyfile(real_index, index)  # keeps stat data: `add` hashes less
+                # copy2 keeps the index file's mtime too: git tells "racily clean" entries
+                # (a file changed within the same second, same size) by comparing with it.
+                shutil.copy2(real_index, index)  # keeps stat data: `add` hashes less
             else:
                 os.unlink(index)
             env = {"GIT_INDEX_FILE": index}
@@ -276,6 +282,7 @@ class LocalRuntime:
 
 def _cleanup(shell: ShellSession, top: str) -> None:
     shell.close()
+    kill_inside(top)  # stragglers that left both the group and the environment behind
     _remove_tree(top)
 
 

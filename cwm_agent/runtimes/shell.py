@@ -23,6 +23,7 @@ from typing import Protocol
 
 from ..errors import RuntimeFailure
 from ..types import CommandResult
+from .reaper import kill_marked
 
 CHUNK = 65536
 # Variables that would point the agent's git at some other repository, or
@@ -46,9 +47,17 @@ _QUIET_ENV = {
 }
 
 
+# Credentials the model's commands have no business seeing (their output goes to the
+# model server and into the trajectory): the API key first of all.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)(?:_|$)", re.I)
+# Every process started in a local session inherits this variable, so the ones that
+# leave the shell's process group (setsid, daemons) can still be found and killed.
+MARK_VAR = "CWM_AGENT_SESSION"
+
+
 def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a session starts with: ours, minus what would misdirect it."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    """The environment a session starts with: ours, minus what would misdirect or leak."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not _SECRET_NAME.search(k)}
     env.update(_QUIET_ENV)
     env.update(extra or {})
     return env
@@ -74,13 +83,14 @@ class PipeTransport:
     """`bash` as a local child leading its own process group, output merged on one pipe."""
 
     def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
+        self.mark = secrets.token_hex(8)
         self._proc = subprocess.Popen(
             ["bash", "--noprofile", "--norc"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env=dict(env),
+            env={**env, MARK_VAR: self.mark},
             start_new_session=True,
             bufsize=0,
         )
@@ -116,6 +126,7 @@ class PipeTransport:
                 os.killpg(self.pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            kill_marked(f"{MARK_VAR}={self.mark}".encode())
 
     def close(self) -> int | None:
         if self._closed:
@@ -298,10 +309,12 @@ def _sentinel(cmd_file: str) -> tuple[bytes, re.Pattern[bytes]]:
     The command text never goes through bash's stdin, so a syntax error in it ends
     only the `source`, never this line. (`source` rather than `eval`: bash's messages
     then quote true line numbers.) A fresh nonce per call means no output can fake it.
+    Redirecting fd 1 through fd 3 makes bash restore fds 1 and 2 after the `source`, so
+    a command's `exec >/dev/null` or `exec 1>&-` cannot swallow the status line.
     """
     prefix, suffix = f"\x1e__CWM_{secrets.token_hex(8)}_", "__\x1e"
     line = (
-        f"builtin source {shlex.quote(cmd_file)} </dev/null 2>&1; "
+        f"builtin source {shlex.quote(cmd_file)} 3>&1 1>&3 3>&- </dev/null 2>&1; "
         f"builtin printf '{prefix}%d{suffix}' \"$?\"\n"
     )
     pattern = re.escape(prefix.encode()) + rb"(\d{1,3})" + re.escape(suffix.encode())

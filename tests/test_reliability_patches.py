@@ -1,0 +1,123 @@
+"""Patches as real systems saved them, in our own small examples.
+
+The kinds seen in model_patches_malformed.jsonl (prose with a fenced diff, a
+``<patch>`` wrapper, prose with a code block but no headers, a placeholder ``diff
+--git`` header with no hunks) plus the ways a hand-made diff goes wrong. Every one is
+rejected with a message that names the problem; test_patches.py holds the basic
+cases, benchmarks/bench_patches.py runs the real data.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+from cwm_agent.errors import PatchError
+from cwm_agent.patches import check_structure
+
+HUNK = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
+GIT = "diff --git a/x.py b/x.py\nindex 1111111..2222222 100644\n" + HUNK
+NOT_A_DIFF = "the file must hold only diff output, without explanations or ``` fences"
+
+CASES = [
+    # (id, text, words the message must hold)
+    ("patch-xml-wrapper", f"<patch>\n{GIT}</patch>\n", ["line 1: '<patch>'", NOT_A_DIFF]),
+    (
+        "markdown-heading-and-fence",
+        f"# Patch for the bug\n\nBased on the analysis:\n\n```patch\n{HUNK}```\n",
+        ["line 1: '# Patch for the bug'"],
+    ),
+    ("fence-only", f"```diff\n{GIT}```\n", ["line 1: '```diff'"]),
+    (
+        "prose-then-git-diff",
+        f"I'll fix it.\n\n{GIT}",
+        ["starts with text that is not part of a diff", 'line 1: "I\'ll fix it."'],
+    ),
+    (
+        "code-block-without-headers",
+        "# Patch\n\n```python\n-    return a - b\n+    return a + b\n```\n",
+        ["no diff headers found", "starts with '# Patch'"],
+    ),
+    (
+        "lines-indented-by-markdown",
+        "    " + HUNK.replace("\n", "\n    ").rstrip(" "),
+        ["no diff headers found", "'    --- a/x.py'"],
+    ),
+    (
+        "placeholder-git-header",
+        "diff --git a/src b/src\n+ // Certified Fix v1.1.0 (proj__proj-1)\n",
+        ["the diff for 'src' (line 1) has no hunks"],
+    ),
+    (
+        "git-header-without-changes",
+        "diff --git a/x.py b/x.py\nindex 1111111..2222222 100644\n",
+        ["the diff for 'x.py' (line 1) has no hunks"],
+    ),
+    (
+        "chatter-between-files",
+        HUNK + "Now the second file:\n" + HUNK.replace("x.py", "y.py"),
+        ["line 6 is not part of a diff ('Now the second file:')"],
+    ),
+    ("trailing-explanation", HUNK + "\nThis fixes the bug.\n", ["line 7 is not part of a diff"]),
+    (
+        "truncated-hunk",  # a reply cut at the token limit mid-patch
+        "--- a/x.py\n+++ b/x.py\n@@ -1,4 +1,4 @@\n a\n-b\n+c\n",
+        ["bad hunk '@@ -1,4 +1,4 @@'", "fewer lines than its @@ header counts"],
+    ),
+    (
+        "broken-hunk-header",
+        "--- a/x.py\n+++ b/x.py\n@@ -1 +1\n-a\n+b\n",
+        ["line 3 ('@@ -1 +1') is not a valid hunk header"],
+    ),
+    (
+        "hunk-before-its-headers",
+        "--- a/x.py\n@@ -1 +1 @@\n-a\n+b\n",
+        ["line 2", "is not preceded by its file's '--- a/PATH' and '+++ b/PATH' header lines"],
+    ),
+    ("headers-only", "--- a/x.py\n+++ b/x.py\n", ["the diff for 'x.py' (line 1) has no hunks"]),
+    ("byte-order-mark", "\ufeff" + HUNK, ["no diff headers found", "\\ufeff--- a/x.py"]),
+    (
+        "terminal-colours",
+        "\x1b[1mdiff --git a/x.py b/x.py\x1b[m\n" + HUNK,
+        ["starts with text that is not part of a diff", "\\x1b[1mdiff"],
+    ),
+    ("only-a-newline", "\n", ["the patch is empty"]),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_kind_is_rejected_with_the_problem_named(text, words):
+    with pytest.raises(PatchError) as caught:
+        check_structure(text)
+    for word in words:
+        assert word in caught.value.message
+    assert "git diff > fix.patch" in caught.value.hint  # and how to make a good one
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HUNK,
+        GIT,
+        GIT + GIT.replace("x.py", "y.py"),
+        HUNK.replace("\n", "\r\n"),  # CRLF: structure is fine; git apply decides the rest
+        "\n\n" + GIT + "\n\n",  # blank lines around are trimmed
+        GIT.replace("+a = 2\n", "+a = 2\n\\ No newline at end of file\n"),
+    ],
+    ids=["plain", "git", "two-files", "crlf", "blank-lines-around", "no-newline-marker"],
+)
+def test_real_shapes_are_accepted(text):
+    assert check_structure(text).endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("case_id", "words"),
+    [("patch-xml-wrapper", "'<patch>'"), ("placeholder-git-header", "has no hunks")],
+)
+def test_validate_command_exits_5_naming_the_problem(buggy_repo, cli_env, tmp_path, case_id, words):
+    text = next(c[1] for c in CASES if c[0] == case_id)
+    patch = tmp_path / "answer.patch"
+    patch.write_text(text)
+    result = run_cli(["validate", str(patch), "--repo", str(buggy_repo)], cli_env)
+    assert result.returncode == 5
+    assert result.stderr.startswith("Error: ") and words in result.stderr
