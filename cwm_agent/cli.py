@@ -110,6 +110,20 @@ def _install_sigterm() -> None:
 @setting_option("top_p")
 @setting_option("max_tokens")
 @click.option(
+    "--request-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for one model reply before retrying.",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Retries of a failed model request (429, 5xx, timeouts), with backoff.",
+)
+@click.option(
     "--chat-template-kwargs",
     default=None,
     help="JSON for vLLM's chat_template_kwargs (default: CWM's thinking switches "
@@ -181,6 +195,8 @@ def run(**opts: Any) -> None:
             base_url=cfg["base_url"],
             temperature=cfg["temperature"],
             top_p=cfg["top_p"],
+            request_timeout=opts["request_timeout"],
+            max_retries=opts["max_retries"],
             extra_body=extra,
         ),
         agent=AgentConfig(
@@ -213,7 +229,7 @@ def run(**opts: Any) -> None:
     if opts["as_json"]:
         click.echo(json.dumps(run_mod.result_document(result, traj), indent=2))
     elif result.patch is not None:
-        _emit_patch(result.patch, opts["output"])
+        run_mod.emit_patch(result.patch, opts["output"])
     if result.patch is not None and opts["apply_patch"]:
         run_mod.apply_to_repo(result.patch, settings.repo)
     if verbosity:
@@ -231,14 +247,6 @@ def _chat_template_kwargs(raw: str | None, model: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"--chat-template-kwargs is not JSON: {exc}") from exc
     return {"chat_template_kwargs": value} if value else {}
-
-
-def _emit_patch(patch: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(patch, encoding="utf-8")
-    else:
-        sys.stdout.write(patch)
-        sys.stdout.flush()
 
 
 @main.command()
@@ -285,10 +293,11 @@ def replay(traj: str, repo: str | None) -> None:
       cwm-agent replay run.json --repo ./myrepo | git apply
     """
     from cwm_agent.replay import replay as replay_trajectory
+    from cwm_agent.run import emit_patch
 
     result = replay_trajectory(traj, repo)
     if result.patch:
-        _emit_patch(result.patch, None)
+        emit_patch(result.patch, None)
     verdict = "the same patch as recorded" if result.same else "a DIFFERENT patch than recorded"
     click.echo(f"replayed {result.actions} actions: {verdict}", err=True)
     sys.exit(0 if result.same else 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,17 @@ def _revalidate(patch: str, runtime: Any) -> None:
             f"the final patch failed validation: {exc.message}",
             hint="this is a bug in cwm-agent; please report it with the trajectory file",
         ) from exc
+
+
+def emit_patch(patch: str, output: str | None) -> None:
+    """Write the patch byte-exact: lines of non-UTF-8 files survive as their own bytes."""
+    data = patch.encode("utf-8", "surrogateescape")
+    if output:
+        Path(output).write_bytes(data)
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 def apply_to_repo(patch: str, repo: Path) -> None:

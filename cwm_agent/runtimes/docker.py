@@ -54,7 +54,7 @@ base64 -d >| "$p" <<'@MARK@'
 """
 _DIFF = f"""cd @ROOT@ && i=$(mktemp) && o=$(mktemp) || return 95
 x=$({_GIT} rev-parse --git-path index)
-if [ -f "$x" ]; then cp -- "$x" "$i"; else rm -f -- "$i"; fi
+if [ -f "$x" ]; then cp -p -- "$x" "$i"; else rm -f -- "$i"; fi
 if GIT_INDEX_FILE=$i {_GIT} add -A >"$o" 2>&1 && GIT_INDEX_FILE=$i {_GIT} diff --cached \\
   --binary --no-color --no-ext-diff --no-textconv --no-renames --src-prefix=a/ \\
   --dst-prefix=b/ @BASE@ -- . @SPECS@ >"$o" 2>"$i.e"

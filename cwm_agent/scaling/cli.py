@@ -112,7 +112,7 @@ def run_scaled(settings: Any, issue: str, opts: dict[str, Any], verbosity: int =
 
     Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``.
     """
-    from cwm_agent.run import apply_to_repo
+    from cwm_agent.run import apply_to_repo, emit_patch
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
@@ -134,12 +134,7 @@ def run_scaled(settings: Any, issue: str, opts: dict[str, Any], verbosity: int =
     if opts.get("as_json"):
         click.echo(json.dumps(report.document(outcome), indent=2))
     elif result.patch is not None:
-        output = opts.get("output")
-        if output:
-            Path(output).write_text(result.patch, encoding="utf-8")
-        else:
-            sys.stdout.write(result.patch)
-            sys.stdout.flush()
+        emit_patch(result.patch, opts.get("output"))
     if result.patch is not None and opts.get("apply_patch"):
         apply_to_repo(result.patch, settings.repo)
     printer.echo(report.table(outcome.selection))
