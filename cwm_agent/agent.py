@@ -175,6 +175,11 @@ class Agent:
             self._send_observation(action, observation, step, extra_results)
             self.progress("observation", {"step": step, "observation": observation})
         self._record(reply, action, observation, error, tool_seconds)
+        if error is not None and self._format_errors_in_row >= cfg.max_format_errors:
+            raise _EpisodeEnd(  # after _record: the last reply is in the trajectory too
+                "format_errors",
+                f"{self._format_errors_in_row} format errors in a row; last: {error}",
+            )
         if self._context_tokens >= cfg.max_context:
             raise _EpisodeEnd("context_exceeded", "the conversation filled the context window")
 
@@ -248,11 +253,6 @@ class Agent:
         if not reply.tool_calls:
             self._append({"role": "user", "content": text})
         self.progress("format_error", {"problem": problem})
-        if self._format_errors_in_row >= self.config.max_format_errors:
-            raise _EpisodeEnd(
-                "format_errors",
-                f"{self._format_errors_in_row} format errors in a row; last: {problem}",
-            )
 
     def _execute(self, action: Action) -> Observation:
         if action.tool != "submit":
@@ -313,7 +313,10 @@ class Agent:
         if action.call_id is not None:
             message["tool_call_id"] = action.call_id
         else:
+            # CWM renders the header `tool: NAME`; servers that validate the OpenAI schema
+            # (llama.cpp) also want an id on every tool message.
             message["name"] = action.tool
+            message["tool_call_id"] = f"cwm-{step}"
         self._append(message)
         for call_id, error in extra_results:
             self._append({"role": "tool", "tool_call_id": call_id, "content": error})

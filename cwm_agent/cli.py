@@ -106,6 +106,7 @@ def _install_sigterm() -> None:
 @setting_option("model", help="Model name [env CWM_AGENT_MODEL].")
 @setting_option("base_url", help="OpenAI-compatible API base URL [env OPENAI_BASE_URL].")
 @setting_option("tool_format")
+@setting_option("api")
 @setting_option("temperature")
 @setting_option("top_p")
 @setting_option("max_tokens")
@@ -198,6 +199,7 @@ def run(**opts: Any) -> None:
             request_timeout=opts["request_timeout"],
             max_retries=opts["max_retries"],
             extra_body=extra,
+            api=cfg["api"],
         ),
         agent=AgentConfig(
             tool_format=cfg["tool_format"],

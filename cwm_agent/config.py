@@ -55,6 +55,13 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "tool_format", ("cwm", "openai"), "cwm", "cwm: CWM's <tool: NAME> text; openai: native."
         ),
+        Setting(
+            "api",
+            ("chat", "completions"),
+            "chat",
+            "chat: the server's /v1/chat/completions; completions: CWM's chat format rendered "
+            "here and sent to /v1/completions.",
+        ),
         Setting("temperature", float, 1.0, "Sampling temperature."),
         Setting("top_p", float, 0.95, "Nucleus sampling."),
         Setting("max_tokens", int, 65_536, "Tokens per model reply."),

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import git, snapshot
-from rich.console import Console
 from batch_support import BUGGY, make_repo, write_jsonl
+from conftest import SHARED_DATA, git, snapshot
+from rich.console import Console
 
 from cwm_agent.agent import AgentConfig
 from cwm_agent.batch import instances as inst
@@ -22,7 +22,7 @@ from cwm_agent.batch.summary import Tally
 from cwm_agent.errors import RuntimeFailure, UsageError
 from cwm_agent.run import ModelSettings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 SWEBENCH_FILES = {"swebench_lite_dev.jsonl": 23, "swebench_verified_test.jsonl": 500}
 
 

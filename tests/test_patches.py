@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cwm_agent.errors import PatchError
 from cwm_agent.patches import BaseRepoError, check_applies, check_structure, validate_patch
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 GIT_ENV = {
     **os.environ,
     "GIT_AUTHOR_NAME": "t",

@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from cwm_agent.errors import UsageError
 from cwm_agent.traces.format import frames_from_json, parse_trace, render_trace
 from cwm_agent.traces.runner import TRACER_PATH, TargetError, TraceResult, run_trace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "traces"
-CRUXEVAL = Path("/work/shared/data/cruxeval.jsonl")
+CRUXEVAL = SHARED_DATA / "cruxeval.jsonl"
 
 
 def trace(target: str, call: str | None = None, **kw) -> TraceResult:

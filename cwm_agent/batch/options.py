@@ -28,6 +28,7 @@ _MODEL_OPTIONS = [
     setting_option("model", help="Model name [env CWM_AGENT_MODEL]."),
     setting_option("base_url", help="OpenAI-compatible API base URL [env OPENAI_BASE_URL]."),
     setting_option("tool_format"),
+    setting_option("api"),
     setting_option("temperature"),
     setting_option("top_p"),
     setting_option("max_tokens"),
@@ -115,6 +116,7 @@ def model_settings(cfg: Resolved, opts: dict[str, Any]) -> ModelSettings:
         temperature=cfg["temperature"],
         top_p=cfg["top_p"],
         extra_body=_chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"]),
+        api=cfg["api"],
     )
 
 

@@ -101,7 +101,10 @@ class OpenAIModel:
         if limit is not None:
             body["max_tokens"] = limit
         if tools:
-            body["tools"] = tools  # tool_choice left to the server's default ("auto")
+            body["tools"] = tools
+            # "auto" is OpenAI's and vLLM's default anyway; llama.cpp's function-calling
+            # formats ignore `tools` unless it is set.
+            body["tool_choice"] = "auto"
         body.update(self.extra_body)
         return self._request("/chat/completions", body, _parse_chat)
 

@@ -38,7 +38,9 @@ DEFAULT_MAX_TOKENS = 8192
 FRAME_TOKENS = 1024  # budget of one request in step-by-step mode
 # vLLM strips special tokens from completions unless told not to; the frame separators
 # are special tokens in CWM's vocabulary, so without this the reply is unparseable.
-RAW_EXTRA_BODY = {"skip_special_tokens": False}
+# Keep CWM's separator tokens in the reply, and do not add a second <|begin_of_text|>
+# (the prompt carries its own).
+RAW_EXTRA_BODY = {"skip_special_tokens": False, "add_special_tokens": False}
 
 
 @dataclass(frozen=True)
