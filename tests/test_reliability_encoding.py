@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from conftest import git, run_cli
 from scripted_server import ScriptedServer
 from test_reliability_support import cwm
@@ -46,11 +45,6 @@ def test_lone_surrogates_in_the_servers_json_do_not_crash_the_run(buggy_repo, cl
     assert second["messages"][2]["content"].endswith("\ufffd\n</tool>")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (trajectory.py + cli.py, reported): an issue holding bytes that are not "
-    "UTF-8 (--issue argv, or stdin) crashes the first trajectory write with a traceback",
-)
 def test_issue_with_invalid_utf8_bytes(buggy_repo, cli_env, tmp_path):
     issue = os.fsdecode(b"add() is wrong \xff\xfe")  # how Python hands over such an argv
     with ScriptedServer(["no tool call"] * 2) as server:
@@ -60,11 +54,6 @@ def test_issue_with_invalid_utf8_bytes(buggy_repo, cli_env, tmp_path):
     assert result.returncode == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (trajectory.py + cli.py, reported): a patch holding bytes that are not UTF-8 "
-    "crashes the trajectory write (json ensure_ascii=False) and the stdout write",
-)
 def test_patch_touching_a_latin1_file_keeps_its_bytes(tmp_path, cli_env):
     repo = tmp_path / "legacy"
     repo.mkdir()

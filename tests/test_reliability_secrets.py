@@ -104,11 +104,6 @@ ECHOING_SERVERS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (models/openai_client.py, reported): server error text is quoted verbatim, "
-    "so a server that echoes the key puts it in the message, on stderr and in the trajectory",
-)
 @pytest.mark.parametrize("entry", ECHOING_SERVERS)
 def test_error_messages_redact_a_key_the_server_echoes(entry):
     entry = {**entry, "headers": {"Retry-After": "0.01", "x-should-retry": "false"}}
@@ -119,7 +114,6 @@ def test_error_messages_redact_a_key_the_server_echoes(entry):
     assert SECRET_KEY not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="same bug, seen through the CLI")
 def test_cli_401_echo_does_not_reach_stderr_or_the_trajectory(buggy_repo, cli_env, tmp_path):
     traj = tmp_path / "t.json"
     with ScriptedServer([ECHOING_SERVERS[0]]) as server:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ContextLengthError, ModelError
+from ..errors import ContextLengthError, CwmError, ModelError
 from ..types import ModelReply, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -132,6 +132,12 @@ class OpenAIModel:
         return self._request("/completions", body, _parse_text)
 
     def _request(self, path: str, body: dict[str, Any], parse: Any) -> ModelReply:
+        try:
+            return self._send(path, body, parse)
+        except CwmError as exc:  # a server may echo the key back in its error text
+            raise _redacted(exc, self._client.api_key) from None
+
+    def _send(self, path: str, body: dict[str, Any], parse: Any) -> ModelReply:
         import openai
 
         url = self._url(path)
@@ -211,12 +217,15 @@ class OpenAIModel:
         retried = status in (408, 409, 429) or status >= 500
         retried = retried and exc.response.headers.get("x-should-retry") != "false"
         attempts = self.max_retries + 1 if retried else 1
-        hint = (
-            "The server is rate limiting: wait, or run fewer workers."
-            if status == 429
-            else "Check the server log; the model name and request options may be wrong "
-            "for this server (check --model and --base-url)."
-        )
+        if status == 429:
+            hint = "The server is rate limiting: wait, or run fewer workers."
+        elif status >= 500:
+            hint = "The server failed or is overloaded: check the server log, then run again."
+        else:
+            hint = (
+                "Check the server log; the model name and request options may be wrong "
+                "for this server (check --model and --base-url)."
+            )
         return ModelError(f"Model request failed after {attempts} attempt(s): {what}", hint)
 
 
@@ -282,3 +291,14 @@ def _parse_text(data: dict[str, Any]) -> ModelReply:
         usage=_usage(data),
         finish_reason=choice.get("finish_reason"),
     )
+
+
+def _redacted(exc: CwmError, key: str | None) -> CwmError:
+    """``exc`` with every occurrence of the API key replaced, so no message carries it."""
+    if not key or len(key) < 8:  # "none" and other placeholders are not secrets
+        return exc
+    mark = "[API key redacted]"
+    exc.message = exc.message.replace(key, mark)
+    exc.hint = exc.hint.replace(key, mark)
+    exc.args = tuple(a.replace(key, mark) if isinstance(a, str) else a for a in exc.args)
+    return exc

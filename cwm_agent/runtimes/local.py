@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import RuntimeFailure, ToolError
 from ..types import CommandResult
 from .reaper import kill_inside
-from .shell import ShellSession
+from .shell import ShellSession, overwrite_file
 
 # A fixed identity and date: the baseline needs no git config, and the same tree
 # always gets the same base commit.
@@ -211,8 +211,7 @@ class LocalRuntime:
         if not os.path.isdir(os.path.dirname(full)):
             raise ToolError(f"{path}: the parent directory does not exist; create it first")
         try:
-            with open(full, "wb") as f:
-                f.write(data)
+            overwrite_file(full, data)
         except OSError as exc:
             raise ToolError(f"{path}: cannot write: {exc.strerror}") from exc
 

@@ -125,7 +125,7 @@ def write(path: Path, document: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".selection-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, ensure_ascii=False, indent=2)
+            json.dump(document, handle, indent=2)  # \u escapes: lone surrogates survive
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
