@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cwm_agent import prompts, protocol, tools
-from cwm_agent.errors import ContextLengthError, CwmError, FormatError, Interrupted, PatchError
+from cwm_agent import conversation, prompts, protocol, tools
+from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
 from cwm_agent.trajectory import Trajectory
-from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, ToolCall, Usage
+from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
 
 CHARS_PER_TOKEN = 4  # a rough estimate, used only before the server has reported usage
 
@@ -40,23 +40,6 @@ class RunResult:
     usage: Usage
     working_tree_diff: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-_CUT_OFF = (
-    "your reply was cut off at the token limit before a complete tool call; "
-    "keep your reasoning shorter."
-)
-
-
-def _clean_reply(reply: ModelReply) -> ModelReply:
-    """The reply with text that always encodes (see ``protocol.clean_text``)."""
-    clean = protocol.clean_text
-    calls = tuple(
-        ToolCall(clean(c.id), clean(c.name), clean(c.arguments)) for c in reply.tool_calls
-    )
-    return replace(
-        reply, content=clean(reply.content), reasoning=clean(reply.reasoning), tool_calls=calls
-    )
 
 
 class _EpisodeEnd(Exception):
@@ -155,8 +138,10 @@ class Agent:
         self.progress("step", {"step": step, "max_steps": cfg.max_steps})
         reply = self._ask_model()
         self.progress("reply", {"step": step, "reply": reply})
-        action, error, extra_results = self._interpret(reply)
-        self._remember_reply(reply)
+        action, error, extra_results = conversation.interpret(
+            reply, self.config.tool_format, submitted=self.patch is not None
+        )
+        self.traj.messages.append(conversation.assistant_message(reply))
         observation: Observation | None = None
         tool_seconds = 0.0
         if error is not None:
@@ -192,50 +177,13 @@ class Agent:
             reply = self.model.complete(self.traj.messages, tool_specs, max_tokens=max_tokens)
         except ContextLengthError as exc:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
-        reply = _clean_reply(reply)
+        reply = conversation.clean_reply(reply)
         self.usage = self.usage + reply.usage
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens
         else:
             self._context_tokens += len(reply.content) // CHARS_PER_TOKEN
         return reply
-
-    def _interpret(
-        self, reply: ModelReply
-    ) -> tuple[Action | None, str | None, list[tuple[str, str]]]:
-        """The reply's action, or the format problem to report back, plus extra-call errors."""
-        extra: list[tuple[str, str]] = []
-        try:
-            if self.config.tool_format == "openai":
-                action, extra = protocol.parse_openai_calls(reply.tool_calls)
-                if action is None and extra:  # the first native call itself was invalid
-                    return None, extra[0][1], []
-            else:
-                _, action = protocol.parse_cwm_reply(reply.content)
-        except FormatError as exc:
-            if reply.finish_reason == "length":  # the cut, not the half-written call, is the news
-                return None, _CUT_OFF, extra
-            return None, str(exc), extra  # the parser's message carries its own example
-        if action is None and self.patch is None:
-            if reply.finish_reason == "length":
-                return None, _CUT_OFF, extra
-            return None, "your reply has no tool call.", extra
-        return action, None, extra
-
-    def _remember_reply(self, reply: ModelReply) -> None:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-        if reply.reasoning:
-            message["reasoning_content"] = reply.reasoning
-        if reply.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in reply.tool_calls
-            ]
-        self.traj.messages.append(message)
 
     def _handle_format_error(self, problem: str, reply: ModelReply) -> None:
         self._format_errors_in_row += 1
@@ -309,15 +257,7 @@ class Agent:
         content = protocol.render_tool_result(
             observation.output, self.config.max_steps - step, remaining_tokens
         )
-        message: dict[str, Any] = {"role": "tool", "content": content}
-        if action.call_id is not None:
-            message["tool_call_id"] = action.call_id
-        else:
-            # CWM renders the header `tool: NAME`; servers that validate the OpenAI schema
-            # (llama.cpp) also want an id on every tool message.
-            message["name"] = action.tool
-            message["tool_call_id"] = f"cwm-{step}"
-        self._append(message)
+        self._append(conversation.tool_message(action, content, step))
         for call_id, error in extra_results:
             self._append({"role": "tool", "tool_call_id": call_id, "content": error})
 
