@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, run_cli, snapshot
-from scripted_server import ScriptedServer
 from batch_support import (
     MODEL_ERROR,
     Scripts,
@@ -27,6 +25,8 @@ from batch_support import (
     wait_for,
     write_jsonl,
 )
+from conftest import git, run_cli, snapshot
+from scripted_server import ScriptedServer
 
 
 @pytest.fixture

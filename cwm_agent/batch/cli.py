@@ -11,11 +11,14 @@ import click
 
 from cwm_agent.batch.options import (
     agent_config,
+    check_scaling,
+    executor_options,
     limit_options,
     model_options,
     model_settings,
     resolve_settings,
     runtime_options,
+    scale_options,
     workdir_given,
 )
 from cwm_agent.errors import Interrupted, UsageError
@@ -24,6 +27,10 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.display import LiveDisplay, PlainDisplay
     from cwm_agent.batch.instances import Instance
     from cwm_agent.batch.plan import BatchConfig
+    from cwm_agent.batch.ray_executor import RayRunner
+    from cwm_agent.batch.runner import BatchRunner
+    from cwm_agent.batch.scaled import Scaling
+    from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
 BATCH_EXIT_HELP = (
@@ -55,10 +62,18 @@ BATCH_EXIT_HELP = (
 )
 @click.option("--filter", "pattern", metavar="REGEX", help="Only instances whose id matches.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N (after --filter).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Instances at a time.",
+)
+@executor_options
 @runtime_options
 @model_options
 @limit_options
+@scale_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; errors only.")
 def batch(**opts: Any) -> None:
     """Solve every issue of INPUT; write SWE-bench predictions and one folder per instance.
@@ -71,6 +86,10 @@ def batch(**opts: Any) -> None:
     issue files (id = file name stem) solved against --repo. Re-running the same command
     resumes: finished instances are skipped, failed ones are tried again.
 
+    --executor ray runs one Ray task per instance, on a local Ray instance or on the
+    cluster at --ray-address; OUTDIR is written here either way. --attempts K solves
+    each instance with K rollouts and test-based selection (as `run --attempts K`).
+
     \b
     Examples:
       cwm-agent batch swebench_lite.jsonl -o runs/lite --repos-dir ~/clones \\
@@ -79,10 +98,15 @@ def batch(**opts: Any) -> None:
           --image-template 'swebench/sweb.eval.x86_64.{instance_id_1776}:latest' \\
           --filter '^django__' --limit 20 --model facebook/cwm
       cwm-agent batch issues/ --repo ./myrepo -o runs/issues --model facebook/cwm
+      cwm-agent batch swebench_lite.jsonl -o runs/lite --repos-dir /shared/clones \\
+          --executor ray --ray-address ray://head:10001 --workers 64 --model facebook/cwm
+      cwm-agent batch issues/ --repo ./myrepo -o runs/best4 --attempts 4 --early-stop \\
+          --test-cmd 'python -m pytest -q tests' --model facebook/cwm
     """
     from cwm_agent.batch import instances as inst
 
     _install_sigterm()
+    _check_executor(opts)
     config = _config(opts)
     from_folder = opts["input_path"].is_dir()
     if opts["image_template"]:
@@ -115,11 +139,45 @@ def _config(opts: dict[str, Any]) -> BatchConfig:
         image_template=opts["image_template"],
         workdir=cfg["workdir"] if workdir_given(cfg) else None,
         trace_prediction=opts["trace_prediction"],
+        scaling=_scaling(opts, cfg["temperature"]),
     )
 
 
-def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) -> None:
+def _scaling(opts: dict[str, Any], temperature: float) -> Scaling:
+    from cwm_agent.batch.scaled import Scaling
+
+    check_scaling(opts, temperature)
+    return Scaling(
+        attempts=opts["attempts"],
+        test_cmd=opts["test_cmd"],
+        test_timeout=opts["test_timeout"],
+        repro_tests=opts["repro_tests"],
+        early_stop=opts["early_stop"],
+    )
+
+
+def _check_executor(opts: dict[str, Any]) -> None:
+    if opts["executor"] == "ray":
+        from cwm_agent.batch.ray_executor import require_ray
+
+        require_ray()
+    elif opts["ray_address"]:
+        raise UsageError("--ray-address is for --executor ray", hint="add --executor ray")
+
+
+def _runner(
+    config: BatchConfig, store: OutputStore, tally: Tally, display: Any, opts: dict[str, Any]
+) -> BatchRunner | RayRunner:
+    if opts["executor"] == "ray":
+        from cwm_agent.batch.ray_executor import RayRunner
+
+        return RayRunner(config, store, tally, display, opts["ray_address"])
     from cwm_agent.batch.runner import BatchRunner
+
+    return BatchRunner(config, store, tally, display)
+
+
+def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) -> None:
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
@@ -134,6 +192,8 @@ def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) ->
             "model": config.model.name,
             "runtime": config.runtime,
             "workers": opts["workers"],
+            "executor": opts["executor"],
+            "attempts": opts["attempts"],
         }
         tally = Tally(selected, results, info)
         with _display(tally, opts["quiet"]) as display:
@@ -142,7 +202,7 @@ def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) ->
                 f"finished, {len(todo)} to run on {opts['workers']} worker(s) -> {store.outdir}"
             )
             try:
-                BatchRunner(config, store, tally, display).run(todo, opts["workers"])
+                _runner(config, store, tally, display, opts).run(todo, opts["workers"])
             except Interrupted:
                 store.write_summary(tally.summary(interrupted=True))
                 raise

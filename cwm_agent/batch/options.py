@@ -15,6 +15,7 @@ import click
 
 from cwm_agent.config import config_options, resolve_from_context, setting_option
 from cwm_agent.errors import UsageError
+from cwm_agent.scaling.cli import _scale_options
 
 if TYPE_CHECKING:  # the agent's modules load only when a batch runs, not for --help
     from cwm_agent.agent import AgentConfig
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # the agent's modules load only when a batch runs, not for --
     from cwm_agent.run import ModelSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
+INSTALL_HINT = "pip install 'cwm-agent[ray]'"
 
 _MODEL_OPTIONS = [
     config_options,
@@ -85,9 +87,37 @@ def _stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     return decorate
 
 
+def _declares(option: Callable[[F], F], name: str) -> bool:
+    probe: Any = option(lambda: None)  # type: ignore[arg-type]
+    return bool(probe.__click_params__[-1].name == name)
+
+
+# `run`'s --attempts flags, less its --workers: in a batch --workers counts instances, and
+# each instance's rollouts get workers of their own (one per attempt).
+_SCALE_OPTIONS = [o for o in _scale_options(1) if not _declares(o, "workers")]
+
+_EXECUTOR_OPTIONS = [
+    click.option(
+        "--executor",
+        type=click.Choice(["thread", "ray"]),
+        default="thread",
+        show_default=True,
+        help="What runs the instances: --workers threads here, or Ray tasks, one per "
+        f"instance (needs: {INSTALL_HINT}).",
+    ),
+    click.option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --executor ray: join this Ray cluster (head:6379 from a node, or "
+        "ray://head:10001) [default: start a local Ray instance with --workers CPUs].",
+    ),
+]
+
 model_options = _stack(_MODEL_OPTIONS)
 runtime_options = _stack(_RUNTIME_OPTIONS)
 limit_options = _stack(_LIMIT_OPTIONS)
+scale_options = _stack(_SCALE_OPTIONS)
+executor_options = _stack(_EXECUTOR_OPTIONS)
 
 
 def resolve_settings(opts: dict[str, Any]) -> Resolved:
@@ -132,3 +162,12 @@ def agent_config(cfg: Resolved, opts: dict[str, Any]) -> AgentConfig:
         max_format_errors=cfg["max_format_errors"],
         submit_on_limit=opts["submit_on_limit"],
     )
+
+
+def check_scaling(opts: dict[str, Any], temperature: float) -> None:
+    """`--attempts K` flags that cannot work, refused before any instance runs."""
+    if opts["attempts"] > 1 and temperature <= 0:
+        raise UsageError(
+            "--attempts needs sampling, but --temperature is 0: every attempt would be the same",
+            hint="use --temperature 1.0 (CWM's default) or a single attempt",
+        )

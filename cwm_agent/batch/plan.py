@@ -18,6 +18,7 @@ from pathlib import Path
 from cwm_agent.agent import AgentConfig
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.instances import Instance, image_from_template
+from cwm_agent.batch.scaled import Scaling
 from cwm_agent.errors import UsageError
 from cwm_agent.run import ModelSettings, RunSettings
 
@@ -36,6 +37,7 @@ class BatchConfig:
     image_template: str | None = None
     workdir: str | None = None
     trace_prediction: bool = False
+    scaling: Scaling = Scaling()  # --attempts K: run_with_attempts per instance
 
     def image_for(self, instance: Instance) -> tuple[str | None, bool]:
         """(image, repository already inside it). Flags win over the record's own image."""

@@ -1,14 +1,17 @@
 """Run instances on a pool of worker threads, each isolated, each outcome stored as it ends.
 
-Isolation: every instance gets its own `execute` call (own runtime, own model client, own
-trajectory). Whatever one instance raises is caught and recorded; the others go on.
+Isolation: every instance is one `solve_instance` call (own runtime, own model client,
+own trajectory), the function every executor runs. Whatever one instance raises is
+caught and recorded; the others go on. ``Ledger`` is the driver's bookkeeping around it,
+shared with the Ray executor (``ray_executor.py``).
 
 Stopping (Ctrl-C / SIGTERM reach the main thread only): the main thread sets ``stop``;
 each running agent notices at its next step or action (the progress callback raises
 KeyboardInterrupt there, which the agent turns into a clean abort that closes its
 runtime). The main thread waits up to ``STOP_GRACE`` seconds for that; workers stuck in a
-long model request are abandoned (daemon threads) and their runtimes are closed by the
-runtimes' exit finalizers. Interrupted instances leave no result, so a resume reruns them.
+long model request (or in an ``--attempts`` pipeline, whose rollouts have threads of
+their own) are abandoned (daemon threads) and their runtimes are closed by the runtimes'
+exit finalizers. Interrupted instances leave no result, so a resume reruns them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import collections
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.plan import BatchConfig
+from cwm_agent.batch.scaled import first_trajectory, solve_scaled
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import TOKEN_KEYS, Tally
 from cwm_agent.errors import CwmError, Interrupted
@@ -31,6 +36,7 @@ from cwm_agent.trajectory import load as load_trajectory
 
 STOP_GRACE = 10.0  # seconds the running instances get to wind down after Ctrl-C
 _STOP_EVENTS = ("step", "action")  # progress events at which a stopping agent aborts
+LOG_NAME = "stderr.log"
 
 
 class Display(Protocol):
@@ -40,12 +46,44 @@ class Display(Protocol):
     def message(self, text: str) -> None: ...
 
 
+class Ledger:
+    """The driver's side of one attempt, whichever executor runs it.
+
+    ``begin`` before the instance runs, ``end`` with its document (None: interrupted) when
+    it is back: the log markers, the crash-safe record, the totals, the display.
+    """
+
+    def __init__(self, store: OutputStore, tally: Tally, display: Display) -> None:
+        self.store = store
+        self.tally = tally
+        self.display = display
+
+    def begin(self, instance: Instance) -> Path:
+        self.tally.start(instance)
+        self.display.started(instance)
+        folder = self.store.begin(instance)
+        with open(folder / LOG_NAME, "a", encoding="utf-8") as log:
+            log.write(f"=== attempt started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+        return folder
+
+    def end(self, instance: Instance, doc: dict[str, Any] | None) -> None:
+        with open(self.store.instance_dir(instance) / LOG_NAME, "a", encoding="utf-8") as log:
+            log.write(f"=== {'interrupted' if doc is None else doc['status']} ===\n")
+        if doc is not None:
+            self.store.record(instance, doc)
+        self.tally.end(instance, doc)
+        self.store.write_summary(self.tally.summary())
+        self.display.ended(instance, doc)
+
+
 class BatchRunner:
+    """``--executor thread``: a pool of worker threads in this process."""
+
     def __init__(
         self, config: BatchConfig, store: OutputStore, tally: Tally, display: Display
     ) -> None:
         self.config = config
-        self.store = store
+        self.ledger = Ledger(store, tally, display)
         self.tally = tally
         self.display = display
         self.stop = threading.Event()
@@ -103,61 +141,96 @@ class BatchRunner:
                 self._alive -= 1
 
     def _attempt(self, instance: Instance) -> None:
-        self.tally.start(instance)
-        self.display.started(instance)
-        folder = self.store.begin(instance)
-        with open(folder / "stderr.log", "a", encoding="utf-8", buffering=1) as log:
-            log.write(f"=== attempt started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
-            doc = self._solve(instance, folder / "trajectory.json", log)
-            log.write(f"=== {'interrupted' if doc is None else doc['status']} ===\n")
-        if doc is not None:
-            self.store.record(instance, doc)
-        self.tally.end(instance, doc)
-        self.store.write_summary(self.tally.summary())
-        self.display.ended(instance, doc)
+        folder = self.ledger.begin(instance)
+        with open(folder / LOG_NAME, "a", encoding="utf-8", buffering=1) as log:
+            doc = solve_instance(
+                self.config, instance, folder, log, self._on_step(instance), self.stop.is_set
+            )
+        self.ledger.end(instance, doc)
 
-    def _solve(self, instance: Instance, traj_path: Path, log: TextIO) -> dict[str, Any] | None:
-        """The attempt's result document, or None if it was interrupted."""
-        started = time.monotonic()
-        model = self.config.model.name
-        try:
-            if self.stop.is_set():
-                return None
-            with self.config.repository(instance) as repo:
-                settings = self.config.settings(instance, repo, traj_path)
-                progress = self._progress(instance, log)
-                result, traj = execute(settings, instance.problem_statement, progress)
-            doc = result_document(result, traj)
-            doc["prediction"] = _prediction(instance, model, result.patch)
-            doc["error"] = None
-        except (Interrupted, KeyboardInterrupt):
+    def _on_step(self, instance: Instance) -> Callable[[int], None]:
+        def on_step(step: int) -> None:
+            self.tally.step(instance, step)
+            self.display.step(instance, step)
+
+        return on_step
+
+
+def solve_instance(
+    config: BatchConfig,
+    instance: Instance,
+    folder: Path,
+    log: TextIO,
+    on_step: Callable[[int], None] | None = None,
+    stopping: Callable[[], bool] | None = None,
+) -> dict[str, Any] | None:
+    """One instance, isolated: its result document, or None if it was interrupted.
+
+    The per-instance function of every executor. It writes the trajectory (or, with
+    ``--attempts``, the scaled run's records) into ``folder`` and its progress to ``log``;
+    whatever it raises is caught and recorded. ``stopping`` is polled at every step and
+    action: when it turns true the agent aborts the way Ctrl-C makes it (runtime closed).
+    """
+    started = time.monotonic()
+    model = config.model.name
+    scaled = config.scaling.enabled
+    traj_path = first_trajectory(folder) if scaled else folder / "trajectory.json"
+    try:
+        if stopping is not None and stopping():
             return None
-        except CwmError as exc:
-            log.write(f"Error: {exc}\n")
-            doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": exc.hint})
-        except Exception as exc:
-            log.write(traceback.format_exc())
-            doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": ""})
-            doc["status"] = "crashed"
-        doc.update(
-            instance_id=instance.instance_id,
-            model_name_or_path=model,
-            attempt_seconds=round(time.monotonic() - started, 3),
-        )
-        return doc
+        with config.repository(instance) as repo:
+            settings = config.settings(instance, repo, folder / "trajectory.json")
+            if scaled:
+                issue = instance.problem_statement
+                doc = solve_scaled(config.scaling, settings, issue, folder, log)
+            else:
+                progress = _progress(log, on_step, stopping)
+                result, traj = execute(settings, instance.problem_statement, progress)
+                doc = result_document(result, traj)
+        doc["prediction"] = _prediction(instance, model, doc["patch"])
+        doc["error"] = None
+    except (Interrupted, KeyboardInterrupt):
+        return None
+    except CwmError as exc:
+        log.write(f"Error: {exc}\n")
+        doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": exc.hint})
+    except Exception as exc:
+        log.write(traceback.format_exc())
+        doc = crash_document(exc, traj_path)
+    return finish_document(doc, instance, model, started)
 
-    def _progress(self, instance: Instance, log: TextIO) -> Any:
-        lines = StderrProgress(verbosity=1, stream=log)
 
-        def progress(event: str, data: dict[str, Any]) -> None:
-            lines(event, data)
-            if event == "step":
-                self.tally.step(instance, data["step"])
-                self.display.step(instance, data["step"])
-            if event in _STOP_EVENTS and self.stop.is_set():
-                raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
+def crash_document(exc: BaseException, traj_path: Path) -> dict[str, Any]:
+    """An attempt that raised what no one expected (a bug, a lost worker): status "crashed"."""
+    doc = _error_document(exc, traj_path, {"type": type(exc).__name__, "hint": ""})
+    doc["status"] = "crashed"
+    return doc
 
-        return progress
+
+def finish_document(
+    doc: dict[str, Any], instance: Instance, model: str, started: float
+) -> dict[str, Any]:
+    doc.update(
+        instance_id=instance.instance_id,
+        model_name_or_path=model,
+        attempt_seconds=round(time.monotonic() - started, 3),
+    )
+    return doc
+
+
+def _progress(
+    log: TextIO, on_step: Callable[[int], None] | None, stopping: Callable[[], bool] | None
+) -> Any:
+    lines = StderrProgress(verbosity=1, stream=log)
+
+    def progress(event: str, data: dict[str, Any]) -> None:
+        lines(event, data)
+        if event == "step" and on_step is not None:
+            on_step(data["step"])
+        if event in _STOP_EVENTS and stopping is not None and stopping():
+            raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
+
+    return progress
 
 
 def _prediction(instance: Instance, model: str, patch: str | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.batch.instances import Instance
+from cwm_agent.batch.scaled import SCALED_FILES
 from cwm_agent.errors import UsageError
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
@@ -136,6 +137,9 @@ class OutputStore:
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("result.json", "patch.diff", "trajectory.json"):
             (folder / name).unlink(missing_ok=True)
+        for pattern in SCALED_FILES:  # --attempts K records
+            for path in folder.glob(pattern):
+                path.unlink()
         return folder
 
     def record(self, instance: Instance, doc: dict[str, Any]) -> None:

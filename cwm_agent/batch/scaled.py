@@ -1,0 +1,82 @@
+"""`batch --attempts K`: each instance solved by `run_with_attempts` in its own folder.
+
+The instance folder then holds what `run --attempts K --traj-dir FOLDER` writes:
+``attempt-N.json`` (one trajectory per fix rollout), ``repro-N.json`` (the reproduction
+rollouts) and ``selection.json`` (every candidate, every test run, the reason); its
+``result.json`` is the `run --attempts K --json` document, and its prediction is the
+selected patch.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from cwm_agent.run import RunSettings
+
+# What an earlier attempt at the instance may have left; a new attempt starts without it.
+SCALED_FILES = ("selection.json", "attempt-*.json", "repro-*.json")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """The `--attempts` options; with one attempt an instance is a single plain `execute`."""
+
+    attempts: int = 1
+    test_cmd: str | None = None  # None: the default when the repository has tests; "": none
+    test_timeout: float = 900.0
+    repro_tests: int = 5
+    early_stop: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.attempts > 1
+
+
+def solve_scaled(
+    scaling: Scaling, settings: RunSettings, issue: str, folder: Path, log: TextIO
+) -> dict[str, Any]:
+    """The `--json` document of a scaled run whose records go to ``folder``.
+
+    Raises what `run_with_attempts` raises (e.g. ModelError when every attempt failed so).
+    The rollouts run on `workers = attempts` threads of their own: a batch with
+    ``--workers N --attempts K`` has up to N * K rollouts (and as many reproduction
+    rollouts) at once.
+    """
+    from cwm_agent.scaling import report
+    from cwm_agent.scaling.attempts import run_with_attempts
+
+    outcome = run_with_attempts(
+        settings,
+        issue,
+        scaling.attempts,
+        test_cmd=scaling.test_cmd,
+        test_timeout=scaling.test_timeout,
+        repro_tests=scaling.repro_tests,
+        early_stop=scaling.early_stop,
+        traj_dir=folder,
+        progress=_log_lines(log),
+    )
+    log.write(report.table(outcome.selection) + "\n")
+    return report.document(outcome)
+
+
+def first_trajectory(folder: Path) -> Path:
+    """The trajectory an error document is filled from when a scaled run raised."""
+    return folder / "attempt-1.json"
+
+
+def _log_lines(log: TextIO) -> Any:
+    """The pipeline's events as lines of the instance's stderr.log (written from K threads)."""
+    lock = threading.Lock()
+
+    def progress(event: str, data: dict[str, Any]) -> None:
+        if event in ("scaling", "warning"):
+            prefix = "warning: " if event == "warning" else ""
+            with lock:
+                log.write(f"{prefix}{data['message']}\n")
+
+    return progress

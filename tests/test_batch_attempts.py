@@ -1,0 +1,139 @@
+"""`batch --attempts K`: each instance sampled K times and one patch selected by tests.
+
+Two issues against one repository, K=2: for the first, one attempt fixes add() and one
+breaks it differently (the repository's tests decide); for the second, one attempt fixes
+it and one never submits (the only valid patch wins). With --executor ray too, where
+the selection records travel back from the workers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from batch_support import cwm, read_json, read_preds
+from conftest import run_cli
+from scripted_server import ScriptedServer
+
+VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, for --test-cmd
+TEST_CMD = "python3 -m pytest -x -q -p no:cacheprovider tests"
+RAY = importlib.util.find_spec("ray") is not None or os.environ.get("CWM_REQUIRE_RAY") == "1"
+
+
+def fix(name: str, new_line: str) -> list[str]:
+    edit = f"mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n{new_line}\n>>>>>>> REPLACE"
+    return [
+        cwm("edit", edit).replace("Next.", f"[script:{name}] add() is wrong."),
+        cwm("bash", "git diff > fix.patch"),
+        cwm("submit", "fix.patch"),
+        "<think>\nDone.\n</think>\nFixed add().",
+    ]
+
+
+SCRIPTS = {
+    "right": fix("right", "    return a + b"),
+    "wrong": fix("wrong", "    return a * b"),
+    "idle": [cwm("bash", "echo looking").replace("Next.", "[script:idle] Look.")] * 8,
+}
+PLAN = {"i-1": ["wrong", "right"], "i-2": ["idle", "right"]}  # per issue, one per attempt
+
+
+class Attempts:
+    """A new conversation of an issue takes that issue's next script; later turns go on
+    with the script named in its first reply."""
+
+    def __init__(self) -> None:
+        self.waiting = {key: list(names) for key, names in PLAN.items()}
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> str | None:
+        messages = body["messages"]
+        said = [m for m in messages if m["role"] == "assistant"]
+        if said:
+            name = re.search(r"\[script:(\w+)\]", json.dumps(said[0])).group(1)
+        else:
+            key = next(k for k in PLAN if f"[{k}]" in messages[1]["content"])
+            with self.lock:
+                name = self.waiting[key].pop(0)
+        script = SCRIPTS[name]
+        return script[len(said)] if len(said) < len(script) else None
+
+
+@pytest.fixture
+def env(cli_env, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    ray_tmp = tempfile.mkdtemp(prefix="cwmray-", dir="/tmp")  # Ray's sockets: a short path
+    path = VENV_BIN + os.pathsep + cli_env["PATH"]
+    yield {**cli_env, "TMPDIR": str(tmp), "RAY_TMPDIR": ray_tmp, "PATH": path}
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "executor",
+    ["thread", pytest.param("ray", marks=pytest.mark.skipif(not RAY, reason="no Ray"))],
+)
+def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
+    executor, buggy_repo, env, tmp_path
+):
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    for key in PLAN:
+        (issues / f"{key}.md").write_text(f"[{key}] add() subtracts instead of adding.")
+    outdir = tmp_path / "out"
+    args = ["batch", str(issues), "-o", str(outdir), "--repo", str(buggy_repo), "--model", "m"]
+    args += ["--max-steps", "5", "--workers", "2", "--executor", executor]
+    args += ["--attempts", "2", "--repro-tests", "0", "--test-cmd", TEST_CMD]
+    with ScriptedServer(Attempts()) as server:
+        result = run_cli([*args, "--base-url", server.base_url], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+    preds = {p["instance_id"]: p for p in read_preds(outdir)}
+    assert sorted(preds) == ["i-1", "i-2"]
+    for key, pred in preds.items():
+        assert "+    return a + b" in pred["model_patch"], key  # the right fix, both times
+        folder = outdir / key
+        selection = read_json(folder / "selection.json")
+        doc = read_json(folder / "result.json")
+        assert doc["selection"] == selection and doc["selection_file"] == str(
+            folder / "selection.json"
+        )
+        assert doc["prediction"] == pred and (folder / "patch.diff").read_text() == doc["patch"]
+        assert selection["attempts"] == 2 and len(selection["candidates"]) == 2
+        chosen = next(c for c in selection["candidates"] if c["selected"])
+        assert doc["trajectory"] == chosen["trajectory"]
+        for candidate in selection["candidates"]:  # every rollout's trajectory is kept
+            assert Path(candidate["trajectory"]).parent == folder
+            assert read_json(Path(candidate["trajectory"]))["config"]
+        log = (folder / "stderr.log").read_text()
+        assert "selected" in log and f"records in {folder}\n" in log
+
+    tested = read_json(outdir / "i-1" / "selection.json")
+    outcomes = sorted(c["existing_tests"] for c in tested["candidates"])
+    assert outcomes == ["failed", "passed"]  # the tests decided between two patches
+    assert "attempt" in tested["reason"] and tested["executions"] >= 2
+    alone = read_json(outdir / "i-2" / "selection.json")
+    assert "the only distinct patch" in alone["reason"]
+    assert sorted(c["status"] for c in alone["candidates"]) == ["limit", "submitted"]
+
+    summary = read_json(outdir / "summary.json")
+    assert (summary["finished"], summary["attempts"], summary["patches"]) == (2, 2, 2)
+    assert os.listdir(env["TMPDIR"]) == []
+
+
+def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path):
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    (issues / "a.md").write_text("an issue")
+    args = ["batch", str(issues), "-o", str(tmp_path / "o"), "--repo", str(buggy_repo)]
+    result = run_cli([*args, "--model", "m", "--attempts", "3", "--temperature", "0"], env)
+    assert result.returncode == 2 and "--temperature is 0" in result.stderr
