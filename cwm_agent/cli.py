@@ -178,38 +178,15 @@ def run(**opts: Any) -> None:
       cwm-agent run . --issue-file ISSUE.md -v --traj run.json && cwm-agent show run.json
     """
     from cwm_agent import run as run_mod
-    from cwm_agent.agent import AgentConfig
     from cwm_agent.progress import make_progress
+    from cwm_agent.settings import agent_config, model_settings
 
     cfg = resolve_from_context(click.get_current_context(), opts)
     issue = _read_issue(opts["issue"], opts["issue_file"])
-    if not cfg["model"]:
-        raise UsageError(
-            "no model given",
-            hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
-        )
-    extra = _chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"])
     settings = run_mod.RunSettings(
         repo=Path(opts["repo"]).resolve(),
-        model=run_mod.ModelSettings(
-            name=cfg["model"],
-            base_url=cfg["base_url"],
-            temperature=cfg["temperature"],
-            top_p=cfg["top_p"],
-            request_timeout=opts["request_timeout"],
-            max_retries=opts["max_retries"],
-            extra_body=extra,
-            api=cfg["api"],
-        ),
-        agent=AgentConfig(
-            tool_format=cfg["tool_format"],
-            max_steps=cfg["max_steps"],
-            max_context=cfg["max_context"],
-            max_reply_tokens=cfg["max_tokens"],
-            timeout=cfg["timeout"],
-            max_format_errors=cfg["max_format_errors"],
-            submit_on_limit=opts["submit_on_limit"],
-        ),
+        model=model_settings(cfg, opts),
+        agent=agent_config(cfg, opts),
         runtime=cfg["runtime"],
         image=cfg["image"],
         workdir=cfg["workdir"],
@@ -237,18 +214,6 @@ def run(**opts: Any) -> None:
     if verbosity:
         click.echo(f"{result.status}: {result.reason} (trajectory: {traj.path})", err=True)
     sys.exit(result.exit_code)
-
-
-def _chat_template_kwargs(raw: str | None, model: str) -> dict[str, Any]:
-    from cwm_agent.run import default_extra_body
-
-    if raw is None:
-        return default_extra_body(model)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--chat-template-kwargs is not JSON: {exc}") from exc
-    return {"chat_template_kwargs": value} if value else {}
 
 
 @main.command()

@@ -10,18 +10,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cwm_agent.batch.options import (
-    agent_config,
     check_scaling,
     executor_options,
     limit_options,
     model_options,
-    model_settings,
     resolve_settings,
     runtime_options,
     scale_options,
     workdir_given,
 )
 from cwm_agent.errors import Interrupted, UsageError
+from cwm_agent.settings import agent_config, model_settings
 
 if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.display import LiveDisplay, PlainDisplay

@@ -2,8 +2,8 @@
 
 Model, runtime and limit flags are ``config.setting_option``s, exactly as `run` declares
 them, so they resolve the same way (flag > env CWM_AGENT_* > config file and --profile >
-default). The few flags that are not settings mirror `run`'s. ``model_settings`` and
-``agent_config`` build the same frozen settings `run` builds.
+default). The few flags that are not settings mirror `run`'s; `cwm_agent.settings` turns
+them into the same frozen records for every command.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from cwm_agent.errors import UsageError
 from cwm_agent.scaling.cli import _scale_options
 
 if TYPE_CHECKING:  # the agent's modules load only when a batch runs, not for --help
-    from cwm_agent.agent import AgentConfig
     from cwm_agent.config import Resolved
-    from cwm_agent.run import ModelSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 INSTALL_HINT = "pip install 'cwm-agent[ray]'"
@@ -128,40 +126,6 @@ def resolve_settings(opts: dict[str, Any]) -> Resolved:
 def workdir_given(cfg: Resolved) -> bool:
     """Whether the user chose --workdir (anywhere), or batch may pick /testbed itself."""
     return cfg.sources["workdir"] != "default"
-
-
-def model_settings(cfg: Resolved, opts: dict[str, Any]) -> ModelSettings:
-    # Reused, not copied: `run`'s parsing of --chat-template-kwargs (and its CWM default).
-    from cwm_agent.cli import _chat_template_kwargs
-    from cwm_agent.run import ModelSettings
-
-    if not cfg["model"]:
-        raise UsageError(
-            "no model given",
-            hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
-        )
-    return ModelSettings(
-        name=cfg["model"],
-        base_url=cfg["base_url"],
-        temperature=cfg["temperature"],
-        top_p=cfg["top_p"],
-        extra_body=_chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"]),
-        api=cfg["api"],
-    )
-
-
-def agent_config(cfg: Resolved, opts: dict[str, Any]) -> AgentConfig:
-    from cwm_agent.agent import AgentConfig
-
-    return AgentConfig(
-        tool_format=cfg["tool_format"],
-        max_steps=cfg["max_steps"],
-        max_context=cfg["max_context"],
-        max_reply_tokens=cfg["max_tokens"],
-        timeout=cfg["timeout"],
-        max_format_errors=cfg["max_format_errors"],
-        submit_on_limit=opts["submit_on_limit"],
-    )
 
 
 def check_scaling(opts: dict[str, Any], temperature: float) -> None:

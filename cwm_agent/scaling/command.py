@@ -52,10 +52,11 @@ def best_of(**opts: Any) -> None:
       cwm-agent best-of . --issue "parse() drops the last field" --model m \\
           --test-cmd 'python -m pytest tests/test_parse.py -q' --early-stop --json
     """
-    from cwm_agent.batch.options import agent_config, model_settings, resolve_settings
+    from cwm_agent.batch.options import resolve_settings
     from cwm_agent.cli import _install_sigterm, _read_issue
     from cwm_agent.run import RunSettings
     from cwm_agent.scaling.cli import run_scaled
+    from cwm_agent.settings import agent_config, model_settings
 
     cfg = resolve_settings(opts)  # flag > env CWM_AGENT_* > config file > default, as in `run`
     issue = _read_issue(opts["issue"], opts["issue_file"])
