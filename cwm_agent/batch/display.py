@@ -88,7 +88,8 @@ class PlainDisplay:
             return
         elapsed = self.tally.counts()["elapsed"]
         with self._lock:
-            print(f"[{elapsed:7.1f}s] {text}", file=self.stream, flush=True)
+            self.stream.write(f"[{elapsed:7.1f}s] {text}\n")  # stderr unless a test says
+            self.stream.flush()
 
 
 class LiveDisplay:
