@@ -55,7 +55,7 @@ def test_request_body_carries_sampling_tools_and_extra_body_at_top_level() -> No
     assert (req.body["temperature"], req.body["top_p"], req.body["max_tokens"]) == (0.7, 0.9, 512)
     assert req.body["chat_template_kwargs"] == extra["chat_template_kwargs"]
     assert req.body["tools"] == [BASH_TOOL]
-    assert req.body["tool_choice"] == "auto" and "stream" not in req.body
+    assert "tool_choice" not in req.body and "stream" not in req.body
 
 
 def test_defaults_are_cwm_sampling_without_optional_fields() -> None:

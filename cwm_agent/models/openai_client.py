@@ -101,10 +101,10 @@ class OpenAIModel:
         if limit is not None:
             body["max_tokens"] = limit
         if tools:
+            # tool_choice is left to the server ("auto" on OpenAI and vLLM). Setting it makes
+            # llama.cpp's function-calling formats emit grammar-constrained calls, and a weak
+            # model then never closes its JSON: replies that run until the request times out.
             body["tools"] = tools
-            # "auto" is OpenAI's and vLLM's default anyway; llama.cpp's function-calling
-            # formats ignore `tools` unless it is set.
-            body["tool_choice"] = "auto"
         body.update(self.extra_body)
         return self._request("/chat/completions", body, _parse_chat)
 

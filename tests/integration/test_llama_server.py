@@ -18,7 +18,9 @@ MAX_STEPS = 3
 # format-error limit is above the step limit, so the step limit ends a run of nonsense.
 LIMITS = ["--max-steps", str(MAX_STEPS), "--max-tokens", "128", "--timeout", "10",
           "--max-context", "6144", "--max-format-errors", str(MAX_STEPS + 1),
-          "--temperature", "0"]  # fmt: skip
+          "--temperature", "0",
+          # A reply that runs away must fail the test in minutes, not after 5 x 600 s.
+          "--request-timeout", "180", "--max-retries", "0"]  # fmt: skip
 
 
 def run_agent(cli, llama, repo: Path, tmp_path: Path, model: str, *extra: str):
