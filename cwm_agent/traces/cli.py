@@ -8,6 +8,14 @@ from typing import Any, TextIO
 
 import click
 
+_root_option = click.option(
+    "--root",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Repository root: code under it is user code, and the call runs there.",
+)
+
 
 @click.group()
 def trace() -> None:
@@ -39,13 +47,7 @@ def trace() -> None:
     help="Interpreter to run the code with "
     "(default: the one running cwm-agent). Python 3.7 or newer.",
 )
-@click.option(
-    "--root",
-    default=".",
-    show_default=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Repository root: code under it is user code, and the call runs there.",
-)
+@_root_option
 @click.option("--max-steps", default=10_000, show_default=True, help="Cut after N frames.")
 @click.option("--time-limit", default=10.0, show_default=True, help="Cut after N seconds.")
 @click.option(
@@ -169,13 +171,7 @@ def compare_command(predicted: TextIO, real: TextIO, as_json: bool, source: Text
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--python", "python", metavar="EXE", help="Interpreter for the real trace.")
-@click.option(
-    "--root",
-    default=".",
-    show_default=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Repository root: code under it is user code, and the call runs there.",
-)
+@_root_option
 @click.option(
     "--context-file",
     "context_files",
