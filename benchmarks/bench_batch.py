@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from scripted_server import ScriptedServer  # noqa: E402
 from batch_support import Scripts, fix_script, issue, make_repo  # noqa: E402
+from scripted_server import ScriptedServer  # noqa: E402
 
 REPLIES_PER_INSTANCE = 4
 

@@ -212,6 +212,8 @@ def _docker(res: dict[str, Any]) -> list[str]:
         ["  of which tool", _ms(d["tool_ms"])],
         ["  of which model call", _ms(d["model_ms"])],
     ]
+    if "first_ms" in d:
+        rows.append(["cwm-agent run on docker: launch to first model request", _ms(d["first_ms"])])
     return out + _table(["", "median"], rows) + [""]
 
 

@@ -270,6 +270,7 @@ def docker_steps(
     rs = [episode(ws, docked, steps) for _ in range(reps)]
     return {
         "step_ms": median([median(r.intervals()) for r in rs]) * 1e3,
+        "first_ms": median([r.first_request() for r in rs]) * 1e3,
         "exec_ms": raw_exec_round_trip(host, image) * 1e3,
         **_breakdown(rs),
         "runs": len(rs),

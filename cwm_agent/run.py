@@ -11,6 +11,7 @@ from typing import Any
 
 from cwm_agent.agent import Agent, AgentConfig, ProgressFn, RunResult
 from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
+from cwm_agent.runtimes.background import BackgroundOpen
 from cwm_agent.trajectory import Trajectory, default_runs_dir, new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -64,8 +65,6 @@ def execute(
     settings: RunSettings, issue: str, progress: ProgressFn | None = None
 ) -> tuple[RunResult, Trajectory]:
     """Run one episode. Raises CwmError subclasses (their exit codes) on failures."""
-    from cwm_agent.models.openai_client import OpenAIModel
-
     config = {
         "run_id": settings.run_id,
         "repo": str(settings.repo),
@@ -76,33 +75,27 @@ def execute(
         "trace_prediction": settings.trace_prediction,
     }
     traj = Trajectory(trajectory_path(settings), settings.run_id, config, issue)
-    model_cls: Any = OpenAIModel
-    if settings.model.api == "completions":
-        from cwm_agent.models.cwm_chat import CompletionsModel
-
-        model_cls = CompletionsModel
-    model = model_cls(
-        settings.model.name,
-        settings.model.base_url,
-        os.environ.get("OPENAI_API_KEY"),
-        temperature=settings.model.temperature,
-        top_p=settings.model.top_p,
-        timeout=settings.model.request_timeout,
-        max_retries=settings.model.max_retries,
-        extra_body=settings.model.extra_body or None,
-    )
+    # The runtime opens (waiting on git or the Docker engine) while this thread loads the
+    # model client (importing the SDK is ~0.4 s of CPU); see runtimes/background.py.
+    opening = BackgroundOpen(lambda: open_runtime(settings), lambda opened: opened[0].close())
     try:
-        runtime, description = open_runtime(settings)
+        model = _build_model(settings)
+        runtime, description = opening.result()
     except CwmError as exc:
+        opening.discard()
         traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
         traj.save()
         raise
     except KeyboardInterrupt:
+        opening.discard()
         traj.finish(
             status="interrupted", exit_code=130, reason="interrupted during set-up", patch=None
         )
         traj.save()
         raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
+    except BaseException:
+        opening.discard()
+        raise
     try:
         hooks = _hooks(settings, model)
         agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)
@@ -112,6 +105,26 @@ def execute(
         return result, traj
     finally:
         runtime.close()
+
+
+def _build_model(settings: RunSettings) -> Any:
+    from cwm_agent.models.openai_client import OpenAIModel
+
+    model_cls: Any = OpenAIModel
+    if settings.model.api == "completions":
+        from cwm_agent.models.cwm_chat import CompletionsModel
+
+        model_cls = CompletionsModel
+    return model_cls(
+        settings.model.name,
+        settings.model.base_url,
+        os.environ.get("OPENAI_API_KEY"),
+        temperature=settings.model.temperature,
+        top_p=settings.model.top_p,
+        timeout=settings.model.request_timeout,
+        max_retries=settings.model.max_retries,
+        extra_body=settings.model.extra_body or None,
+    )
 
 
 def _hooks(settings: RunSettings, model: Any) -> list[Any]:
