@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from scripted_server import ScriptedServer
 from test_run_e2e import FIXING_SCRIPT, cwm
 
 from cwm_agent.cli import main
+from cwm_agent.errors import UsageError
+from cwm_agent.show.cli import read_trajectory
 from cwm_agent.show.view import diff_lines, hook_parts, load_view, split_reply
 
 # A canned CWM-format prediction of tests/test_ops.py::test_add (it believes the test passes).
@@ -125,6 +128,18 @@ def test_bad_input_is_a_usage_error(tmp_path):
     assert wrong.exit_code == 2 and "not a cwm-agent trajectory" in wrong.output
     empty = runner.invoke(main, ["show"], env=env)
     assert empty.exit_code == 2 and "no trajectories" in empty.output
+
+
+def test_a_read_racing_a_live_write_is_retried(trajectory, tmp_path):
+    """A torn read of a run in progress (the writer mid-pwrite) is tried again."""
+    whole = trajectory.read_text()
+    live = tmp_path / "live.json"
+    live.write_text(whole[: len(whole) // 2])  # what a reader may see mid-write
+    threading.Timer(0.08, live.write_text, args=(whole,)).start()
+    assert read_trajectory(live) == json.loads(whole)
+    live.write_text(whole[: len(whole) // 2])  # and a file that stays broken is an error
+    with pytest.raises(UsageError, match="cannot read the trajectory"):
+        read_trajectory(live, attempts=2)
 
 
 def test_terminal_transcript_escapes_hostile_text(hostile):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,18 @@ def find_trajectory(name: str | None) -> Path:
     return newest
 
 
-def read_trajectory(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read the trajectory {path}: {exc}") from exc
+def read_trajectory(path: Path, attempts: int = 5) -> dict[str, Any]:
+    """The document; a read that races a live run's write (a torn page) is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            break
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if attempt == attempts:
+                raise UsageError(f"cannot read the trajectory {path}: {exc}") from exc
+            time.sleep(0.05 * attempt)
+        except OSError as exc:
+            raise UsageError(f"cannot read the trajectory {path}: {exc}") from exc
     if not isinstance(data, dict) or "steps" not in data:
         raise UsageError(f"{path} is not a cwm-agent trajectory (no 'steps')")
     return data
