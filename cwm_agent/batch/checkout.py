@@ -17,7 +17,7 @@ from cwm_agent.errors import RuntimeFailure
 
 # Shared with the local runtime: a clean git environment (no inherited GIT_DIR, optional
 # locks off so read-only commands never rewrite the user's index).
-from cwm_agent.runtimes.local import _git
+from cwm_agent.runtimes.local import run_git
 
 
 def clone_candidates(repos_dir: Path, repo: str) -> list[Path]:
@@ -48,8 +48,8 @@ def checkout_at(clone: Path, commit: str) -> Iterator[Path]:
     # Named like the clone, so the agent's sandbox copy carries the project's name.
     work = Path(top) / (clone.resolve().name or "repo")
     try:
-        _git(top, "clone", "-q", "--shared", "--no-checkout", str(clone.resolve()), str(work))
-        _git(str(work), "checkout", "-q", "--detach", commit)
+        run_git(top, "clone", "-q", "--shared", "--no-checkout", str(clone.resolve()), str(work))
+        run_git(str(work), "checkout", "-q", "--detach", commit)
         yield work
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -57,7 +57,7 @@ def checkout_at(clone: Path, commit: str) -> Iterator[Path]:
 
 def _require_commit(clone: Path, commit: str) -> None:
     try:
-        _git(str(clone), "cat-file", "-e", f"{commit}^{{commit}}")
+        run_git(str(clone), "cat-file", "-e", f"{commit}^{{commit}}")
     except RuntimeFailure as exc:
         raise RuntimeFailure(
             f"commit {commit} is not in the clone {clone}",

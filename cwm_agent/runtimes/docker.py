@@ -26,17 +26,17 @@ from ..errors import RuntimeFailure, ToolError
 from ..types import CommandResult
 from .docker_engine import (
     ExecTransport,
-    _remove,
-    _sdk,
-    _start_container,
     connect,
+    remove_container,
+    sdk,
+    start_container,
 )
-from .local import _IDENTITY, BASE_REF, LocalRuntime, _git
-from .shell import _QUIET_ENV, ShellSession
+from .local import BASE_REF, GIT_IDENTITY, LocalRuntime, run_git
+from .shell import QUIET_ENV, ShellSession
 
 FILES_LIMIT = 256 << 20  # the most a file read or a diff may return (as base64)
 _GIT = "git -c safe.directory='*' -c core.hooksPath=/dev/null -c commit.gpgsign=false"
-_ID = " ".join(f"{k}={shlex.quote(v)}" for k, v in _IDENTITY.items())
+_ID = " ".join(f"{k}={shlex.quote(v)}" for k, v in GIT_IDENTITY.items())
 
 # Scripts for the internal session. A command file is sourced, so `return N` ends
 # it with status N (`exit` would end the shell). @ROOT@ & co. are filled in quoted.
@@ -88,7 +88,7 @@ class DockerRuntime:
         self, container: Any, host: LocalRuntime | None, env: Mapping[str, str] | None
     ) -> None:
         self.container, self.root, self._host = container, "", host
-        self._env = {**_QUIET_ENV, **(env or {})}
+        self._env = {**QUIET_ENV, **(env or {})}
         self._tmp = tempfile.mkdtemp(prefix="cwm-docker-")
         self._res: dict[str, Any] = dict(
             container=container, host=host, tmp=self._tmp, sessions=[], alive={"alive": True}
@@ -136,7 +136,7 @@ class DockerRuntime:
         try:
             if host:
                 host.shell.close()  # the copy is the snapshot and the pristine base
-            container = _start_container(client, image, run_id or secrets.token_hex(6), limits)
+            container = start_container(client, image, run_id or secrets.token_hex(6), limits)
         except BaseException:
             if host:
                 host.close()
@@ -207,7 +207,7 @@ class DockerRuntime:
             buf.seek(0)
             try:
                 self.container.put_archive("/", buf)
-            except _sdk().errors.APIError as exc:
+            except sdk().errors.APIError as exc:
                 raise RuntimeFailure(
                     f"cannot copy the repository into the container: {exc}",
                     hint="check the engine's disk space",
@@ -303,8 +303,8 @@ class DockerRuntime:
             repo, bundle = os.path.join(self._tmp, "base"), os.path.join(self._tmp, "bundle")
             self._stream_to(bundle, f"{_GIT} bundle create - refs/cwm-agent/export")
             os.mkdir(repo)
-            _git(repo, "init", "-q")
-            _git(repo, "fetch", "-q", bundle, f"refs/cwm-agent/export:{BASE_REF}")
+            run_git(repo, "init", "-q")
+            run_git(repo, "fetch", "-q", bundle, f"refs/cwm-agent/export:{BASE_REF}")
             os.unlink(bundle)
             self._exported = (repo, out.split()[-1])
         return self._exported
@@ -333,7 +333,7 @@ class DockerRuntime:
 
 def _release(res: dict[str, Any]) -> None:
     try:
-        _remove(res["container"])  # first: that ends every process, no kill needed
+        remove_container(res["container"])  # first: that ends every process, no kill needed
     finally:
         res["alive"]["alive"] = False
         for session in res["sessions"]:

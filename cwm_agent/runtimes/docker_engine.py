@@ -14,17 +14,15 @@ import select
 import shlex
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ..errors import RuntimeFailure
 from .shell import CHUNK
 
 LABEL = "cwm-agent.run"
-_SOURCE_LINE = re.compile(rb"^builtin source (.+?) </dev/null 2>&1; ")
 
 
-def _sdk() -> Any:
+def sdk() -> Any:
     try:
         import docker
     except ImportError as exc:
@@ -36,7 +34,7 @@ def _sdk() -> Any:
 
 def connect() -> Any:
     """A client for the engine at DOCKER_HOST (or the default socket), checked with a ping."""
-    docker = _sdk()
+    docker = sdk()
     try:
         client = docker.from_env()
         client.ping()
@@ -56,7 +54,7 @@ def cleanup_containers(client: Any = None, run_id: str | None = None) -> list[st
     label = f"{LABEL}={run_id}" if run_id else LABEL
     found = client.containers.list(all=True, filters={"label": label})
     for container in found:
-        _remove(container)
+        remove_container(container)
     return [container.id for container in found]
 
 
@@ -88,7 +86,7 @@ class ExecTransport:
                 environment=[f"{k}={v}" for k, v in env.items()],
             )["Id"]  # fmt: skip
             self._io = self._api.exec_start(self._exec, socket=True)
-        except _sdk().errors.APIError as exc:
+        except sdk().errors.APIError as exc:
             raise _died(container, exc) from exc
         self._sock = getattr(self._io, "_sock", self._io)
         self._raw, self._eof, self._closed, self._status = bytearray(), False, False, None
@@ -114,28 +112,18 @@ class ExecTransport:
         # Never signal a group the shell does not lead: it could be the container's init.
         self.target = f"-{pgid}" if pgid == pid else pid
 
-    def write(self, data: bytes) -> None:
-        self._send(self._stage(data) + data)
-
-    def _stage(self, data: bytes) -> bytes:
-        """Recreate ShellSession's host-side command file at the same path in the container."""
-        match = _SOURCE_LINE.match(data)
-        if not match:
-            raise RuntimeFailure(
-                "unexpected ShellSession protocol line",
-                hint="cwm_agent.runtimes.shell changed: update ExecTransport._stage",
-            )
-        path = shlex.split(match.group(1).decode())[0]
-        content, quoted = Path(path).read_bytes(), shlex.quote(path)
-        folder = shlex.quote(os.path.dirname(path))  # may have been deleted by a command
-        mkdir = f"{{ [ -d {folder} ] || mkdir -p {folder}; }} && "
-        if len(content) > 65536 or b"\0" in content:  # bulk: one `head` beats bash's read
-            return f"{mkdir}head -c {len(content)} >| {quoted}\n".encode() + content
-        # Builtins only, no fork: about 0.3 ms instead of 1.5 ms per command.
-        return (
-            f"{mkdir}LC_ALL=C IFS= builtin read -r -d '' -N {len(content)} __cwm_cmd; "
-            f'builtin printf %s "$__cwm_cmd" >| {quoted}; builtin unset __cwm_cmd\n'
-        ).encode() + content
+    def run_script(self, path: str, script: bytes, line: bytes) -> None:
+        """The command file goes to the same path in the container, then the line."""
+        quoted, folder = shlex.quote(path), shlex.quote(os.path.dirname(path))
+        mkdir = f"{{ [ -d {folder} ] || mkdir -p {folder}; }} && "  # a command may delete it
+        if len(script) > 65536 or b"\0" in script:  # bulk: one `head` beats bash's read
+            stage = f"{mkdir}head -c {len(script)} >| {quoted}\n".encode()
+        else:  # builtins only, no fork: about 0.3 ms instead of 1.5 ms per command
+            stage = (
+                f"{mkdir}LC_ALL=C IFS= builtin read -r -d '' -N {len(script)} __cwm_cmd; "
+                f'builtin printf %s "$__cwm_cmd" >| {quoted}; builtin unset __cwm_cmd\n'
+            ).encode()
+        self._send(stage + script + line)
 
     def _send(self, data: bytes) -> None:
         if self._closed:
@@ -177,7 +165,7 @@ class ExecTransport:
         try:
             command = f"kill -9 -- {self.target} 2>/dev/null; true"
             self._container.exec_run(["bash", "-c", command], user="0")
-        except _sdk().errors.APIError:
+        except sdk().errors.APIError:
             pass  # the container is gone, and the shell with it
 
     def close(self) -> int | None:
@@ -194,7 +182,7 @@ class ExecTransport:
         while self._alive["alive"] and time.monotonic() < deadline:
             try:
                 info = self._api.exec_inspect(self._exec)
-            except _sdk().errors.APIError:
+            except sdk().errors.APIError:
                 break
             if not info.get("Running"):
                 self._status = info.get("ExitCode")
@@ -216,8 +204,8 @@ def _died(container: Any, exc: Exception) -> RuntimeFailure:
     )
 
 
-def _remove(container: Any) -> None:
-    docker = _sdk()
+def remove_container(container: Any) -> None:
+    docker = sdk()
     try:
         container.remove(force=True, v=True)
     except docker.errors.NotFound:
@@ -230,8 +218,8 @@ def _remove(container: Any) -> None:
             ) from exc
 
 
-def _start_container(client: Any, image: str, run_id: str, limits: dict[str, Any]) -> Any:
-    docker = _sdk()
+def start_container(client: Any, image: str, run_id: str, limits: dict[str, Any]) -> Any:
+    docker = sdk()
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
@@ -250,7 +238,7 @@ def _start_container(client: Any, image: str, run_id: str, limits: dict[str, Any
         container.start()
     except BaseException as exc:  # Ctrl-C included: no container may stay behind
         for leftover in client.containers.list(all=True, filters={"name": name}):
-            _remove(leftover)
+            remove_container(leftover)
         if isinstance(exc, docker.errors.APIError):
             raise RuntimeFailure(
                 f"cannot start a container from {image}: {exc}",

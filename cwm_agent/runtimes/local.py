@@ -24,7 +24,7 @@ from .shell import ShellSession, overwrite_file
 
 # A fixed identity and date: the baseline needs no git config, and the same tree
 # always gets the same base commit.
-_IDENTITY = {
+GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "cwm-agent",
     "GIT_AUTHOR_EMAIL": "cwm-agent@localhost",
     "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
@@ -54,12 +54,12 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # No inherited GIT_DIR & co. (they could aim a command at the user's repo);
     # optional locks off so read-only commands never rewrite the user's index.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(_IDENTITY, GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
+    env.update(GIT_IDENTITY, GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
     env.update(extra or {})
     return env
 
 
-def _git(cwd: str, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+def run_git(cwd: str, *args: str, env: Mapping[str, str] | None = None) -> bytes:
     try:
         proc = subprocess.run(
             ["git", "-c", "core.fsmonitor=false", *args],
@@ -87,7 +87,7 @@ def _locate(repo: str | Path) -> tuple[Path, Path]:
             hint="pass the path of a git working tree (REPO defaults to '.')",
         )
     try:
-        out = _git(str(path), "rev-parse", "--show-toplevel", "--git-path", "info/exclude")
+        out = run_git(str(path), "rev-parse", "--show-toplevel", "--git-path", "info/exclude")
     except RuntimeFailure as exc:
         raise RuntimeFailure(
             f"{path} is not a git working tree: {exc.message}",
@@ -129,7 +129,7 @@ def _ancestors(parent: str) -> list[str]:
 
 def _baseline(root: str, user_exclude: Path) -> str:
     """git-init the copy, commit everything in it, return the commit's sha."""
-    _git(root, "init", "-q", "--template=")
+    run_git(root, "init", "-q", "--template=")
     git_dir = Path(root, ".git")
     with open(git_dir / "config", "a", encoding="utf-8") as f:
         f.write(_COPY_CONFIG)
@@ -138,10 +138,10 @@ def _baseline(root: str, user_exclude: Path) -> str:
     (git_dir / "info" / "exclude").write_text(rules + "\n" + _DEFAULT_EXCLUDES)
     # --force: every copied file belongs to the baseline, even one a global ignore
     # rule matches, or the agent's edits to it would be missing from the diff.
-    _git(root, "add", "-A", "--force")
-    _git(root, "commit", "-q", "--no-verify", "--allow-empty", "-m", "cwm-agent baseline")
-    sha = _git(root, "rev-parse", "HEAD").decode().strip()
-    _git(root, "update-ref", BASE_REF, sha)  # keeps the base alive whatever the agent does
+    run_git(root, "add", "-A", "--force")
+    run_git(root, "commit", "-q", "--no-verify", "--allow-empty", "-m", "cwm-agent baseline")
+    sha = run_git(root, "rev-parse", "HEAD").decode().strip()
+    run_git(root, "update-ref", BASE_REF, sha)  # keeps the base alive whatever the agent does
     return sha
 
 
@@ -166,7 +166,7 @@ class LocalRuntime:
         tail_bytes: int = 64 * 1024,
     ) -> LocalRuntime:
         src, user_exclude = _locate(repo)
-        listing = _git(str(src), "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        listing = run_git(str(src), "ls-files", "-z", "--cached", "--others", "--exclude-standard")
         names = [os.fsdecode(n) for n in listing.split(b"\0") if n]
         # Harness files (command file, temp index) go in `top`, next to but outside root.
         top = os.path.realpath(tempfile.mkdtemp(prefix="cwm-agent-"))
@@ -236,13 +236,13 @@ class LocalRuntime:
             else:
                 os.unlink(index)
             env = {"GIT_INDEX_FILE": index}
-            _git(self.root, "add", "-A", env=env)
+            run_git(self.root, "add", "-A", env=env)
             specs = [
                 f":(exclude,literal){rel}"
                 for rel in map(self._relative, exclude)
                 if rel != ".." and not rel.startswith("../")
             ]
-            out = _git(
+            out = run_git(
                 self.root,
                 "diff",
                 "--cached",

@@ -33,7 +33,7 @@ _SCRUBBED = frozenset(
     "GIT_PREFIX BASH_ENV ENV".split()
 )
 # Nothing may wait on a terminal or a pager, or paint escape codes into the output.
-_QUIET_ENV = {
+QUIET_ENV = {
     "PAGER": "cat",
     "GIT_PAGER": "cat",
     "MANPAGER": "cat",
@@ -58,7 +58,7 @@ MARK_VAR = "CWM_AGENT_SESSION"
 def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a session starts with: ours, minus what would misdirect or leak."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not _SECRET_NAME.search(k)}
-    env.update(_QUIET_ENV)
+    env.update(QUIET_ENV)
     env.update(extra or {})
     return env
 
@@ -66,7 +66,10 @@ def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 class Transport(Protocol):
     """A bash process the session talks to, byte by byte."""
 
-    def write(self, data: bytes) -> None: ...
+    def run_script(self, path: str, script: bytes, line: bytes) -> None:
+        """Put ``script`` at ``path`` where the shell sees it, then send ``line`` (which
+        sources that file) to the shell. OSError if the shell is gone."""
+        ...
 
     def read(self, timeout: float) -> bytes | None:
         """Output bytes; b"" if none arrived in time; None once the shell is gone."""
@@ -100,6 +103,10 @@ class PipeTransport:
         # the pipe open (no EOF would ever come).
         self._pidfd: int | None = os.pidfd_open(self.pgid) if hasattr(os, "pidfd_open") else None
         self._closed = False
+
+    def run_script(self, path: str, script: bytes, line: bytes) -> None:
+        overwrite_file(path, script)
+        self.write(line)
 
     def write(self, data: bytes) -> None:
         self._proc.stdin.write(data)  # type: ignore[union-attr]
@@ -241,13 +248,13 @@ class ShellSession:
         transport, restarted = self.transport, False  # raises if closed
         line, sentinel = _sentinel(self._cmd_file)
         text = command if command.endswith("\n") else command + "\n"
-        overwrite_file(self._cmd_file, text.encode("utf-8", "surrogateescape"))
+        script = text.encode("utf-8", "surrogateescape")
         try:
-            transport.write(line)
+            transport.run_script(self._cmd_file, script, line)
         except OSError:  # the shell died between calls (e.g. a background `kill $$`)
             self._restart()
             restarted = True
-            self.transport.write(line)
+            self.transport.run_script(self._cmd_file, script, line)
         capture = _Capture(self.head_bytes, self.tail_bytes)
         outcome = self._collect(capture, sentinel, start + timeout)
         timed_out, exit_code = outcome == "timeout", None
