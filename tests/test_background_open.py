@@ -103,3 +103,31 @@ def test_a_failing_runtime_is_reported_after_the_client_is_built(tmp_path):
         execute(settings, "issue")
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["exit_status"] == "UsageError"
+
+
+def test_an_interrupt_while_waiting_is_raised_once_the_opener_is_done():
+    """Ctrl-C during result() is not swallowed, and the runtime is not abandoned."""
+    release = threading.Event()
+    closed: list[str] = []
+
+    def opener() -> str:
+        release.wait(5)
+        return "runtime"
+
+    opening = BackgroundOpen(opener, closed.append)
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        import _thread
+
+        assert threading.get_ident() != main
+        _thread.interrupt_main()  # KeyboardInterrupt in the main thread, as Ctrl-C
+        time.sleep(0.2)
+        release.set()
+
+    threading.Timer(0.1, interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        opening.result()
+    assert release.is_set()  # raised only after the opener finished
+    opening.discard()
+    assert closed == ["runtime"]

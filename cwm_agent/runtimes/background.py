@@ -34,18 +34,23 @@ class BackgroundOpen(Generic[T]):
         except BaseException as exc:  # re-raised in the caller's thread by result()
             self._error = exc
 
-    def _wait(self) -> None:
-        # A second Ctrl-C must not abandon a half-opened runtime: it would leak a
-        # container. Opening is bounded (the engine's and git's own time-outs).
+    def _join(self) -> bool:
+        """Wait for the opener; True if Ctrl-C (or SIGTERM) came meanwhile. It is held
+        until the opener is done: abandoning a half-opened runtime would leak it (a
+        container, a copy). Opening is bounded by git's and the engine's own time-outs."""
+        interrupted = False
         while self._thread.is_alive():
             try:
                 self._thread.join()
             except KeyboardInterrupt:
-                continue
+                interrupted = True
+        return interrupted
 
     def result(self) -> T:
-        """The opened value, or the opener's exception raised here."""
-        self._wait()
+        """The opened value, or the opener's exception (or the held interrupt) raised here.
+        After an exception, call ``discard()``."""
+        if self._join():
+            raise KeyboardInterrupt
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -53,8 +58,9 @@ class BackgroundOpen(Generic[T]):
         return self._value
 
     def discard(self) -> None:
-        """Wait for the opener and close what it opened (nothing if it failed)."""
-        self._wait()
+        """Wait for the opener and close what it opened (nothing if it failed). The caller
+        is already ending the run, so an interrupt meanwhile only hurries nothing."""
+        self._join()
         value, self._value = self._value, None
         if value is not None:
             self._closer(value)
