@@ -111,12 +111,12 @@ class Agent:
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, issue: str) -> RunResult:
-        messages = self.traj.messages
-        messages.extend(self._initial_messages(issue))
-        self._context_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
-        self.traj.save()
         steps = 0
-        try:
+        try:  # from the first line: an interrupt at any point leaves a finished trajectory
+            messages = self.traj.messages
+            messages.extend(self._initial_messages(issue))
+            self._context_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
+            self.traj.save()
             for steps in range(1, self.config.max_steps + 1):
                 self._step(steps)
             raise _EpisodeEnd("limit", f"reached the step limit ({self.config.max_steps})")

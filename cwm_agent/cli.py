@@ -110,20 +110,8 @@ def _install_sigterm() -> None:
 @setting_option("temperature")
 @setting_option("top_p")
 @setting_option("max_tokens")
-@click.option(
-    "--request-timeout",
-    type=float,
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait for one model reply before retrying.",
-)
-@click.option(
-    "--max-retries",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Retries of a failed model request (429, 5xx, timeouts), with backoff.",
-)
+@setting_option("request_timeout")
+@setting_option("max_retries")
 @click.option(
     "--chat-template-kwargs",
     default=None,

@@ -65,6 +65,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("temperature", float, 1.0, "Sampling temperature."),
         Setting("top_p", float, 0.95, "Nucleus sampling."),
         Setting("max_tokens", int, 65_536, "Tokens per model reply."),
+        Setting("request_timeout", float, 600.0, "Seconds to wait for one model reply."),
+        Setting("max_retries", int, 4, "Retries of a failed model request (429, 5xx, time-outs)."),
         Setting("runtime", ("local", "docker"), "local", "Where commands run."),
         Setting("image", str, None, "Docker image (with --runtime docker)."),
         Setting("workdir", str, "/repo", "Repository path inside the container."),

@@ -11,7 +11,6 @@ from typing import Any
 
 from cwm_agent.agent import Agent, AgentConfig, ProgressFn, RunResult
 from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
-from cwm_agent.runtimes.background import BackgroundOpen
 from cwm_agent.trajectory import Trajectory, default_runs_dir, new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -65,6 +64,8 @@ def execute(
     settings: RunSettings, issue: str, progress: ProgressFn | None = None
 ) -> tuple[RunResult, Trajectory]:
     """Run one episode. Raises CwmError subclasses (their exit codes) on failures."""
+    from cwm_agent.models.openai_client import OpenAIModel
+
     config = {
         "run_id": settings.run_id,
         "repo": str(settings.repo),
@@ -75,47 +76,12 @@ def execute(
         "trace_prediction": settings.trace_prediction,
     }
     traj = Trajectory(trajectory_path(settings), settings.run_id, config, issue)
-    # The runtime opens (waiting on git or the Docker engine) while this thread loads the
-    # model client (importing the SDK is ~0.4 s of CPU); see runtimes/background.py.
-    opening = BackgroundOpen(lambda: open_runtime(settings), lambda opened: opened[0].close())
-    try:
-        model = _build_model(settings)
-        runtime, description = opening.result()
-    except CwmError as exc:
-        opening.discard()
-        traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
-        traj.save()
-        raise
-    except KeyboardInterrupt:
-        opening.discard()
-        traj.finish(
-            status="interrupted", exit_code=130, reason="interrupted during set-up", patch=None
-        )
-        traj.save()
-        raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
-    except BaseException:
-        opening.discard()
-        raise
-    try:
-        hooks = _hooks(settings, model)
-        agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)
-        result = agent.run(issue)
-        if result.patch is not None:
-            _revalidate(result.patch, runtime)
-        return result, traj
-    finally:
-        runtime.close()
-
-
-def _build_model(settings: RunSettings) -> Any:
-    from cwm_agent.models.openai_client import OpenAIModel
-
     model_cls: Any = OpenAIModel
     if settings.model.api == "completions":
         from cwm_agent.models.cwm_chat import CompletionsModel
 
         model_cls = CompletionsModel
-    return model_cls(
+    model = model_cls(
         settings.model.name,
         settings.model.base_url,
         os.environ.get("OPENAI_API_KEY"),
@@ -125,6 +91,27 @@ def _build_model(settings: RunSettings) -> Any:
         max_retries=settings.model.max_retries,
         extra_body=settings.model.extra_body or None,
     )
+    try:
+        runtime, description = open_runtime(settings)
+    except CwmError as exc:
+        traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
+        traj.save()
+        raise
+    except KeyboardInterrupt:
+        traj.finish(
+            status="interrupted", exit_code=130, reason="interrupted during set-up", patch=None
+        )
+        traj.save()
+        raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
+    try:
+        hooks = _hooks(settings, model)
+        agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)
+        result = agent.run(issue)
+        if result.patch is not None:
+            _revalidate(result.patch, runtime)
+        return result, traj
+    finally:
+        runtime.close()
 
 
 def _hooks(settings: RunSettings, model: Any) -> list[Any]:

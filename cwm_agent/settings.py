@@ -37,14 +37,13 @@ def model_settings(cfg: Resolved, opts: dict[str, Any]) -> ModelSettings:
             "no model given",
             hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
         )
-    defaults = ModelSettings(name=cfg["model"])
     return ModelSettings(
         name=cfg["model"],
         base_url=cfg["base_url"],
         temperature=cfg["temperature"],
         top_p=cfg["top_p"],
-        request_timeout=opts.get("request_timeout", defaults.request_timeout),
-        max_retries=opts.get("max_retries", defaults.max_retries),
+        request_timeout=cfg["request_timeout"],
+        max_retries=cfg["max_retries"],
         extra_body=chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"]),
         api=cfg["api"],
     )

@@ -181,9 +181,10 @@ def test_run_uses_the_resolved_config(buggy_repo, cli_env, tmp_path):
         conf = tmp_path / "c.toml"
         conf.write_text(
             f'model = "wrong"\nmax_steps = 50\n[profiles.local]\nbase_url = "{server.base_url}"\n'
-            'model = "facebook/cwm"\ntop_p = 0.5\n'
+            'model = "facebook/cwm"\ntop_p = 0.5\nrequest_timeout = 30\n'
         )
         env = {**cli_env, "CWM_AGENT_TEMPERATURE": "0.25", "CWM_AGENT_PROFILE": "local"}
+        env["CWM_AGENT_MAX_RETRIES"] = "1"
         traj = tmp_path / "t.json"
         args = ["run", str(buggy_repo), "--issue", "x", "--config", str(conf)]
         result = run_cli([*args, "--max-steps", "2", "--traj", str(traj)], env)
@@ -193,6 +194,7 @@ def test_run_uses_the_resolved_config(buggy_repo, cli_env, tmp_path):
     assert body["temperature"] == 0.25
     config = json.loads(traj.read_text())["config"]
     assert config["agent"]["max_steps"] == 2 and config["model"]["base_url"] == server.base_url
+    assert (config["model"]["request_timeout"], config["model"]["max_retries"]) == (30.0, 1)
     assert SECRET_KEY not in traj.read_text()
 
 

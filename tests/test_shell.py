@@ -124,6 +124,16 @@ def test_shell_death_is_reported_and_recovered(
     assert after.output == f"{tmp_path}\ngone=\n"
 
 
+def test_a_deleted_command_folder_is_recreated(sh: ShellSession) -> None:
+    """A command that wipes the temp folder (`rm -rf /tmp/*`) takes the session's command
+    file with it; the next command still runs, in the same shell."""
+    folder = os.path.dirname(sh._cmd_file)
+    first = sh.run(f"X=kept; rm -rf {folder}; echo gone", 10)
+    assert first.output == "gone\n" and not os.path.exists(folder)
+    second = sh.run("echo $X", 10)
+    assert (second.output, second.exit_code, second.session_restarted) == ("kept\n", 0, False)
+
+
 def test_background_process_does_not_block(sh: ShellSession) -> None:
     result = sh.run("sleep 1000 & echo started", 5)
     assert result.output == "started\n" and result.duration < 1

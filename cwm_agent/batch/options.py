@@ -32,6 +32,8 @@ _MODEL_OPTIONS = [
     setting_option("temperature"),
     setting_option("top_p"),
     setting_option("max_tokens"),
+    setting_option("request_timeout"),
+    setting_option("max_retries"),
     click.option(
         "--chat-template-kwargs",
         default=None,

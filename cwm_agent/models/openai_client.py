@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ContextLengthError, CwmError, ModelError
-from ..interrupts import interrupts_held
 from ..types import ModelReply, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -48,8 +47,7 @@ class OpenAIModel:
         max_retries: int = 4,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
-        with interrupts_held():  # see interrupts.py
-            import openai  # lazy: importing the SDK costs ~0.5 s, `import cwm_agent` must not
+        import openai  # lazy: importing the SDK costs ~0.5 s, `import cwm_agent` must not
 
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None

@@ -105,7 +105,11 @@ class PipeTransport:
         self._closed = False
 
     def run_script(self, path: str, script: bytes, line: bytes) -> None:
-        overwrite_file(path, script)
+        try:
+            overwrite_file(path, script)
+        except FileNotFoundError:  # a command removed the session's folder (`rm -rf /tmp/*`)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            overwrite_file(path, script)
         self.write(line)
 
     def write(self, data: bytes) -> None:
