@@ -64,7 +64,11 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture
 def buggy_repo(tmp_path: Path) -> Path:
     """A small package whose add() subtracts, with a failing test."""
-    repo = tmp_path / "user-repo"
+    return make_buggy_repo(tmp_path / "user-repo")
+
+
+def make_buggy_repo(repo: Path) -> Path:
+    """``buggy_repo`` at any path (for fixtures of a wider scope)."""
     (repo / "mathlib").mkdir(parents=True)
     (repo / "tests").mkdir()
     (repo / "mathlib" / "__init__.py").write_text("")

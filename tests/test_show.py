@@ -6,30 +6,21 @@ import html
 import json
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import BUGGY_MODULE, TEST_MODULE, git, run_cli
+from conftest import make_buggy_repo, run_cli
 from scripted_server import ScriptedServer
 from test_run_e2e import FIXING_SCRIPT, cwm
+from test_trace_consult import PREDICTION, PYTEST  # a canned prediction of test_add
 
 from cwm_agent.cli import main
 from cwm_agent.errors import UsageError
 from cwm_agent.show.cli import read_trajectory
 from cwm_agent.show.view import diff_lines, hook_parts, load_view, split_reply
 
-# A canned CWM-format prediction of tests/test_ops.py::test_add (it believes the test passes).
-PREDICTION = (
-    "<|line_sep|>{}<|action_sep|>    assert add(2, 3) == 5\n<|frame_sep|>"
-    '<|call_sep|>{"a": "2", "b": "3"}<|action_sep|>def add(a, b):\n<|frame_sep|>'
-    '<|line_sep|>{"a": "..", "b": ".."}<|action_sep|>    return a - b\n<|frame_sep|>'
-    '<|return_sep|><|action_sep|>    return a - b\n<|arg_sep|>"5"<|frame_sep|>'
-    '<|return_sep|><|action_sep|>    assert add(2, 3) == 5\n<|arg_sep|>"None"<|frame_sep|>'
-)
-PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -p no:cacheprovider"
 TEST_COMMAND = f"{PYTEST} tests/test_ops.py::test_add -q"
 LONG_COMMAND = "seq 1 200"
 SCRIPT = [
@@ -43,15 +34,7 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)></pre></detail
 
 def make_trajectory(base: Path) -> Path:
     """A real `cwm-agent run --trace-prediction` against the scripted server; its trajectory."""
-    repo = base / "repo"
-    (repo / "mathlib").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "mathlib" / "__init__.py").write_text("")
-    (repo / "mathlib" / "ops.py").write_text(BUGGY_MODULE)
-    (repo / "tests" / "test_ops.py").write_text(TEST_MODULE)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = make_buggy_repo(base / "repo")
     env = {**os.environ, "CWM_AGENT_HOME": str(base / "home"), "OPENAI_API_KEY": "k"}
     traj = base / "run.json"
     with ScriptedServer(SCRIPT) as server:
