@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from cwm_agent.scripted_server import ScriptedServer
 
-from scripted_server import ScriptedServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 Reply = Callable[[int, dict[str, Any]], Any]  # (step, request body) -> scripted entry
 

@@ -37,7 +37,7 @@ def revision() -> str:
         proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return proc.stdout.strip()
 
-    measured = ("cwm_agent", "prompts", "benchmarks", "tests/scripted_server.py")  # not figures
+    measured = ("cwm_agent", "prompts", "benchmarks", "cwm_agent/scripted_server.py")  # not figures
     dirty = " + uncommitted changes" if git("status", "--porcelain", "--", *measured) else ""
     return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 

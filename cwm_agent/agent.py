@@ -9,25 +9,11 @@ from typing import Any, Protocol
 
 from cwm_agent import conversation, prompts, protocol, tools
 from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
+from cwm_agent.settings import AgentConfig
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
 
 CHARS_PER_TOKEN = 4  # a rough estimate, used only before the server has reported usage
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """Limits and formats of one episode (CWM's defaults)."""
-
-    tool_format: str = "cwm"
-    max_steps: int = 128
-    max_context: int = 131_072
-    max_reply_tokens: int = 65_536
-    timeout: float = 120.0
-    max_output_chars: int = 16_384
-    max_format_errors: int = 5
-    issue_max_tokens: int = 8_192
-    submit_on_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +60,6 @@ class Agent:
         config: AgentConfig,
         trajectory: Trajectory,
         progress: ProgressFn | None = None,
-        runtime_description: str = "bash",
         hooks: Sequence[ToolHook] = (),
     ) -> None:
         self.model = model
@@ -82,7 +67,6 @@ class Agent:
         self.config = config
         self.traj = trajectory
         self.progress = progress or (lambda event, data: None)
-        self.runtime_description = runtime_description
         self.hooks = tuple(hooks)
         self._hook_records: dict[str, Any] = {}
         self.usage = Usage()
@@ -101,7 +85,7 @@ class Agent:
             timeout=int(cfg.timeout),
             max_context=cfg.max_context,
             max_turns=cfg.max_steps,
-            runtime_description=self.runtime_description,
+            runtime_description=self.runtime.description,
         )
         issue_text = protocol.truncate_middle(
             protocol.clean_text(issue), cfg.issue_max_tokens * CHARS_PER_TOKEN
@@ -211,8 +195,8 @@ class Agent:
         observation, patch = tools.submit_patch(
             self.runtime,
             path,
-            self.runtime.base_dir,  # type: ignore[attr-defined]
-            self.runtime.base,  # type: ignore[attr-defined]
+            self.runtime.base_dir,
+            self.runtime.base,
             exclude=tuple(self.submitted_paths),
             max_output=self.config.max_output_chars,
         )
@@ -326,7 +310,7 @@ class Agent:
         from cwm_agent.patches import validate_patch
 
         try:
-            return validate_patch(diff, self.runtime.base_dir, self.runtime.base)  # type: ignore[attr-defined]
+            return validate_patch(diff, self.runtime.base_dir, self.runtime.base)
         except PatchError as exc:
             self.progress("warning", {"message": f"working-tree diff is not a valid patch: {exc}"})
             return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,20 @@ from typing import Any
 import click
 
 from cwm_agent import __version__
-from cwm_agent.config import config_options, resolve_from_context, setting_option
-from cwm_agent.errors import CwmError, Interrupted, UsageError
-from cwm_agent.scaling.cli import scale_options
+from cwm_agent.errors import CwmError, Interrupted
+from cwm_agent.options import (
+    agent_options,
+    check_output,
+    install_signal_handlers,
+    issue_options,
+    model_options,
+    output_options,
+    read_issue,
+    resolve_options,
+    runtime_options,
+    scaling_options,
+    verbosity,
+)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error; "
@@ -27,7 +37,7 @@ EXIT_CODES_HELP = (
 LAZY_COMMANDS: dict[str, str] = {
     "trace": "cwm_agent.traces.cli:trace",
     "cleanup": "cwm_agent.runtimes.cleanup_cli:cleanup",
-    "config": "cwm_agent.config:config_group",
+    "config": "cwm_agent.config_cli:config_group",
     "doctor": "cwm_agent.doctor:doctor",
     "show": "cwm_agent.show.cli:show",
     "batch": "cwm_agent.batch.cli:batch",
@@ -69,86 +79,15 @@ def main() -> None:
     """
 
 
-def _read_issue(issue: str | None, issue_file: str | None) -> str:
-    if issue and issue_file:
-        raise UsageError("give either --issue or --issue-file, not both")
-    if issue_file == "-" or (issue is None and issue_file is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
-    elif issue_file is not None:
-        try:
-            text = Path(issue_file).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise UsageError(f"cannot read the issue file: {exc}") from exc
-    else:
-        text = issue or ""
-    if not text.strip():
-        raise UsageError(
-            "no issue text",
-            hint="pass --issue TEXT, --issue-file PATH (- for stdin), or pipe the issue in",
-        )
-    return text
-
-
-def _install_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C: trajectory saved, runtime torn down, exit 130."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("repo", default=".", type=click.Path(exists=True, file_okay=False))
-@click.option("--issue", help="The issue text.")
-@click.option("--issue-file", help="File holding the issue; - reads stdin.")
-@config_options
-@setting_option("model", help="Model name [env CWM_AGENT_MODEL].")
-@setting_option("base_url", help="OpenAI-compatible API base URL [env OPENAI_BASE_URL].")
-@setting_option("tool_format")
-@setting_option("api")
-@setting_option("temperature")
-@setting_option("top_p")
-@setting_option("max_tokens")
-@setting_option("request_timeout")
-@setting_option("max_retries")
-@click.option(
-    "--chat-template-kwargs",
-    default=None,
-    help="JSON for vLLM's chat_template_kwargs (default: CWM's thinking switches "
-    "when the model name contains 'cwm'; '{}' sends none).",
-)
-@setting_option("runtime")
-@setting_option("image")
-@setting_option("workdir")
-@click.option("--repo-in-image", is_flag=True, help="Use the repository already in the image.")
-@click.option("--network", is_flag=True, help="Give the container networking (off by default).")
-@click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
-@click.option(
-    "--pids-limit", type=int, default=1024, show_default=True, help="Container process limit."
-)
-@setting_option("max_steps")
-@setting_option("timeout")
-@setting_option("max_context")
-@setting_option("max_format_errors")
-@click.option(
-    "--submit-on-limit",
-    is_flag=True,
-    help="At a limit without a submission, emit the working-tree diff if valid.",
-)
-@click.option(
-    "--trace-prediction/--no-trace-prediction",
-    default=False,
-    show_default=True,
-    help="Before showing a test's result, compare the model's predicted trace.",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the patch here.")
+@issue_options
+@model_options
+@agent_options
+@runtime_options
+@scaling_options(1)
 @click.option("--traj", type=click.Path(dir_okay=False), help="Trajectory JSON path.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON result document.")
-@click.option("--apply", "apply_patch", is_flag=True, help="Apply the patch to REPO.")
-@click.option("-v", "--verbose", count=True, help="More progress on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-@scale_options
+@output_options()
 def run(**opts: Any) -> None:
     """Solve an issue in REPO and print the validated patch on stdout.
 
@@ -167,40 +106,28 @@ def run(**opts: Any) -> None:
     """
     from cwm_agent import run as run_mod
     from cwm_agent.progress import make_progress
-    from cwm_agent.settings import agent_config, model_settings
+    from cwm_agent.settings import build
 
-    cfg = resolve_from_context(click.get_current_context(), opts)
-    issue = _read_issue(opts["issue"], opts["issue_file"])
-    settings = run_mod.RunSettings(
-        repo=Path(opts["repo"]).resolve(),
-        model=model_settings(cfg, opts),
-        agent=agent_config(cfg, opts),
-        runtime=cfg["runtime"],
-        image=cfg["image"],
-        workdir=cfg["workdir"],
-        repo_in_image=opts["repo_in_image"],
-        network=opts["network"],
-        memory=opts["memory"],
-        pids_limit=opts["pids_limit"],
-        traj_path=Path(opts["traj"]).resolve() if opts["traj"] else None,
-        trace_prediction=opts["trace_prediction"],
-    )
-    verbosity = 0 if opts["quiet"] else 1 + opts["verbose"]
-    _install_sigterm()
-    if opts["attempts"] > 1:
+    traj = Path(opts["traj"]).resolve() if opts["traj"] else None
+    settings = build(resolve_options(opts), Path(opts["repo"]).resolve(), traj)
+    issue = read_issue(opts["issue"], opts["issue_file"])
+    check_output(opts["output"])
+    level = verbosity(opts)
+    install_signal_handlers()
+    if settings.scaling.enabled:
         from cwm_agent.scaling.cli import run_scaled
 
-        sys.exit(run_scaled(settings, issue, opts, verbosity))
-    with make_progress(verbosity) as progress:
-        result, traj = run_mod.execute(settings, issue, progress)
+        sys.exit(run_scaled(settings, issue, opts, level))
+    with make_progress(level) as progress:
+        result, trajectory = run_mod.execute(settings, issue, progress)
     if opts["as_json"]:
-        click.echo(json.dumps(run_mod.result_document(result, traj), indent=2))
+        click.echo(json.dumps(run_mod.result_document(result, trajectory), indent=2))
     elif result.patch is not None:
         run_mod.emit_patch(result.patch, opts["output"])
     if result.patch is not None and opts["apply_patch"]:
         run_mod.apply_to_repo(result.patch, settings.repo)
-    if verbosity:
-        click.echo(f"{result.status}: {result.reason} (trajectory: {traj.path})", err=True)
+    if level:
+        click.echo(f"{result.status}: {result.reason} (trajectory: {trajectory.path})", err=True)
     sys.exit(result.exit_code)
 
 

@@ -1,5 +1,9 @@
 """Settings that users configure: flag > env > config file > default, each with its source.
 
+Every setting is one ``Setting`` below: its type, default, help, range, and the record
+(``group``) and field it fills (``settings.py`` builds the records from them, ``options.py``
+declares their flags). Adding one is one ``Setting`` plus one field of that record.
+
 The config file is TOML, found at ``--config PATH`` (or env ``CWM_AGENT_CONFIG``), else
 ``./cwm-agent.toml``, else ``$XDG_CONFIG_HOME/cwm-agent/config.toml`` (``~/.config/...``).
 Top-level keys are the base; ``[profiles.NAME]`` tables override them when chosen with
@@ -12,34 +16,52 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from cwm_agent.errors import UsageError
 
-try:  # Python 3.11+; `tomli` is the same parser for 3.10
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - `tomli` is the same parser for 3.10
+    import tomli as tomllib
 
 LOCAL_FILE = "cwm-agent.toml"
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|key|secret|password|token)s?$", re.IGNORECASE)
+JSON = "json"  # the kind of settings whose value is a JSON object (or null)
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One configurable value. ``kind``: str, int, float, bool, JSON or a tuple of choices.
+
+    ``group`` names the record it fills (model, agent, runtime, scaling) and ``field`` the
+    field there (default: the setting's name). ``minimum`` bounds numbers (``above``: the
+    bound itself is refused). ``flags`` overrides the option declaration, e.g. a
+    ``--x/--no-x`` pair.
+    """
+
     name: str
-    kind: Any  # str, int, float, or a tuple of allowed strings
+    kind: Any
     default: Any
     help: str
+    group: str
+    field: str = ""
+    minimum: float | None = None
+    above: bool = False
+    maximum: float | None = None
+    flags: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def target(self) -> str:
+        return self.field or self.name
 
     @property
     def env_vars(self) -> tuple[str, ...]:
@@ -47,35 +69,138 @@ class Setting:
         return (own, "OPENAI_BASE_URL") if self.name == "base_url" else (own,)
 
 
-SETTINGS: dict[str, Setting] = {
-    s.name: s
-    for s in (
-        Setting("model", str, None, "Model name."),
-        Setting("base_url", str, None, "OpenAI-compatible API base URL."),
-        Setting(
-            "tool_format", ("cwm", "openai"), "cwm", "cwm: CWM's <tool: NAME> text; openai: native."
-        ),
-        Setting(
-            "api",
-            ("chat", "completions"),
-            "chat",
-            "chat: the server's /v1/chat/completions; completions: CWM's chat format rendered "
-            "here and sent to /v1/completions.",
-        ),
-        Setting("temperature", float, 1.0, "Sampling temperature."),
-        Setting("top_p", float, 0.95, "Nucleus sampling."),
-        Setting("max_tokens", int, 65_536, "Tokens per model reply."),
-        Setting("request_timeout", float, 600.0, "Seconds to wait for one model reply."),
-        Setting("max_retries", int, 4, "Retries of a failed model request (429, 5xx, time-outs)."),
-        Setting("runtime", ("local", "docker"), "local", "Where commands run."),
-        Setting("image", str, None, "Docker image (with --runtime docker)."),
-        Setting("workdir", str, "/repo", "Repository path inside the container."),
-        Setting("max_steps", int, 128, "Turns before the run stops."),
-        Setting("timeout", float, 120.0, "Seconds per command."),
-        Setting("max_context", int, 131_072, "Context window in tokens."),
-        Setting("max_format_errors", int, 5, "Consecutive format errors that end the run."),
-    )
-}
+def _settings(*specs: Setting) -> dict[str, Setting]:
+    return {s.name: s for s in specs}
+
+
+SETTINGS: dict[str, Setting] = _settings(
+    # -- the model and how it is asked (ModelSettings) --
+    Setting("model", str, None, "Model name.", "model", field="name"),
+    Setting("base_url", str, None, "OpenAI-compatible API base URL.", "model"),
+    Setting(
+        "api",
+        ("chat", "completions"),
+        "chat",
+        "chat: the server's /v1/chat/completions; completions: CWM's chat format rendered "
+        "here and sent to /v1/completions.",
+        "model",
+    ),
+    Setting("temperature", float, 1.0, "Sampling temperature.", "model", minimum=0),
+    Setting("top_p", float, 0.95, "Nucleus sampling.", "model", minimum=0, above=True, maximum=1),
+    Setting(
+        "request_timeout",
+        float,
+        600.0,
+        "Seconds to wait for one model reply.",
+        "model",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "max_retries",
+        int,
+        4,
+        "Retries of a failed model request (429, 5xx, time-outs).",
+        "model",
+        minimum=0,
+    ),
+    Setting(
+        "chat_template_kwargs",
+        JSON,
+        None,
+        "JSON object for vLLM's chat_template_kwargs (default: CWM's thinking switches "
+        "when the model name contains 'cwm'; '{}' sends none).",
+        "model",
+    ),
+    # -- one episode's format and limits (AgentConfig) --
+    Setting(
+        "tool_format",
+        ("cwm", "openai"),
+        "cwm",
+        "cwm: CWM's <tool: NAME> text; openai: native.",
+        "agent",
+    ),
+    Setting("max_tokens", int, 65_536, "Tokens per model reply.", "agent", "max_reply_tokens", 1),
+    Setting("max_steps", int, 128, "Turns before the run stops.", "agent", minimum=1),
+    Setting("timeout", float, 120.0, "Seconds per command.", "agent", minimum=0, above=True),
+    Setting("max_context", int, 131_072, "Context window in tokens.", "agent", minimum=1),
+    Setting(
+        "max_format_errors",
+        int,
+        5,
+        "Consecutive format errors that end the run.",
+        "agent",
+        minimum=1,
+    ),
+    Setting(
+        "submit_on_limit",
+        bool,
+        False,
+        "At a limit without a submission, emit the working-tree diff if valid.",
+        "agent",
+    ),
+    Setting(
+        "trace_prediction",
+        bool,
+        False,
+        "Before showing a test's result, compare the model's predicted trace.",
+        "agent",
+        flags=("--trace-prediction/--no-trace-prediction",),
+    ),
+    # -- where commands run (RuntimeSettings) --
+    Setting("runtime", ("local", "docker"), "local", "Where commands run.", "runtime"),
+    Setting("image", str, None, "Docker image (with --runtime docker).", "runtime"),
+    Setting("workdir", str, "/repo", "Repository path inside the container.", "runtime"),
+    Setting("repo_in_image", bool, False, "Use the repository already in the image.", "runtime"),
+    Setting("network", bool, False, "Give the container networking (off by default).", "runtime"),
+    Setting("memory", str, "4g", "Container memory limit.", "runtime"),
+    Setting("pids_limit", int, 1024, "Container process limit.", "runtime", minimum=1),
+    # -- test-time scaling (ScalingSettings) --
+    Setting(
+        "attempts",
+        int,
+        1,
+        "Independent rollouts; with more than one, sample that many patches and select "
+        "one with tests (CWM's test-time scaling).",
+        "scaling",
+        minimum=1,
+    ),
+    Setting(
+        "test_cmd",
+        str,
+        None,
+        "The repository's tests, run on every distinct patch (exit 0 = pass) "
+        "[default: 'python3 -m pytest -x -q' when the repository has a tests folder "
+        "or test_*.py files; '' for none].",
+        "scaling",
+    ),
+    Setting(
+        "test_timeout",
+        float,
+        900.0,
+        "Seconds for one run of --test-cmd.",
+        "scaling",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "repro_tests",
+        int,
+        5,
+        "Model-written reproduction tests kept for the selection (0: none written).",
+        "scaling",
+        minimum=0,
+    ),
+    Setting(
+        "early_stop", bool, False, "Stop verifying once one patch passes every check.", "scaling"
+    ),
+)
+
+GROUPS = ("model", "agent", "runtime", "scaling")
+
+
+def in_group(group: str) -> list[Setting]:
+    return [s for s in SETTINGS.values() if s.group == group]
 
 
 @dataclass(frozen=True)
@@ -89,6 +214,10 @@ class Resolved:
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
+
+    def given(self, name: str) -> bool:
+        """Whether the user set it anywhere (flag, env or file), not left at the default."""
+        return self.sources[name] != "default"
 
     def document(self) -> dict[str, Any]:
         """The `config show --json` shape: no secrets, only whether the key is set."""
@@ -132,8 +261,10 @@ def resolve(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     use_file: bool = True,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Resolved:
-    """Resolve every setting. ``flags`` holds only the options given on the command line."""
+    """Resolve every setting. ``flags`` holds only the options given on the command line;
+    ``defaults`` replaces some defaults (a command's own, e.g. `best-of`'s attempts)."""
     env = os.environ if env is None else env
     path = find_config_file(config, env, cwd) if use_file else None
     profile = (profile or env.get("CWM_AGENT_PROFILE") or None) if use_file else None
@@ -142,7 +273,8 @@ def resolve(
     sources: dict[str, str] = {}
     for name, spec in SETTINGS.items():
         if flags.get(name) is not None:
-            values[name], sources[name] = flags[name], f"flag {spec.flag}"
+            where = f"flag {spec.flag}"
+            values[name], sources[name] = _from_flag(spec, flags[name], where), where
             continue
         var = next((v for v in spec.env_vars if env.get(v)), None)
         if var is not None:
@@ -150,7 +282,8 @@ def resolve(
         elif name in file_layer:
             values[name], sources[name] = file_layer[name]
         else:
-            values[name], sources[name] = spec.default, "default"
+            values[name] = (defaults or {}).get(name, spec.default)
+            sources[name] = "default"
     return Resolved(values, sources, path, profile)
 
 
@@ -186,6 +319,7 @@ def _file_layer(path: Path | None, profile: str | None) -> tuple[dict[str, Any],
 
 
 def _checked(table: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
+    values = {}
     for key, value in table.items():
         spec = SETTINGS.get(key)
         if spec is None and _SECRET_KEY.search(key):
@@ -198,12 +332,19 @@ def _checked(table: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
                 f"{path}: {where}unknown setting {key!r}",
                 hint="known settings: " + ", ".join(SETTINGS),
             )
+        if spec.kind is JSON and isinstance(value, str):
+            value = _json_object(spec, value, f"{path}: {where}{key}")
         if not _type_ok(spec, value):
             raise UsageError(f"{path}: {where}{key} = {value!r}: expected {_describe(spec)}")
-    return {k: float(v) if SETTINGS[k].kind is float else v for k, v in table.items()}
+        values[key] = _in_range(spec, float(value) if spec.kind is float else value, f"{key}")
+    return values
 
 
 def _type_ok(spec: Setting, value: Any) -> bool:
+    if spec.kind is bool:
+        return isinstance(value, bool)
+    if spec.kind is JSON:
+        return value is None or isinstance(value, dict)
     if isinstance(value, bool):
         return False
     if isinstance(spec.kind, tuple):
@@ -216,95 +357,60 @@ def _type_ok(spec: Setting, value: Any) -> bool:
 def _describe(spec: Setting) -> str:
     if isinstance(spec.kind, tuple):
         return "one of " + ", ".join(spec.kind)
-    return {str: "a string", int: "an integer", float: "a number"}[spec.kind]
+    if spec.kind is JSON:
+        return "a JSON object"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names[spec.kind]
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _from_env(spec: Setting, var: str, raw: str) -> Any:
+    hint = f"fix or unset {var}"
+    value: Any = None
+    if spec.kind is JSON:
+        value = _json_object(spec, raw, var)
+    elif spec.kind is bool:
+        value = True if raw.lower() in _TRUE else False if raw.lower() in _FALSE else None
+    elif spec.kind in (int, float):
+        try:
+            value = spec.kind(raw)
+        except ValueError:
+            value = None
+    elif not isinstance(spec.kind, tuple) or raw in spec.kind:
+        value = raw
+    if value is None and spec.kind is not JSON:
+        raise UsageError(f"{var}={raw!r}: expected {_describe(spec)}", hint=hint)
+    return _in_range(spec, value, var, hint)
+
+
+def _from_flag(spec: Setting, value: Any, where: str) -> Any:
+    if spec.kind is JSON and isinstance(value, str):
+        value = _json_object(spec, value, spec.flag)
+    return _in_range(spec, value, spec.flag)
+
+
+def _json_object(spec: Setting, raw: str, where: str) -> dict[str, Any] | None:
     try:
-        value: Any = spec.kind(raw) if spec.kind in (int, float) else raw
-    except ValueError:
-        value = None
-    if value is None or (isinstance(spec.kind, tuple) and raw not in spec.kind):
-        raise UsageError(f"{var}={raw!r}: expected {_describe(spec)}", hint=f"fix or unset {var}")
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not JSON: {exc}", hint=f"give {_describe(spec)}") from exc
+    if value is not None and not isinstance(value, dict):
+        raise UsageError(
+            f"{where} must be {_describe(spec)}, not {type(value).__name__}",
+            hint="e.g. '{\"enable_thinking\": true}', or '{}' for none",
+        )
     return value
 
 
-# -- click glue --------------------------------------------------------------------------
-
-
-def setting_option(name: str, *decls: str, **kwargs: Any) -> Callable[[Any], Any]:
-    """A click option for a setting: no click default, so `resolve` can tell it was not given."""
-    spec = SETTINGS[name]
-    kind = click.Choice(list(spec.kind)) if isinstance(spec.kind, tuple) else spec.kind
-    kwargs.setdefault("help", spec.help)
-    if spec.default is not None:  # shown by hand: click would print a default=None option bare
-        kwargs["help"] += f"  [default: {spec.default}]"
-    return click.option(*(decls or (spec.flag,)), name, type=kind, default=None, **kwargs)
-
-
-def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config`` and ``--profile``, shared by every command that reads settings."""
-    func = click.option(
-        "--profile",
-        metavar="NAME",
-        help="Use [profiles.NAME] of the config file [env CWM_AGENT_PROFILE].",
-    )(func)
-    return click.option(
-        "--config",
-        "config_path",
-        metavar="PATH",
-        help=f"Config file [env CWM_AGENT_CONFIG; default ./{LOCAL_FILE}, "
-        "then ~/.config/cwm-agent/config.toml].",
-    )(func)
-
-
-def typed_settings(ctx: click.Context, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings the user typed on this command line (the flag layer)."""
-    typed = click.core.ParameterSource.COMMANDLINE
-    return {n: params[n] for n in SETTINGS if ctx.get_parameter_source(n) is typed}
-
-
-def resolve_from_context(ctx: click.Context, params: Mapping[str, Any]) -> Resolved:
-    """Resolve with the settings the user typed on this command line."""
-    return resolve(typed_settings(ctx, params), params.get("config_path"), params.get("profile"))
-
-
-@click.group("config")
-def config_group() -> None:
-    """Inspect the resolved configuration (flag > env > config file > default).
-
-    \b
-    Examples:
-      cwm-agent config show
-      cwm-agent config show --profile vllm-cwm --json
-    """
-
-
-@config_group.command("show")
-@config_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def show_command(config_path: str | None, profile: str | None, as_json: bool) -> None:
-    """Print every setting `run` would use and where it came from. Secrets are never shown.
-
-    \b
-    Examples:
-      cwm-agent config show
-      CWM_AGENT_MAX_STEPS=50 cwm-agent config show --profile vllm-cwm
-      cwm-agent config show --config ./ci.toml --json | jq .settings.model
-    """
-    resolved = resolve({}, config_path, profile)
-    doc = resolved.document()
-    if as_json:
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(f"config file: {doc['config_file'] or '(none found)'}")
-    click.echo(f"profile:     {doc['profile'] or '(none)'}")
-    key_state = "set (never shown or stored)" if doc["api_key_set"] else "not set"
-    click.echo(f"OPENAI_API_KEY: {key_state}\n")
-    rows = [
-        (name, "-" if item["value"] is None else str(item["value"]), item["source"])
-        for name, item in doc["settings"].items()
-    ]
-    width = [max(len(r[i]) for r in rows) for i in (0, 1)]
-    for name, value, source in rows:
-        click.echo(f"{name:<{width[0]}}  {value:<{width[1]}}  {source}")
+def _in_range(spec: Setting, value: Any, where: str, hint: str = "") -> Any:
+    if spec.kind not in (int, float) or value is None:
+        return value
+    low, high = spec.minimum, spec.maximum
+    if low is not None and (value < low or (spec.above and value == low)):
+        bound = f"greater than {low:g}" if spec.above else f"at least {low:g}"
+        raise UsageError(f"{where} must be {bound}, not {value!r}", hint=hint)
+    if high is not None and value > high:
+        raise UsageError(f"{where} must be at most {high:g}, not {value!r}", hint=hint)
+    return value

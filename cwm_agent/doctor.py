@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from cwm_agent.config import Resolved, config_options, resolve, setting_option, typed_settings
+from cwm_agent.config import Resolved, resolve
 from cwm_agent.errors import UsageError
+from cwm_agent.options import config_options, setting_option, typed_settings
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 _MARKS = {OK: ("ok", "green"), WARN: ("warn", "yellow"), FAIL: ("FAIL", "red"), SKIP: ("skip", "")}
@@ -60,18 +61,17 @@ def check_key() -> Check:
 
 
 def check_endpoint(base_url: str | None, timeout: float) -> tuple[Check, list[str] | None]:
-    """GET /models through the openai SDK; returns the served model ids when it answers."""
+    """GET /models through the model client; returns the served model ids when it answers."""
     import openai  # lazy: ~0.5 s
 
-    client = openai.OpenAI(
-        api_key=os.environ.get("OPENAI_API_KEY") or "none",
-        base_url=base_url or None,
-        timeout=timeout,
-        max_retries=0,
-    )
-    url = str(client.base_url).rstrip("/")
+    from cwm_agent.factory import open_model
+    from cwm_agent.settings import ModelSettings
+
+    settings = ModelSettings("-", base_url, request_timeout=timeout, max_retries=0)
+    client = open_model(settings)
+    url = client.base_url_shown
     try:
-        ids = [model.id for model in client.models.list().data]
+        ids = client.served_models()
     except openai.AuthenticationError as exc:
         problem = Check(
             "endpoint", FAIL, f"{url} refused the key ({exc.status_code})", "check OPENAI_API_KEY"
@@ -124,7 +124,7 @@ def check_docker(runtime: str, image: str | None) -> list[Check]:
     try:
         import docker  # lazy, optional extra
     except ImportError:
-        hint = "pip install 'cwm-agent[docker]'"
+        hint = "reinstall cwm-agent: the docker SDK is one of its dependencies"
         return [Check("docker", missing, "the docker Python SDK is not installed" + why, hint)]
     try:
         client = docker.from_env(timeout=5)
@@ -139,6 +139,9 @@ def check_docker(runtime: str, image: str | None) -> list[Check]:
     checks = [Check("docker", OK, f"Docker Engine {version}")]
     if image:
         checks.append(_check_image(client, image))
+    elif needed:
+        hint = "pass --image IMAGE (or set image in the config); cwm-agent never pulls"
+        checks.append(Check("image", FAIL, "the docker runtime needs an image: none is set", hint))
     client.close()
     return checks
 

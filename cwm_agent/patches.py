@@ -210,10 +210,10 @@ def _check_file(segment: list[str], first: int, hunk_lines: set[int]) -> str:
     """Reject a file diff that changes nothing; return its path."""
     has_hunks = any(first + i in hunk_lines for i in range(len(segment)))
     try:
-        parsed = PatchSet(segment)
+        files = list(PatchSet(segment))
     except UnidiffParseError:  # cannot happen for a segment of a parsed patch
-        parsed = []
-    path = parsed[0].path if parsed else segment[0].split()[-1]
+        files = []
+    path = files[0].path if files else segment[0].split()[-1]
     if not has_hunks and not any(line.startswith(_HUNKLESS_OK) for line in segment):
         bad = next((i for i, line in enumerate(segment) if line.startswith("@@")), None)
         if bad is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cwm_agent import tools
 from cwm_agent.errors import UsageError
+from cwm_agent.factory import open_runtime
+from cwm_agent.settings import RuntimeSettings
 from cwm_agent.trajectory import load
 from cwm_agent.types import Action
 
@@ -48,12 +50,11 @@ def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResul
     agent = config.get("agent", {})
     timeout = float(agent.get("timeout", 120))
     max_output = int(agent.get("max_output_chars", 16_384))
-    from cwm_agent.runtimes.local import LocalRuntime
-
     actions = recorded_actions(data)
     patch = None
     submitted: list[str] = []
-    with LocalRuntime.create(repo_path) as runtime:
+    runtime = open_runtime(recorded_runtime(config), repo_path, f"replay-{data.get('run_id')}")
+    try:
         for action in actions:
             if action.tool == "submit":
                 path = action.args.get("path") or None
@@ -66,4 +67,13 @@ def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResul
                 tools.execute(action, runtime, timeout=timeout, max_output=max_output)
         if patch is None and data.get("patch"):  # emitted by --submit-on-limit, not submitted
             patch = runtime.diff(exclude=tuple(submitted)) or None
+    finally:
+        runtime.close()
     return ReplayResult(patch, data.get("patch"), len(actions))
+
+
+def recorded_runtime(config: dict[str, Any]) -> RuntimeSettings:
+    """The runtime the trajectory ran in (the local runtime for older trajectories)."""
+    known = {f.name for f in fields(RuntimeSettings)}
+    recorded = config.get("runtime_settings") or {}
+    return RuntimeSettings(**{k: v for k, v in recorded.items() if k in known})

@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.agent import Agent, AgentConfig, ProgressFn, RunResult
-from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
-from cwm_agent.trajectory import Trajectory, default_runs_dir, new_run_id
-
-CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    name: str
-    base_url: str | None = None
-    temperature: float = 1.0
-    top_p: float = 0.95
-    request_timeout: float = 600.0
-    max_retries: int = 4
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    api: str = "chat"  # chat: /v1/chat/completions; completions: CWM format rendered here
-
-    def public(self) -> dict[str, Any]:
-        """What the trajectory records: everything but secrets (the key is never here)."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    repo: Path
-    model: ModelSettings
-    agent: AgentConfig
-    runtime: str = "local"
-    image: str | None = None
-    workdir: str = "/repo"
-    repo_in_image: bool = False
-    network: bool = False
-    memory: str | None = "4g"
-    pids_limit: int | None = 1024
-    traj_path: Path | None = None
-    trace_prediction: bool = False
-    run_id: str = field(default_factory=new_run_id)
-
-
-def default_extra_body(model_name: str) -> dict[str, Any]:
-    """vLLM's chat-template switches for CWM; other models get none."""
-    if "cwm" in model_name.lower():
-        return {"chat_template_kwargs": dict(CWM_CHAT_TEMPLATE_KWARGS)}
-    return {}
+from cwm_agent.agent import Agent, ProgressFn, RunResult
+from cwm_agent.errors import CwmError, Interrupted, PatchError
+from cwm_agent.factory import open_model, open_runtime
+from cwm_agent.settings import RunSettings
+from cwm_agent.trajectory import Trajectory, default_runs_dir
+from cwm_agent.types import Runtime, TextModel
 
 
 def trajectory_path(settings: RunSettings) -> Path:
@@ -64,35 +23,10 @@ def execute(
     settings: RunSettings, issue: str, progress: ProgressFn | None = None
 ) -> tuple[RunResult, Trajectory]:
     """Run one episode. Raises CwmError subclasses (their exit codes) on failures."""
-    from cwm_agent.models.openai_client import OpenAIModel
-
-    config = {
-        "run_id": settings.run_id,
-        "repo": str(settings.repo),
-        "runtime": settings.runtime,
-        "image": settings.image,
-        "model": settings.model.public(),
-        "agent": asdict(settings.agent),
-        "trace_prediction": settings.trace_prediction,
-    }
-    traj = Trajectory(trajectory_path(settings), settings.run_id, config, issue)
-    model_cls: Any = OpenAIModel
-    if settings.model.api == "completions":
-        from cwm_agent.models.cwm_chat import CompletionsModel
-
-        model_cls = CompletionsModel
-    model = model_cls(
-        settings.model.name,
-        settings.model.base_url,
-        os.environ.get("OPENAI_API_KEY"),
-        temperature=settings.model.temperature,
-        top_p=settings.model.top_p,
-        timeout=settings.model.request_timeout,
-        max_retries=settings.model.max_retries,
-        extra_body=settings.model.extra_body or None,
-    )
+    traj = Trajectory(trajectory_path(settings), settings.run_id, settings.record(), issue)
+    model = open_model(settings.model)
     try:
-        runtime, description = open_runtime(settings)
+        runtime = open_runtime(settings.runtime, settings.repo, settings.run_id)
     except CwmError as exc:
         traj.finish(status=type(exc).__name__, exit_code=exc.exit_code, reason=str(exc), patch=None)
         traj.save()
@@ -104,8 +38,7 @@ def execute(
         traj.save()
         raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
     try:
-        hooks = _hooks(settings, model)
-        agent = Agent(model, runtime, settings.agent, traj, progress, description, hooks)
+        agent = Agent(model, runtime, settings.agent, traj, progress, _hooks(settings, model))
         result = agent.run(issue)
         if result.patch is not None:
             _revalidate(result.patch, runtime)
@@ -114,42 +47,15 @@ def execute(
         runtime.close()
 
 
-def _hooks(settings: RunSettings, model: Any) -> list[Any]:
-    if not settings.trace_prediction:
+def _hooks(settings: RunSettings, model: TextModel) -> list[Any]:
+    if not settings.agent.trace_prediction:
         return []
     from cwm_agent.traces.consult import TraceConsultant
 
     return [TraceConsultant(model)]
 
 
-def open_runtime(settings: RunSettings) -> tuple[Any, str]:
-    if settings.runtime == "local":
-        from cwm_agent.runtimes.local import LocalRuntime
-
-        return LocalRuntime.create(settings.repo), "bash"
-    if settings.runtime == "docker":
-        from cwm_agent.runtimes.docker import DockerRuntime
-
-        if not settings.image:
-            raise UsageError(
-                "--runtime docker needs --image",
-                hint="e.g. --image python:3.11, or a SWE-bench image with --repo-in-image",
-            )
-        runtime = DockerRuntime.create(
-            settings.repo,
-            image=settings.image,
-            workdir=settings.workdir,
-            repo_in_image=settings.repo_in_image,
-            run_id=settings.run_id,
-            network=settings.network,
-            memory=settings.memory,
-            pids_limit=settings.pids_limit,
-        )
-        return runtime, "bash (in a Docker container)"
-    raise UsageError(f"unknown runtime {settings.runtime!r}", hint="use local or docker")
-
-
-def _revalidate(patch: str, runtime: Any) -> None:
+def _revalidate(patch: str, runtime: Runtime) -> None:
     """The final gate: a patch that fails here is a bug (exit 5), never printed as good."""
     from cwm_agent.patches import validate_patch
 

@@ -1,63 +1,177 @@
-"""Resolved command-line settings → the frozen records a run is built from.
+"""The frozen records a run is built from, and the one builder that fills them.
 
-One place for `run`, `batch` and `best-of`, so every command reads a setting the same way.
+Each record's fields are filled from the settings of its group (``config.SETTINGS``,
+resolved flag > env > config file > default), field by field, so a new setting is one
+``Setting`` plus one field here. ``RunSettings`` ties them to one repository and run id.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
+from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
 from cwm_agent.errors import UsageError
+from cwm_agent.trajectory import new_run_id
 
-if TYPE_CHECKING:
-    from cwm_agent.agent import AgentConfig
-    from cwm_agent.config import Resolved
-    from cwm_agent.run import ModelSettings
+CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
 
 
-def chat_template_kwargs(raw: str | None, model: str) -> dict[str, Any]:
-    """``--chat-template-kwargs`` as the request's extra body (CWM's switches by default)."""
-    from cwm_agent.run import default_extra_body
-
-    if raw is None:
-        return default_extra_body(model)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--chat-template-kwargs is not JSON: {exc}") from exc
-    return {"chat_template_kwargs": value} if value else {}
+def default_extra_body(model_name: str) -> dict[str, Any]:
+    """vLLM's chat-template switches for CWM; other models get none."""
+    if "cwm" in model_name.lower():
+        return {"chat_template_kwargs": dict(CWM_CHAT_TEMPLATE_KWARGS)}
+    return {}
 
 
-def model_settings(cfg: Resolved, opts: dict[str, Any]) -> ModelSettings:
-    from cwm_agent.run import ModelSettings
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str
+    base_url: str | None = None
+    api: str = "chat"  # chat: /v1/chat/completions; completions: CWM format rendered here
+    temperature: float = 1.0
+    top_p: float = 0.95
+    request_timeout: float = 600.0
+    max_retries: int = 4
+    chat_template_kwargs: dict[str, Any] | None = None  # None: the default for the model
 
+    @property
+    def extra_body(self) -> dict[str, Any]:
+        """What every request adds: vLLM's chat_template_kwargs (``{}`` given: none)."""
+        if self.chat_template_kwargs is None:
+            return default_extra_body(self.name)
+        given = self.chat_template_kwargs
+        return {"chat_template_kwargs": given} if given else {}
+
+    def public(self) -> dict[str, Any]:
+        """What the trajectory records: everything but secrets (the key is never here)."""
+        data = asdict(self)
+        del data["chat_template_kwargs"]
+        data["extra_body"] = self.extra_body
+        return data
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Formats and limits of one episode (CWM's defaults)."""
+
+    tool_format: str = "cwm"
+    max_steps: int = 128
+    max_context: int = 131_072
+    max_reply_tokens: int = 65_536
+    timeout: float = 120.0
+    max_output_chars: int = 16_384
+    max_format_errors: int = 5
+    issue_max_tokens: int = 8_192
+    submit_on_limit: bool = False
+    trace_prediction: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Where the commands run: a private local copy, or a container."""
+
+    runtime: str = "local"
+    image: str | None = None
+    workdir: str = "/repo"
+    repo_in_image: bool = False
+    network: bool = False
+    memory: str | None = "4g"
+    pids_limit: int | None = 1024
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """Test-time scaling (`--attempts K`); with one attempt a run is a single episode."""
+
+    attempts: int = 1
+    test_cmd: str | None = None  # None: the default when the repository has tests; "": none
+    test_timeout: float = 900.0
+    repro_tests: int = 5
+    early_stop: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.attempts > 1
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    repo: Path
+    model: ModelSettings
+    agent: AgentConfig = AgentConfig()
+    runtime: RuntimeSettings = RuntimeSettings()
+    scaling: ScalingSettings = ScalingSettings()
+    traj_path: Path | None = None
+    run_id: str = field(default_factory=new_run_id)
+
+    def record(self) -> dict[str, Any]:
+        """The resolved configuration as the trajectory stores it (no secrets)."""
+        return {
+            "run_id": self.run_id,
+            "repo": str(self.repo),
+            "runtime": self.runtime.runtime,
+            "image": self.runtime.image,
+            "model": self.model.public(),
+            "agent": asdict(self.agent),
+            "runtime_settings": asdict(self.runtime),
+            "trace_prediction": self.agent.trace_prediction,
+        }
+
+
+_RECORDS: dict[str, type[Any]] = {
+    "model": ModelSettings,
+    "agent": AgentConfig,
+    "runtime": RuntimeSettings,
+    "scaling": ScalingSettings,
+}
+assert set(_RECORDS) == set(GROUPS)
+
+
+def record(group: str, cfg: Resolved) -> Any:
+    """The ``group`` record with every setting of that group from ``cfg``."""
+    return _RECORDS[group](**{s.target: cfg[s.name] for s in in_group(group)})
+
+
+def model_settings(cfg: Resolved) -> ModelSettings:
     if not cfg["model"]:
         raise UsageError(
             "no model given",
             hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
         )
-    return ModelSettings(
-        name=cfg["model"],
-        base_url=cfg["base_url"],
-        temperature=cfg["temperature"],
-        top_p=cfg["top_p"],
-        request_timeout=cfg["request_timeout"],
-        max_retries=cfg["max_retries"],
-        extra_body=chat_template_kwargs(opts["chat_template_kwargs"], cfg["model"]),
-        api=cfg["api"],
+    settings: ModelSettings = record("model", cfg)
+    return settings
+
+
+def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettings:
+    """Everything one run needs, from the resolved settings (the model is required)."""
+    settings = RunSettings(
+        repo=repo,
+        model=model_settings(cfg),
+        agent=record("agent", cfg),
+        runtime=record("runtime", cfg),
+        scaling=record("scaling", cfg),
+        traj_path=traj_path,
     )
+    check_sampling(settings)
+    return settings
 
 
-def agent_config(cfg: Resolved, opts: dict[str, Any]) -> AgentConfig:
-    from cwm_agent.agent import AgentConfig
+def check_sampling(settings: RunSettings) -> None:
+    """Several attempts need sampling: at temperature 0 they would all be the same."""
+    if settings.scaling.attempts > 1 and settings.model.temperature <= 0:
+        raise UsageError(
+            "--attempts needs sampling, but --temperature is 0: every attempt would be the same",
+            hint="use --temperature 1.0 (CWM's default) or a single attempt",
+        )
 
-    return AgentConfig(
-        tool_format=cfg["tool_format"],
-        max_steps=cfg["max_steps"],
-        max_context=cfg["max_context"],
-        max_reply_tokens=cfg["max_tokens"],
-        timeout=cfg["timeout"],
-        max_format_errors=cfg["max_format_errors"],
-        submit_on_limit=opts["submit_on_limit"],
-    )
+
+def _check_fields() -> None:
+    """Every setting names a real field of its record (a typo fails at import, in tests)."""
+    for spec in SETTINGS.values():
+        names = {f.name for f in fields(_RECORDS[spec.group])}
+        assert spec.target in names, f"{spec.name}: no field {spec.target} in {spec.group}"
+
+
+_check_fields()

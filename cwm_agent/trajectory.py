@@ -138,7 +138,16 @@ def _action_record(action: Action) -> dict[str, Any]:
 
 def load(path: str | Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def tokens_in(path: Path) -> int:
+    """Tokens a run spent, from its trajectory file (0 when it cannot be read)."""
+    try:
+        return int(load(path)["usage"].get("total_tokens") or 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
 
 
 def _encode(value: Any) -> bytes:
@@ -249,7 +258,7 @@ class _AppendableDocument:
         self._written = {"messages": (messages, list(messages)), "steps": (steps, list(steps))}
         self._messages_end, self._gap, self._steps_end, self._end = offsets
 
-    def _rewrite(self, write: Callable[[BinaryIO], None], *, keep_open: bool) -> None:
+    def _rewrite(self, write: Callable[[BinaryIO], object], *, keep_open: bool) -> None:
         """Write atomically (temp file + rename): a crash mid-write never leaves a broken file."""
         self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)

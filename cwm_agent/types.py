@@ -83,9 +83,21 @@ class ModelReply:
 
 
 class Runtime(Protocol):
-    """Where the agent's commands run and its files live (local copy or container)."""
+    """Where the agent's commands run and its files live (local copy or container).
+
+    ``root`` is the repository inside the runtime; ``base`` the commit the patch is made
+    against, held in the git repository ``base_dir`` on this machine (out of the commands'
+    reach); ``description`` names the shell for the system prompt.
+    """
 
     root: str
+    description: str
+
+    @property
+    def base(self) -> str: ...
+
+    @property
+    def base_dir(self) -> str: ...
 
     def run(self, command: str, timeout: float) -> CommandResult: ...
 
@@ -101,10 +113,25 @@ class Runtime(Protocol):
 
 
 class Model(Protocol):
+    """A chat model the agent loop asks for its next reply."""
+
     def complete(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         *,
         max_tokens: int | None = None,
+    ) -> ModelReply: ...
+
+
+class TextModel(Model, Protocol):
+    """A model that also answers raw completions (trace prediction's special tokens)."""
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        stop: list[str] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> ModelReply: ...

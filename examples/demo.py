@@ -20,9 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TRAJECTORY = Path(tempfile.gettempdir()) / "cwm-demo-trajectory.json"
-sys.path.insert(0, str(HERE.parent / "tests"))
 
-from scripted_server import ScriptedServer  # noqa: E402
+from cwm_agent.scripted_server import ScriptedServer  # noqa: E402
 
 
 def say(text: str) -> None:

@@ -9,15 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import git
+from conftest import cwm, git
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED_UPSTREAM = "def add(a, b):\n    return a + b  # fixed upstream, after the base commit\n"
 MODEL_ERROR = {"status": 500, "headers": {"x-should-retry": "false"}}  # fails fast, no retries
-
-
-def cwm(tool: str, body: str) -> str:
-    return f"<think>\nNext.\n</think>\n<tool: {tool}>\n{body}\n</tool>"
 
 
 def fix_script(module: str = "calc.py", delay: float = 0.0) -> list[Any]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from cwm_agent.types import ModelReply, Usage
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -47,18 +51,80 @@ def test_add():
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
+def git(repo: Path, *args: str, input: bytes | None = None) -> str:
+    """Run git in ``repo`` with a fixed identity; its stdout (bytes that are not UTF-8 kept
+    as surrogate escapes). A failure raises ``CalledProcessError``."""
     proc = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+        ["git", *args],
+        cwd=repo,
+        env={**os.environ, **GIT_IDENTITY},
+        input=input,
+        capture_output=True,
+        check=True,
     )
-    return proc.stdout
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+# -- model replies --------------------------------------------------------------------
+
+
+def cwm(tool: str, body: str, thought: str = "Next step.") -> str:
+    """A well-formed CWM reply: reasoning, ``</think>``, one tool call."""
+    return f"<think>\n{thought}\n</think>\n<tool: {tool}>\n{body}\n</tool>"
+
+
+def native(name: str, **arguments: str) -> dict[str, Any]:
+    """A scripted-server entry with one native (openai format) tool call."""
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def summary(text: str = "Fixed it.") -> str:
+    """The final reply after a valid submission: reasoning and no tool call."""
+    return f"<think>\nDone.\n</think>\n## Issue Summary\n{text}"
+
+
+class FakeModel:
+    """An in-process ``types.TextModel`` for unit tests of the loop and the tracer's callers.
+
+    Hands out ``replies`` in order, then ``default`` for every later call (a str becomes a
+    reply with usage 100 + 10 tokens; an exception is raised); records every call in
+    ``calls``. Each chat request must be what an HTTP client could send: valid UTF-8 JSON.
+    """
+
+    def __init__(self, replies: list[Any] | None = None, default: Any = None) -> None:
+        self.replies = list(replies or [])
+        self.default = ModelReply("Done.") if default is None else default
+        self.calls: list[dict[str, Any]] = []
+        self.extra_body: dict[str, Any] = {"chat_template_kwargs": {"x": 1}}
+
+    def _next(self) -> ModelReply:
+        reply = self.replies.pop(0) if self.replies else self.default
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, str):
+            reply = ModelReply(reply, usage=Usage(100, 10), finish_reason="stop")
+        return reply
+
+    def complete(self, messages, tools=None, *, max_tokens=None) -> ModelReply:
+        json.dumps(messages, ensure_ascii=False).encode("utf-8")
+        self.calls.append(dict(messages=list(messages), tools=tools, max_tokens=max_tokens))
+        return self._next()
+
+    def complete_text(self, prompt, *, stop=None, max_tokens=None, temperature=None):
+        self.calls.append(dict(prompt=prompt, stop=stop, max_tokens=max_tokens))
+        return self._next()
+
+    @property
+    def prompts(self) -> list[str]:
+        return [call["prompt"] for call in self.calls if "prompt" in call]
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from batch_support import cwm, read_json, read_preds
-from conftest import run_cli
-from scripted_server import ScriptedServer
+from batch_support import read_json, read_preds
+from conftest import cwm, run_cli
+
+from cwm_agent.scripted_server import ScriptedServer
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, for --test-cmd
 TEST_CMD = "python3 -m pytest -x -q -p no:cacheprovider tests"
@@ -31,7 +32,7 @@ RAY = importlib.util.find_spec("ray") is not None or os.environ.get("CWM_REQUIRE
 def fix(name: str, new_line: str) -> list[str]:
     edit = f"mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n{new_line}\n>>>>>>> REPLACE"
     return [
-        cwm("edit", edit).replace("Next.", f"[script:{name}] add() is wrong."),
+        cwm("edit", edit, f"[script:{name}] add() is wrong."),
         cwm("bash", "git diff > fix.patch"),
         cwm("submit", "fix.patch"),
         "<think>\nDone.\n</think>\nFixed add().",
@@ -41,7 +42,7 @@ def fix(name: str, new_line: str) -> list[str]:
 SCRIPTS = {
     "right": fix("right", "    return a + b"),
     "wrong": fix("wrong", "    return a * b"),
-    "idle": [cwm("bash", "echo looking").replace("Next.", "[script:idle] Look.")] * 8,
+    "idle": [cwm("bash", "echo looking", "[script:idle] Look.")] * 8,
 }
 PLAN = {"i-1": ["wrong", "right"], "i-2": ["idle", "right"]}  # per issue, one per attempt
 

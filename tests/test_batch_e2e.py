@@ -26,7 +26,8 @@ from batch_support import (
     write_jsonl,
 )
 from conftest import git, run_cli, snapshot
-from scripted_server import ScriptedServer
+
+from cwm_agent.scripted_server import ScriptedServer
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from batch_support import (
     write_jsonl,
 )
 from conftest import run_cli
-from scripted_server import ScriptedServer
+
+from cwm_agent.scripted_server import ScriptedServer
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None and os.environ.get("CWM_REQUIRE_RAY") != "1",

@@ -12,7 +12,6 @@ from batch_support import BUGGY, make_repo, write_jsonl
 from conftest import SHARED_DATA, git, snapshot
 from rich.console import Console
 
-from cwm_agent.agent import AgentConfig
 from cwm_agent.batch import instances as inst
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
@@ -20,7 +19,7 @@ from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
 from cwm_agent.errors import RuntimeFailure, UsageError
-from cwm_agent.run import ModelSettings
+from cwm_agent.settings import ModelSettings, RunSettings, RuntimeSettings
 
 DATA = SHARED_DATA
 SWEBENCH_FILES = {"swebench_lite_dev.jsonl": 23, "swebench_verified_test.jsonl": 500}
@@ -176,8 +175,11 @@ def test_store_records_in_crash_safe_order_and_locks_outdir(tmp_path):
 
 
 # -- settings for the docker runtime ----------------------------------------------------
-def _config(**kw) -> BatchConfig:
-    return BatchConfig(model=ModelSettings("m"), agent=AgentConfig(), **kw)
+def _config(runtime="local", image=None, fallback_image=None, **kw) -> BatchConfig:
+    """``image``: typed as a flag; ``fallback_image``: from env or a config file."""
+    settings = RuntimeSettings(runtime=runtime, image=image or fallback_image)
+    base = RunSettings(Path("."), ModelSettings("m"), runtime=settings)
+    return BatchConfig(base, image_from_flag=image is not None, **kw)
 
 
 def test_swebench_images_run_with_the_repository_inside():
@@ -185,16 +187,22 @@ def test_swebench_images_run_with_the_repository_inside():
     templ = _config(runtime="docker", image_template="sweb.{instance_id_1776}")
     with templ.repository(record) as repo:
         settings = templ.settings(record, repo, Path("/t.json"))
-    assert (settings.runtime, settings.image) == ("docker", "sweb.astropy_1776_astropy-12907")
-    assert (settings.repo_in_image, settings.workdir) == (True, "/testbed")
-    own = _config(runtime="docker").settings(record, Path("/x"), Path("/t.json"))
+    runtime = settings.runtime
+    assert (runtime.runtime, runtime.image) == ("docker", "sweb.astropy_1776_astropy-12907")
+    assert (runtime.repo_in_image, runtime.workdir) == (True, "/testbed")
+    own = _config(runtime="docker").settings(record, Path("/x"), Path("/t.json")).runtime
     assert (own.image, own.repo_in_image) == ("rec:img", True)
     plain = _config(runtime="docker", image="py:3").settings(record, Path("/x"), Path("/t.json"))
-    assert (plain.image, plain.repo_in_image, plain.workdir) == ("py:3", False, "/repo")
+    plain_runtime = plain.runtime
+    assert (plain_runtime.image, plain_runtime.repo_in_image, plain_runtime.workdir) == (
+        "py:3",
+        False,
+        "/repo",
+    )
     fallback = _config(runtime="docker", fallback_image="cfg:img")  # from env / config file
     assert fallback.image_for(record) == ("rec:img", True)
     assert fallback.image_for(inst.Instance("a", "x")) == ("cfg:img", False)
-    local = _config().settings(record, Path("/x"), Path("/t.json"))
+    local = _config().settings(record, Path("/x"), Path("/t.json")).runtime
     assert (local.runtime, local.image, local.repo_in_image) == ("local", None, False)
     with pytest.raises(UsageError, match="no image"):
         _config(runtime="docker").check([inst.Instance("a", "x", "o/r", "c")], False)

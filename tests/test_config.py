@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SECRET_KEY, run_cli
-from scripted_server import ScriptedServer
-from test_run_e2e import cwm
+from conftest import SECRET_KEY, cwm, run_cli
 
 from cwm_agent.cli import main
 from cwm_agent.config import SETTINGS, resolve, user_config_path
 from cwm_agent.errors import UsageError
+from cwm_agent.scripted_server import ScriptedServer
 
 FILE = """\
 model = "file-model"
@@ -247,3 +246,39 @@ def test_every_command_has_examples_and_completion_works(cli_env):
     script = subprocess.run([exe], env={**cli_env, "_CWM_AGENT_COMPLETE": "bash_source"},
                             capture_output=True, text=True).stdout  # fmt: skip
     assert "complete -o nosort -F _cwm_agent_completion cwm-agent" in script
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--max-retries", "-1"], "--max-retries must be at least 0"),
+        (["--timeout", "0"], "--timeout must be greater than 0"),
+        (["--request-timeout", "0"], "--request-timeout must be greater than 0"),
+        (["--max-steps", "0"], "--max-steps must be at least 1"),
+        (["--max-tokens", "-5"], "--max-tokens must be at least 1"),
+        (["--max-context", "0"], "--max-context must be at least 1"),
+        (["--top-p", "1.5"], "--top-p must be at most 1"),
+        (["--chat-template-kwargs", "[1,2]"], "--chat-template-kwargs must be a JSON object"),
+        (["--chat-template-kwargs", "{oops"], "--chat-template-kwargs is not JSON"),
+    ],
+)
+def test_nonsense_values_are_usage_errors_naming_the_flag(buggy_repo, cli_env, args, named):
+    result = run_cli(["run", str(buggy_repo), "--issue", "x", "--model", "m", *args], cli_env)
+    assert result.returncode == 2 and named in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_nonsense_values_from_env_and_file_are_refused_too(tmp_path):
+    with pytest.raises(UsageError, match="CWM_AGENT_MAX_RETRIES must be at least 0"):
+        resolve_in(tmp_path, env={"CWM_AGENT_MAX_RETRIES": "-2"})
+    path = tmp_path / "c.toml"
+    path.write_text("timeout = 0\n")
+    with pytest.raises(UsageError, match="timeout must be greater than 0"):
+        resolve_in(tmp_path, config=str(path))
+    path.write_text('network = "yes"\n')
+    with pytest.raises(UsageError, match="expected true or false"):
+        resolve_in(tmp_path, config=str(path))
+    resolved = resolve_in(tmp_path, env={"CWM_AGENT_NETWORK": "1", "CWM_AGENT_PIDS_LIMIT": "64"})
+    assert (resolved["network"], resolved["pids_limit"]) == (True, 64)
+    kwargs = resolve_in(tmp_path, env={"CWM_AGENT_CHAT_TEMPLATE_KWARGS": '{"a": 1}'})
+    assert kwargs["chat_template_kwargs"] == {"a": 1}

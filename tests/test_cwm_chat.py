@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from scripted_server import ScriptedServer
 
-from cwm_agent.agent import Agent, AgentConfig
+from cwm_agent.agent import Agent
 from cwm_agent.errors import UsageError
 from cwm_agent.models.cwm_chat import (
     COMPLETIONS_EXTRA_BODY,
@@ -15,6 +14,8 @@ from cwm_agent.models.cwm_chat import (
     defuse,
     render_chat,
 )
+from cwm_agent.scripted_server import ScriptedServer
+from cwm_agent.settings import AgentConfig
 
 SYSTEM = {"role": "system", "content": "You always reason.\n"}
 USER = {"role": "user", "content": "  Fix add().  "}

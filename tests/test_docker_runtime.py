@@ -6,6 +6,7 @@ enable them; under CWM_REQUIRE_DOCKER=1 (CI) they fail instead.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, snapshot
+from conftest import git, run_cli, snapshot
 
 from cwm_agent.errors import RuntimeFailure, ToolError
 from cwm_agent.patches import validate_patch
@@ -276,8 +277,9 @@ def test_close_removes_the_container_and_cleanup_only_takes_labelled_ones(client
 def test_agent_fixes_the_bug_in_a_container_and_the_patch_applies_on_the_host(
     client, buggy_repo, cli_env, tmp_path
 ):
-    from scripted_server import ScriptedServer
     from test_run_e2e import FIXING_SCRIPT, assert_fixes, run_agent
+
+    from cwm_agent.scripted_server import ScriptedServer
 
     before = snapshot(buggy_repo)
     with ScriptedServer(FIXING_SCRIPT) as server:
@@ -292,10 +294,10 @@ def test_agent_fixes_the_bug_in_a_container_and_the_patch_applies_on_the_host(
 def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, signal_name):
     import signal
 
-    from scripted_server import ScriptedServer
-    from test_run_e2e import cwm
+    from conftest import cwm
 
     from cwm_agent.runtimes.docker_engine import LABEL
+    from cwm_agent.scripted_server import ScriptedServer
 
     def ours() -> set[str]:
         return {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
@@ -357,3 +359,36 @@ def test_cleanup_command_removes_only_labelled_containers(client, buggy_repo, cl
     finally:
         stranger.remove(force=True)
         left.close()
+
+
+def test_best_of_runs_its_attempts_in_containers(client, buggy_repo, cli_env, tmp_path):
+    """`best-of` takes the runtime options like `run` (it once had no --runtime)."""
+    from conftest import cwm
+    from test_run_e2e import FIX_EDIT, assert_fixes
+
+    from cwm_agent.scripted_server import ScriptedServer
+
+    script = [
+        cwm("bash", "test -f /.dockerenv && echo INSIDE-A-CONTAINER"),
+        cwm("edit", FIX_EDIT),
+        cwm("bash", "git diff > fix.patch"),
+        cwm("submit", "fix.patch"),
+        "<think>\nDone.\n</think>\n## Issue Summary\nadd() subtracted.",
+    ]
+
+    def by_turn(body: dict) -> str | None:  # each attempt follows the script on its own
+        turn = sum(m["role"] == "assistant" for m in body["messages"])
+        return script[turn] if turn < len(script) else None
+
+    traj_dir = tmp_path / "attempts"
+    with ScriptedServer(by_turn) as server:
+        args = ["best-of", str(buggy_repo), "--issue", "add() is wrong", "--model", "m"]
+        args += ["--base-url", server.base_url, "--attempts", "2", "--repro-tests", "0"]
+        args += ["--test-cmd", "", "--runtime", "docker", "--image", IMAGE]
+        result = run_cli([*args, "--traj-dir", str(traj_dir)], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert_fixes(result.stdout, buggy_repo, tmp_path)
+    for attempt in (1, 2):
+        data = json.loads((traj_dir / f"attempt-{attempt}.json").read_text())
+        assert data["config"]["runtime"] == "docker"
+        assert data["steps"][0]["observation"]["output"].startswith("INSIDE-A-CONTAINER")

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import SECRET_KEY, run_cli
-from scripted_server import ScriptedServer
 
 from cwm_agent.cli import main
 from cwm_agent.doctor import FAIL, OK, WARN, Check, check_docker, render
+from cwm_agent.scripted_server import ScriptedServer
 
 UNREACHABLE = "http://127.0.0.1:1/v1"  # nothing listens on port 1: refused at once
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from cwm_agent.errors import RuntimeFailure, ToolError
 from cwm_agent.runtimes.local import LocalRuntime
@@ -19,18 +19,6 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@t",
 }
-
-
-def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        env={**os.environ, **IDENTITY},
-        check=True,
-    )
-    return proc.stdout.decode()
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from scripted_server import ScriptedServer
 
 from cwm_agent.errors import ContextLengthError, ModelError
 from cwm_agent.models.openai_client import OpenAIModel
+from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.types import ToolCall, Usage
 
 MESSAGES = [
@@ -306,9 +306,8 @@ def test_importing_the_module_does_not_import_the_sdk() -> None:
 def test_server_runs_standalone(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"model": "demo", "replies": ["from the script"]}))
-    server_py = Path(__file__).with_name("scripted_server.py")
     proc = subprocess.Popen(
-        [sys.executable, str(server_py), str(script)],
+        [sys.executable, "-m", "cwm_agent.scripted_server", str(script)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

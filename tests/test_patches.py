@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,13 +23,6 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@example.invalid",
 }
-
-
-def git(repo: Path, *args: str, data: bytes | None = None) -> str:
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, input=data, capture_output=True, check=True
-    )
-    return proc.stdout.decode()
 
 
 @pytest.fixture
@@ -74,7 +67,7 @@ def test_checks_the_base_not_the_working_tree(repo):
     base = head(repo)
     patch = diff_of_changes(repo)
     # The working tree already has the change: applying there would fail, on the base it works.
-    git(repo, "apply", data=patch.encode())
+    git(repo, "apply", input=patch.encode())
     assert validate_patch(patch, str(repo), base) == patch
     # Committed on top: still judged against the given base commit.
     git(repo, "add", "-A")
@@ -136,7 +129,7 @@ def test_repo_dir_in_a_subdirectory_still_checks_every_path(repo):
 
 def test_exclude_drops_the_submitted_patch_file(repo):
     patch = diff_of_changes(repo)
-    git(repo, "apply", data=patch.encode())
+    git(repo, "apply", input=patch.encode())
     (repo / "fix.patch").write_text(patch)
     git(repo, "add", "-N", "pkg/new.py")
     git(repo, "add", "-N", "fix.patch")

@@ -9,10 +9,10 @@ import select
 import subprocess
 import sys
 
-from scripted_server import ScriptedServer
 from test_run_e2e import FIXING_SCRIPT
 
 from cwm_agent.progress import LiveProgress, StderrProgress, make_progress, printable
+from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.types import Action, ModelReply, Observation, Usage
 
 REPLY = ModelReply(

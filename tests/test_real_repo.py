@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import unidiff
-from conftest import git, run_cli
-from scripted_server import ScriptedServer
+from conftest import cwm, git, run_cli
+
+from cwm_agent.scripted_server import ScriptedServer
 
 DOC = '        """Return patch removed files as a list."""\n'
 GOOD = DOC + "        return [f for f in self if f.is_removed_file]\n"
@@ -67,10 +68,6 @@ def unidiff_repo(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "unidiff with a bug in PatchSet.removed_files")
     return repo
-
-
-def cwm(tool: str, body: str) -> str:
-    return f"<think>\nworking\n</think>\n<tool: {tool}>\n{body}\n</tool>"
 
 
 def call(name: str, **arguments: str) -> dict:

@@ -16,13 +16,12 @@ import json
 import time
 
 import pytest
-from conftest import SECRET_KEY, run_cli, snapshot
-from scripted_server import ScriptedServer
-from test_reliability_support import cwm
+from conftest import SECRET_KEY, cwm, run_cli, snapshot
 
-from cwm_agent.agent import AgentConfig
 from cwm_agent.errors import ModelError
-from cwm_agent.run import ModelSettings, RunSettings, execute
+from cwm_agent.run import execute
+from cwm_agent.scripted_server import ScriptedServer
+from cwm_agent.settings import AgentConfig, ModelSettings, RunSettings
 
 FIX = "mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE"
 FAST = {"Retry-After": "0.01"}

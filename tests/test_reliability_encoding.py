@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 
-from conftest import git, run_cli
-from scripted_server import ScriptedServer
-from test_reliability_support import cwm
+from conftest import cwm, git, run_cli
+
+from cwm_agent.scripted_server import ScriptedServer
 
 
 def test_lone_surrogates_in_the_servers_json_do_not_crash_the_run(buggy_repo, cli_env, tmp_path):

@@ -17,15 +17,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import FakeModel, cwm, git
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_reliability_support import cwm, small_repo
+from test_reliability_support import small_repo
 
-from cwm_agent.agent import Agent, AgentConfig
+from cwm_agent.agent import Agent
 from cwm_agent.errors import FormatError
 from cwm_agent.protocol import clean_text, parse_cwm_reply, parse_openai_calls
 from cwm_agent.runtimes.local import LocalRuntime
+from cwm_agent.settings import AgentConfig
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import TOOL_NAMES, ModelReply, ToolCall
 
@@ -148,18 +149,6 @@ def test_native_calls_give_one_action_or_error_results(calls):
 # ------------------------------------------------------------------------ whole steps
 
 
-class ListModel:
-    """Satisfies ``types.Model``: hands out prepared replies, then the final summary."""
-
-    def __init__(self, replies: list[ModelReply]) -> None:
-        self.replies = list(replies)
-
-    def complete(self, messages, tools=None, *, max_tokens=None) -> ModelReply:
-        # What any HTTP client does with the conversation: it must be valid UTF-8 JSON.
-        json.dumps(messages, ensure_ascii=False).encode("utf-8")
-        return self.replies.pop(0) if self.replies else ModelReply("Done.")
-
-
 # Replies that could harm the machine the tests run on, were they ever generated.
 _DANGEROUS = ("kill", "exec", "cd", "ulimit", "enable", ">/", "> /", "trap", "suspend", "rm")
 
@@ -195,7 +184,7 @@ def run_episode(runtime, top: Path, replies: list[ModelReply], tool_format: str 
         max_reply_tokens=1_000,
     )
     traj = Trajectory(top / "traj.json", "fuzz", {}, "Fuzz issue")
-    result = Agent(ListModel(replies), runtime, config, traj).run("Fuzz issue \udcff text")
+    result = Agent(FakeModel(replies), runtime, config, traj).run("Fuzz issue \udcff text")
     # The file on disk is complete, valid JSON, and says how the run ended.
     on_disk = json.loads((top / "traj.json").read_text(encoding="utf-8"))
     assert on_disk["exit_status"] == result.status

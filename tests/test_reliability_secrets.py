@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SECRET_KEY, run_cli
-from scripted_server import ScriptedServer
-from test_reliability_support import cwm
+from conftest import SECRET_KEY, cwm, run_cli
 
 from cwm_agent.errors import CwmError
 from cwm_agent.models.openai_client import OpenAIModel
+from cwm_agent.scripted_server import ScriptedServer
 
 FIX = "mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE"
 

@@ -23,9 +23,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import snapshot
-from scripted_server import ScriptedServer
-from test_reliability_support import cwm, wait_none_left
+from conftest import cwm, snapshot
+from test_reliability_support import wait_none_left
+
+from cwm_agent.scripted_server import ScriptedServer
 
 WAIT = 60.0  # generous: the machine may be busy
 

@@ -14,11 +14,6 @@ from pathlib import Path
 from conftest import git
 
 
-def cwm(tool: str, body: str, thought: str = "Next step.") -> str:
-    """A well-formed CWM reply with one tool call."""
-    return f"<think>\n{thought}\n</think>\n<tool: {tool}>\n{body}\n</tool>"
-
-
 def small_repo(path: Path) -> Path:
     """A committed repository with one text file and one subdirectory."""
     (path / "pkg").mkdir(parents=True)

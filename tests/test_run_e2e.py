@@ -6,16 +6,13 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import SECRET_KEY, git, run_cli, snapshot
-from scripted_server import ScriptedServer
+from conftest import SECRET_KEY, cwm, git, run_cli, snapshot
+
+from cwm_agent.scripted_server import ScriptedServer
 
 FIX_EDIT = (
     "mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE"
 )
-
-
-def cwm(tool: str, body: str, thought: str = "Next step.") -> str:
-    return f"<think>\n{thought}\n</think>\n<tool: {tool}>\n{body}\n</tool>"
 
 
 FIXING_SCRIPT = [

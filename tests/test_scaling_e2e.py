@@ -13,22 +13,18 @@ import re
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import run_cli
-from scripted_server import ScriptedServer
+from conftest import cwm, run_cli
 
-from cwm_agent.agent import AgentConfig
 from cwm_agent.errors import ModelError, UsageError
-from cwm_agent.run import ModelSettings, RunSettings
 from cwm_agent.scaling.attempts import run_with_attempts
+from cwm_agent.scripted_server import ScriptedServer
+from cwm_agent.settings import AgentConfig, ModelSettings, RunSettings, ScalingSettings
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, for the tests' commands
 TEST_CMD = "python3 -m pytest -x -q -p no:cacheprovider tests"
-
-
-def cwm(tool: str, body: str, thought: str = "Next.") -> str:
-    return f"<think>\n{thought}\n</think>\n<tool: {tool}>\n{body}\n</tool>"
 
 
 def reply(content: str, tokens: int) -> dict:
@@ -108,11 +104,12 @@ def python_path(monkeypatch):
     monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
 
 
-def settings_for(server: ScriptedServer, repo: Path, tmp_path: Path) -> RunSettings:
+def settings_for(server: ScriptedServer, repo: Path, tmp_path: Path, **scaling: Any) -> RunSettings:
     return RunSettings(
         repo=repo,
         model=ModelSettings("m", server.base_url, max_retries=0),
         agent=AgentConfig(max_steps=8, max_format_errors=2, timeout=60),
+        scaling=ScalingSettings(**scaling),
         traj_path=tmp_path / "runs" / "run.json",
     )
 
@@ -126,9 +123,8 @@ def test_the_right_fix_is_selected_and_identical_patches_run_once(
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with ScriptedServer(Conversations()) as server:
-        outcome = run_with_attempts(
-            settings_for(server, buggy_repo, tmp_path), "add() subtracts", 4, test_cmd=TEST_CMD
-        )
+        settings = settings_for(server, buggy_repo, tmp_path, attempts=4, test_cmd=TEST_CMD)
+        outcome = run_with_attempts(settings, "add() subtracts")
     sel = outcome.selection
     result = outcome.result
     assert result.exit_code == 0 and "+    return a+b" in result.patch  # fewer tokens than a + b
@@ -197,14 +193,34 @@ def test_every_attempt_failing_raises_the_model_error(buggy_repo, tmp_path, monk
     refuse = {"status": 400, "body": {"error": {"message": "bad model"}}}
     with ScriptedServer(lambda body: refuse) as server:
         with pytest.raises(ModelError):
-            run_with_attempts(settings_for(server, buggy_repo, tmp_path), "x", 2, repro_tests=0)
+            settings = settings_for(server, buggy_repo, tmp_path, attempts=2, repro_tests=0)
+            run_with_attempts(settings, "x")
     selection = json.loads((tmp_path / "runs" / "run" / "selection.json").read_text())
     assert selection["selected"] is None
     assert [c["exit_code"] for c in selection["candidates"]] == [3, 3]
 
 
 def test_attempts_need_sampling(buggy_repo, tmp_path):
-    settings = RunSettings(repo=buggy_repo, model=ModelSettings("m", temperature=0.0),
-                           agent=AgentConfig())  # fmt: skip
+    settings = RunSettings(
+        repo=buggy_repo,
+        model=ModelSettings("m", temperature=0.0),
+        scaling=ScalingSettings(attempts=3),
+    )
     with pytest.raises(UsageError, match="--temperature is 0"):
-        run_with_attempts(settings, "x", 3)
+        run_with_attempts(settings, "x")
+
+
+def test_a_scaled_run_over_completions_sends_no_chat_request(buggy_repo, cli_env):
+    """Fix and reproduction rollouts both use --api completions (they once drifted apart)."""
+    reply = {"text": "I am not sure what to do.\n</think>\nNo tool call here."}
+    with ScriptedServer(lambda body: reply) as server:
+        args = ["run", str(buggy_repo), "--issue", "add() subtracts", "--model", "m"]
+        args += ["--base-url", server.base_url, "--api", "completions", "--attempts", "2"]
+        args += ["--repro-tests", "2", "--max-format-errors", "1", "--test-cmd", ""]
+        result = run_cli(args, cli_env)
+    assert result.returncode == 1, result.stderr  # no attempt produced a patch
+    posts = [r for r in server.requests if r.method == "POST"]
+    assert {r.path for r in posts} == {"/v1/completions"}
+    prompts = [r.body["prompt"] for r in posts]
+    repro = [p for p in prompts if "Issue reproduced" in p]
+    assert len(repro) == 2 and len(prompts) - len(repro) == 2  # 2 fix + 2 test rollouts

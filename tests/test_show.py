@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_buggy_repo, run_cli
-from scripted_server import ScriptedServer
-from test_run_e2e import FIXING_SCRIPT, cwm
+from conftest import cwm, make_buggy_repo, run_cli
+from test_run_e2e import FIXING_SCRIPT
 from test_trace_consult import PREDICTION, PYTEST  # a canned prediction of test_add
 
 from cwm_agent.cli import main
 from cwm_agent.errors import UsageError
+from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.show.cli import read_trajectory
 from cwm_agent.show.view import diff_lines, hook_parts, load_view, split_reply
 

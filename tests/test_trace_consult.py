@@ -6,15 +6,15 @@ import json
 import sys
 
 import pytest
-from conftest import git
-from scripted_server import ScriptedServer
+from conftest import FakeModel, cwm, git
 from test_docker_runtime import IMAGE, NOPY_IMAGE, client, make  # noqa: F401 - fixture
-from test_run_e2e import FIXING_SCRIPT, cwm, run_agent
+from test_run_e2e import FIXING_SCRIPT, run_agent
 
 from cwm_agent import tools
 from cwm_agent.errors import ModelError
 from cwm_agent.runtimes.local import LocalRuntime
-from cwm_agent.traces.commands import NamedTest, _Skip, entry_names, find_test_target
+from cwm_agent.scripted_server import ScriptedServer
+from cwm_agent.traces.commands import NamedTest, NotConsulted, entry_names, find_test_target
 from cwm_agent.traces.consult import TraceConsultant
 from cwm_agent.types import Action, ModelReply, Usage
 
@@ -28,6 +28,16 @@ PREDICTION = (
 )
 # Plugin autoloading costs this venv more than a second per pytest run.
 PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -p no:cacheprovider"
+
+
+def canned(text: str | Exception = PREDICTION) -> FakeModel:
+    """The same prediction (or failure) for every request."""
+    reply = (
+        text
+        if isinstance(text, Exception)
+        else ModelReply(text, usage=Usage(300, 60), finish_reason="stop")
+    )
+    return FakeModel(default=reply)
 
 
 @pytest.mark.parametrize(
@@ -94,20 +104,8 @@ def test_entry_names_resolve_or_skip():
         (dict(names=("missing",)), "exactly one"),
         (dict(keyword="test"), "exactly one"),
     ]:
-        with pytest.raises(_Skip, match=why):
+        with pytest.raises(NotConsulted, match=why):
             names(**bad)
-
-
-class CannedModel:
-    def __init__(self, text: str | Exception = PREDICTION) -> None:
-        self.text = text
-        self.prompts: list[str] = []
-
-    def complete_text(self, prompt, *, stop=None, max_tokens=None, temperature=None):
-        self.prompts.append(prompt)
-        if isinstance(self.text, Exception):
-            raise self.text
-        return ModelReply(self.text, usage=Usage(300, 60), finish_reason="stop")
 
 
 @pytest.fixture
@@ -118,7 +116,7 @@ def runtime(buggy_repo):
 
 def consult(runtime, command: str, model=None, **options):
     action = Action("bash", {"command": command})
-    consultant = TraceConsultant(model or CannedModel(), **options)
+    consultant = TraceConsultant(model or canned(), **options)
     return consultant.around(
         action, runtime, lambda: tools.execute(action, runtime, timeout=60, max_output=20_000)
     )
@@ -126,7 +124,7 @@ def consult(runtime, command: str, model=None, **options):
 
 def test_consultation_is_appended_to_the_real_result(runtime):
     runtime.run("cd tests", 5)  # the session's cwd: node ids are relative to it
-    model = CannedModel()
+    model = canned()
     observation, record = consult(
         runtime, f"cd .. && {PYTEST} tests/test_ops.py::test_add -q", model
     )
@@ -153,7 +151,7 @@ def test_non_test_commands_and_other_tools_pass_through(runtime):
     observation, record = consult(runtime, "echo hi")
     assert observation.output == "hi" and record is None
     action = Action("create", {"path": "new.py", "content": "x = 1\n"})
-    observation, record = TraceConsultant(CannedModel()).around(
+    observation, record = TraceConsultant(canned()).around(
         action, runtime, lambda: tools.execute(action, runtime, timeout=5, max_output=100)
     )
     assert record is None and observation.ok
@@ -162,9 +160,9 @@ def test_non_test_commands_and_other_tools_pass_through(runtime):
 @pytest.mark.parametrize(
     ("model", "options", "status", "message"),
     [
-        (CannedModel(ModelError("HTTP 500 from server")), {}, "failed", "HTTP 500"),
-        (CannedModel(), {"python": "no-such-python3"}, "failed", "wrote no trace"),
-        (CannedModel(), {}, "skipped", "outside the repository"),
+        (canned(ModelError("HTTP 500 from server")), {}, "failed", "HTTP 500"),
+        (canned(), {"python": "no-such-python3"}, "failed", "wrote no trace"),
+        (canned(), {}, "skipped", "outside the repository"),
     ],
 )
 def test_failures_never_break_the_step(runtime, model, options, status, message):

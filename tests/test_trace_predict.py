@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from scripted_server import ScriptedServer
+from conftest import FakeModel, run_cli
 
+from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.traces.format import END_OF_TEXT, FRAME_SEP, START_MARKER, Frame, render_trace
 from cwm_agent.traces.predict import import_candidates, predict_trace
 from cwm_agent.types import ModelReply, Usage
@@ -21,29 +21,6 @@ REST = [
     Frame("return", 3, "    return total", {}, "-1"),
 ]
 REST_TEXT = render_trace(REST, end=False)
-
-
-class FakeModel:
-    """Answers /v1/completions and chat calls from a list; remembers what it was asked."""
-
-    def __init__(self, replies: list[str | ModelReply]) -> None:
-        self.replies = list(replies)
-        self.calls: list[dict] = []
-        self.extra_body: dict = {"chat_template_kwargs": {"x": 1}}
-
-    def _next(self) -> ModelReply:
-        reply = self.replies.pop(0)
-        if isinstance(reply, str):
-            reply = ModelReply(reply, usage=Usage(100, 10), finish_reason="stop")
-        return reply
-
-    def complete_text(self, prompt, *, stop=None, max_tokens=None, temperature=None):
-        self.calls.append(dict(prompt=prompt, stop=stop, max_tokens=max_tokens))
-        return self._next()
-
-    def complete(self, messages, tools=None, *, max_tokens=None):
-        self.calls.append(dict(messages=messages, max_tokens=max_tokens))
-        return self._next()
 
 
 def test_whole_trace_in_one_request_seeded_with_the_call_frame():

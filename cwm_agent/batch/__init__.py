@@ -1,1 +1,3 @@
-"""`cwm-agent batch`: many issues, a pool of workers, SWE-bench predictions (see README.md)."""
+"""`cwm-agent batch`: many issues, in parallel, resumable, SWE-bench compatible."""
+
+RAY_INSTALL_HINT = "pip install 'cwm-agent[ray]'"

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from cwm_agent.batch.options import (
-    check_scaling,
-    executor_options,
-    limit_options,
-    model_options,
-    resolve_settings,
-    runtime_options,
-    scale_options,
-    workdir_given,
-)
 from cwm_agent.errors import Interrupted, UsageError
-from cwm_agent.settings import agent_config, model_settings
+from cwm_agent.options import (
+    agent_options,
+    install_signal_handlers,
+    model_options,
+    resolve_options,
+    scaling_options,
+    setting_option,
+    stack,
+)
 
 if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.display import LiveDisplay, PlainDisplay
@@ -28,9 +25,10 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.plan import BatchConfig
     from cwm_agent.batch.ray_executor import RayRunner
     from cwm_agent.batch.runner import BatchRunner
-    from cwm_agent.batch.scaled import Scaling
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
+
+from cwm_agent.batch import RAY_INSTALL_HINT as INSTALL_HINT
 
 BATCH_EXIT_HELP = (
     "Exit codes: 0 the batch completed (some instances may have failed: see summary.json; "
@@ -68,11 +66,43 @@ BATCH_EXIT_HELP = (
     show_default=True,
     help="Instances at a time.",
 )
-@executor_options
-@runtime_options
+@click.option(
+    "--executor",
+    type=click.Choice(["thread", "ray"]),
+    default="thread",
+    show_default=True,
+    help="What runs the instances: --workers threads here, or Ray tasks, one per "
+    f"instance (needs: {INSTALL_HINT}).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --executor ray: join this Ray cluster (head:6379 from a node, or "
+    "ray://head:10001) [default: start a local Ray instance with --workers CPUs].",
+)
+@stack(
+    setting_option("runtime"),
+    setting_option(
+        "image", help="One Docker image for every instance; the repository is copied in."
+    ),
+    click.option(
+        "--image-template",
+        help="Docker image per instance, the repository inside at --workdir; "
+        "placeholders {instance_id} and {instance_id_1776}.",
+    ),
+    setting_option(
+        "workdir",
+        help="Repository path in the container; /testbed when each instance has its own "
+        "image (--image-template or the record's image).",
+    ),
+    setting_option("repo_in_image"),
+    setting_option("network"),
+    setting_option("memory"),
+    setting_option("pids_limit"),
+)
 @model_options
-@limit_options
-@scale_options
+@agent_options
+@scaling_options(1, with_workers=False)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; errors only.")
 def batch(**opts: Any) -> None:
     """Solve every issue of INPUT; write SWE-bench predictions and one folder per instance.
@@ -104,7 +134,7 @@ def batch(**opts: Any) -> None:
     """
     from cwm_agent.batch import instances as inst
 
-    _install_sigterm()
+    install_signal_handlers()
     _check_executor(opts)
     config = _config(opts)
     from_folder = opts["input_path"].is_dir()
@@ -124,34 +154,16 @@ def batch(**opts: Any) -> None:
 
 def _config(opts: dict[str, Any]) -> BatchConfig:
     from cwm_agent.batch.plan import BatchConfig
+    from cwm_agent.settings import build
 
-    cfg = resolve_settings(opts)
-    image_flag = cfg.sources["image"].startswith("flag")  # vs. env / config file / default
+    cfg = resolve_options(opts)
     return BatchConfig(
-        model=model_settings(cfg, opts),
-        agent=agent_config(cfg, opts),
-        runtime=cfg["runtime"],
+        base=build(cfg, Path(".")),
         repo=opts["repo"].resolve() if opts["repo"] else None,
         repos_dir=opts["repos_dir"].resolve() if opts["repos_dir"] else None,
-        image=cfg["image"] if image_flag else None,
-        fallback_image=None if image_flag else cfg["image"],
+        image_from_flag=cfg.sources["image"].startswith("flag"),  # not env / file / default
         image_template=opts["image_template"],
-        workdir=cfg["workdir"] if workdir_given(cfg) else None,
-        trace_prediction=opts["trace_prediction"],
-        scaling=_scaling(opts, cfg["temperature"]),
-    )
-
-
-def _scaling(opts: dict[str, Any], temperature: float) -> Scaling:
-    from cwm_agent.batch.scaled import Scaling
-
-    check_scaling(opts, temperature)
-    return Scaling(
-        attempts=opts["attempts"],
-        test_cmd=opts["test_cmd"],
-        test_timeout=opts["test_timeout"],
-        repro_tests=opts["repro_tests"],
-        early_stop=opts["early_stop"],
+        workdir_given=cfg.given("workdir"),
     )
 
 
@@ -188,11 +200,11 @@ def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) ->
         todo = [i for i in selected if i.instance_id not in done]
         info = {
             "input": str(opts["input_path"].resolve()),
-            "model": config.model.name,
+            "model": config.base.model.name,
             "runtime": config.runtime,
             "workers": opts["workers"],
             "executor": opts["executor"],
-            "attempts": opts["attempts"],
+            "attempts": config.base.scaling.attempts,
         }
         tally = Tally(selected, results, info)
         with _display(tally, opts["quiet"]) as display:
@@ -219,12 +231,3 @@ def _display(tally: Tally, quiet: bool) -> LiveDisplay | PlainDisplay:
     if quiet:
         return PlainDisplay(tally, quiet=True)
     return LiveDisplay(tally) if sys.stderr.isatty() else PlainDisplay(tally)
-
-
-def _install_sigterm() -> None:
-    """SIGTERM stops the batch like Ctrl-C: running instances wound down, exit 130."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)

@@ -12,44 +12,50 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cwm_agent.agent import AgentConfig
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.instances import Instance, image_from_template
-from cwm_agent.batch.scaled import Scaling
 from cwm_agent.errors import UsageError
-from cwm_agent.run import ModelSettings, RunSettings
+from cwm_agent.settings import RunSettings
+from cwm_agent.trajectory import new_run_id
 
 SWEBENCH_WORKDIR = "/testbed"
 
 
 @dataclass(frozen=True)
 class BatchConfig:
-    model: ModelSettings
-    agent: AgentConfig
-    runtime: str = "local"
+    """The settings every instance shares (``base``) and how each gets its repository.
+
+    ``base.runtime.image`` is the image for every instance when it was typed as a flag
+    (``image_from_flag``: it wins over records' images); an image from env or a config file
+    is used only for records without one.
+    """
+
+    base: RunSettings
     repo: Path | None = None  # folder input: the repository every issue is solved against
     repos_dir: Path | None = None  # JSONL input: where the records' clones are
-    image: str | None = None  # --image on the command line: wins over records' images
-    fallback_image: str | None = None  # an image from env or config file: only if none other
+    image_from_flag: bool = False
     image_template: str | None = None
-    workdir: str | None = None
-    trace_prediction: bool = False
-    scaling: Scaling = Scaling()  # --attempts K: run_with_attempts per instance
+    workdir_given: bool = False  # --workdir set anywhere: no /testbed default
+
+    @property
+    def runtime(self) -> str:
+        return self.base.runtime.runtime
 
     def image_for(self, instance: Instance) -> tuple[str | None, bool]:
         """(image, repository already inside it). Flags win over the record's own image."""
-        if self.runtime != "docker":
+        runtime = self.base.runtime
+        if runtime.runtime != "docker":
             return None, False
         if self.image_template:
             return image_from_template(self.image_template, instance.instance_id), True
-        if self.image:
-            return self.image, False
+        if self.image_from_flag:
+            return runtime.image, runtime.repo_in_image
         if instance.image:
             return instance.image, True
-        return self.fallback_image, False
+        return runtime.image, runtime.repo_in_image
 
     def check(self, instances: list[Instance], from_folder: bool) -> None:
         """Refuse, before anything runs, a batch whose instances cannot all be set up."""
@@ -87,7 +93,7 @@ class BatchConfig:
         if self.repo is not None:
             yield self.repo
         elif in_image:
-            yield Path(self.workdir or SWEBENCH_WORKDIR)  # recorded only; the image has it
+            yield Path(self._workdir(in_image))  # recorded only; the image has it
         else:
             assert self.repos_dir and instance.repo and instance.base_commit  # see check()
             clone = find_clone(self.repos_dir, instance.repo)
@@ -96,15 +102,14 @@ class BatchConfig:
 
     def settings(self, instance: Instance, repo: Path, traj_path: Path) -> RunSettings:
         image, in_image = self.image_for(instance)
-        workdir = self.workdir or (SWEBENCH_WORKDIR if in_image else "/repo")
-        return RunSettings(
-            repo=repo,
-            model=self.model,
-            agent=self.agent,
-            runtime=self.runtime,
-            image=image,
-            workdir=workdir,
-            repo_in_image=in_image,
-            traj_path=traj_path,
-            trace_prediction=self.trace_prediction,
+        runtime = replace(
+            self.base.runtime, image=image, repo_in_image=in_image, workdir=self._workdir(in_image)
         )
+        return replace(
+            self.base, repo=repo, runtime=runtime, traj_path=traj_path, run_id=new_run_id()
+        )
+
+    def _workdir(self, in_image: bool) -> str:
+        if self.workdir_given:
+            return self.base.runtime.workdir
+        return SWEBENCH_WORKDIR if in_image else "/repo"

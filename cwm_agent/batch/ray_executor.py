@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.batch import RAY_INSTALL_HINT as INSTALL_HINT
 from cwm_agent.batch.instances import Instance
-from cwm_agent.batch.options import INSTALL_HINT
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.runner import (
     LOG_NAME,
@@ -141,7 +141,7 @@ class RayRunner:
             doc, files, scratch = None, {}, ""
         except ray.exceptions.RayError as exc:  # the worker died, or the task itself failed
             crashed = crash_document(exc, folder / "trajectory.json")
-            doc = finish_document(crashed, instance, self.config.model.name, started)
+            doc = finish_document(crashed, instance, self.config.base.model.name, started)
             files, scratch = {LOG_NAME: f"{type(exc).__name__}: {exc}\n".encode()}, ""
         self._unpack(files, scratch, folder)
         self.ledger.end(instance, _relocate(doc, scratch, folder))

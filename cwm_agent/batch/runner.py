@@ -172,8 +172,8 @@ def solve_instance(
     action: when it turns true the agent aborts the way Ctrl-C makes it (runtime closed).
     """
     started = time.monotonic()
-    model = config.model.name
-    scaled = config.scaling.enabled
+    model = config.base.model.name
+    scaled = config.base.scaling.enabled
     traj_path = first_trajectory(folder) if scaled else folder / "trajectory.json"
     try:
         if stopping is not None and stopping():
@@ -182,7 +182,7 @@ def solve_instance(
             settings = config.settings(instance, repo, folder / "trajectory.json")
             if scaled:
                 issue = instance.problem_statement
-                doc = solve_scaled(config.scaling, settings, issue, folder, log)
+                doc = solve_scaled(settings, issue, folder, log)
             else:
                 progress = _progress(log, on_step, stopping)
                 result, traj = execute(settings, instance.problem_statement, progress)

@@ -10,35 +10,17 @@ selected patch.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from cwm_agent.run import RunSettings
+    from cwm_agent.settings import RunSettings
 
 # What an earlier attempt at the instance may have left; a new attempt starts without it.
 SCALED_FILES = ("selection.json", "attempt-*.json", "repro-*.json")
 
 
-@dataclass(frozen=True)
-class Scaling:
-    """The `--attempts` options; with one attempt an instance is a single plain `execute`."""
-
-    attempts: int = 1
-    test_cmd: str | None = None  # None: the default when the repository has tests; "": none
-    test_timeout: float = 900.0
-    repro_tests: int = 5
-    early_stop: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.attempts > 1
-
-
-def solve_scaled(
-    scaling: Scaling, settings: RunSettings, issue: str, folder: Path, log: TextIO
-) -> dict[str, Any]:
+def solve_scaled(settings: RunSettings, issue: str, folder: Path, log: TextIO) -> dict[str, Any]:
     """The `--json` document of a scaled run whose records go to ``folder``.
 
     Raises what `run_with_attempts` raises (e.g. ModelError when every attempt failed so).
@@ -49,17 +31,7 @@ def solve_scaled(
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
-    outcome = run_with_attempts(
-        settings,
-        issue,
-        scaling.attempts,
-        test_cmd=scaling.test_cmd,
-        test_timeout=scaling.test_timeout,
-        repro_tests=scaling.repro_tests,
-        early_stop=scaling.early_stop,
-        traj_dir=folder,
-        progress=_log_lines(log),
-    )
+    outcome = run_with_attempts(settings, issue, traj_dir=folder, progress=_log_lines(log))
     log.write(report.table(outcome.selection) + "\n")
     return report.document(outcome)
 

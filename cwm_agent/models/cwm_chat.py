@@ -137,6 +137,13 @@ class CompletionsModel:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def base_url_shown(self) -> str:
+        return self._client.base_url_shown
+
+    def served_models(self) -> list[str]:
+        return self._client.served_models()
+
     def complete(
         self,
         messages: list[dict[str, Any]],

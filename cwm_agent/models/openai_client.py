@@ -79,6 +79,15 @@ class OpenAIModel:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def base_url_shown(self) -> str:
+        """The base URL without credentials, for messages."""
+        return self._url("")
+
+    def served_models(self) -> list[str]:
+        """The ids GET /models lists (the SDK's exceptions propagate: `doctor` words them)."""
+        return [model.id for model in self._client.models.list().data]
+
     def complete(
         self,
         messages: list[dict[str, Any]],

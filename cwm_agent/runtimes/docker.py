@@ -84,6 +84,8 @@ def _fill(template: str, **values: str) -> str:
 class DockerRuntime:
     """A Runtime inside a fresh container (see module docstring); build it with ``create``."""
 
+    description = "bash (in a Docker container)"
+
     def __init__(
         self, container: Any, host: LocalRuntime | None, env: Mapping[str, str] | None
     ) -> None:

@@ -27,7 +27,8 @@ def sdk() -> Any:
         import docker
     except ImportError as exc:
         raise RuntimeFailure(
-            "the docker runtime needs the `docker` package", hint="pip install 'cwm-agent[docker]'"
+            "the `docker` package, a dependency of cwm-agent, cannot be imported",
+            hint="reinstall cwm-agent (pip install --force-reinstall cwm-agent)",
         ) from exc
     return docker
 

@@ -148,6 +148,8 @@ def _baseline(root: str, user_exclude: Path) -> str:
 class LocalRuntime:
     """A Runtime over a private temp copy of a repository (see module docstring)."""
 
+    description = "bash"
+
     def __init__(self, root: str, base: str, top: str, shell: ShellSession) -> None:
         self.root = root
         self.base = base

@@ -15,63 +15,42 @@ Pipeline (one daemon thread pool of ``workers`` for everything):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import ProgressFn, RunResult
 from cwm_agent.errors import Interrupted, UsageError
-from cwm_agent.run import RunSettings
-from cwm_agent.trajectory import Trajectory, default_runs_dir
+from cwm_agent.settings import RunSettings, check_sampling
+from cwm_agent.trajectory import default_runs_dir
 
 from . import report
 from .pool import DaemonPool
-from .records import Candidate, ReproTest
-from .sampling import Attempt, Note, Sampler
-from .select import Group, Score, choose, group_candidates, promise_order, rank_tests
+from .records import Attempt, Candidate, Group, ReproTest, ScalingOutcome, Score, Verification
+from .sampling import Note, Sampler
+from .select import choose, group_candidates, promise_order, rank_tests
 from .verify import Bench, VerifyConfig
-
-
-@dataclass
-class Verification:
-    """What step 3 found; ``scores`` stays empty when there was nothing to choose between."""
-
-    groups: list[Group]
-    invalid: dict[str, str] = field(default_factory=dict)
-    kept: list[tuple[str, int]] = field(default_factory=list)  # (test hash, bloc size)
-    scores: list[Score] = field(default_factory=list)
-    early_stopped: bool = False
-
-
-@dataclass(frozen=True)
-class ScalingOutcome:
-    result: RunResult  # the selected attempt's result; its reason says why it was selected
-    trajectory: Trajectory | None  # the selected attempt's trajectory
-    selection: dict[str, Any]  # the selection.json document
-    path: Path  # where selection.json was written
 
 
 def run_with_attempts(
     settings: RunSettings,
     issue: str,
-    attempts: int,
     *,
     workers: int | None = None,
-    test_cmd: str | None = None,
-    test_timeout: float = 900.0,
-    repro_tests: int = 5,
-    early_stop: bool = False,
     traj_dir: Path | None = None,
     progress: ProgressFn | None = None,
     python: str = "python3",
 ) -> ScalingOutcome:
-    """Sample ``attempts`` patches and select one (see the module docstring).
+    """Sample ``settings.scaling.attempts`` patches and select one (see the module docstring).
 
-    ``test_cmd``: None = ``python3 -m pytest -x -q`` when the base has tests, "" = no
-    existing-tests check. ``python`` runs the reproduction scripts. Raises the first
-    attempt's error when every attempt failed with one (e.g. the model is unreachable).
+    ``settings.scaling.test_cmd``: None = ``python3 -m pytest -x -q`` when the base has
+    tests, "" = no existing-tests check. ``python`` runs the reproduction scripts. Raises
+    the first attempt's error when every attempt failed with one (e.g. the model is
+    unreachable).
     """
-    _check(settings, attempts, workers, repro_tests)
+    scaling = settings.scaling
+    attempts = scaling.attempts
+    _check(settings, workers)
     started = time.time()
     out_dir = traj_dir or _default_dir(settings)
     workers = workers or attempts
@@ -80,36 +59,35 @@ def run_with_attempts(
         if progress is not None:
             progress("scaling", {"message": message})
 
-    bench = Bench(settings, VerifyConfig(test_cmd, test_timeout, settings.agent.timeout, python))
-    tests_too = f" + {attempts} reproduction tests" if repro_tests else ""
+    verify = VerifyConfig(scaling.test_cmd, scaling.test_timeout, settings.agent.timeout, python)
+    bench = Bench(settings, verify)
+    tests_too = f" + {attempts} reproduction tests" if scaling.repro_tests else ""
     note(f"sampling {attempts} attempts{tests_too} with {workers} workers; records in {out_dir}")
     pool = DaemonPool(workers)
     try:
         sampler = Sampler(settings, issue, out_dir, bench, note)
-        runs, tests = sampler.sample(pool, attempts, with_tests=repro_tests > 0)
+        runs, tests = sampler.sample(pool, attempts, with_tests=scaling.repro_tests > 0)
         candidates = [run.candidate for run in runs]
-        found = _verify(pool, bench, candidates, tests, repro_tests, early_stop, note)
+        found = _verify(
+            pool, bench, candidates, tests, scaling.repro_tests, scaling.early_stop, note
+        )
     except KeyboardInterrupt:
         raise Interrupted("interrupted", hint=f"the trajectories so far are in {out_dir}") from None
     finally:
         pool.shutdown()
         bench.close()
-    options = {"workers": workers, "repro_tests": repro_tests, "early_stop": early_stop}
+    options = {
+        "workers": workers,
+        "repro_tests": scaling.repro_tests,
+        "early_stop": scaling.early_stop,
+    }
     return _conclude(settings, runs, tests, found, bench, out_dir, started, options, note)
 
 
-def _check(settings: RunSettings, attempts: int, workers: int | None, repro_tests: int) -> None:
-    if attempts < 1:
-        raise UsageError("--attempts must be at least 1")
+def _check(settings: RunSettings, workers: int | None) -> None:
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
-    if repro_tests < 0:
-        raise UsageError("--repro-tests must be 0 (none) or more")
-    if attempts > 1 and settings.model.temperature <= 0:
-        raise UsageError(
-            "--attempts needs sampling, but --temperature is 0: every attempt would be the same",
-            hint="use --temperature 1.0 (CWM's default) or a single attempt",
-        )
+    check_sampling(settings)
 
 
 def _default_dir(settings: RunSettings) -> Path:

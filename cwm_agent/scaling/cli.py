@@ -1,8 +1,4 @@
-"""CLI glue for `--attempts K`: the option decorator and the function `run` hands over to.
-
-Imports only click at module level: `cwm_agent.cli` imports ``scale_options`` at start-up
-and `--help` must stay fast.
-"""
+"""What `run --attempts K` and `best-of` hand over to: the scaled run, its output, its lines."""
 
 from __future__ import annotations
 
@@ -10,70 +6,12 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _scale_options(default_attempts: int) -> list[Callable[[F], F]]:
-    return [
-        click.option(
-            "--attempts",
-            type=click.IntRange(min=1),
-            default=default_attempts,
-            show_default=True,
-            help="Independent rollouts; with more than one, sample that many patches and "
-            "select one with tests (CWM's test-time scaling).",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Rollouts and test runs at a time [default: the number of attempts].",
-        ),
-        click.option(
-            "--test-cmd",
-            default=None,
-            help="The repository's tests, run on every distinct patch (exit 0 = pass) "
-            "[default: 'python3 -m pytest -x -q' when the repository has a tests folder "
-            "or test_*.py files; '' for none].",
-        ),
-        click.option(
-            "--test-timeout",
-            type=float,
-            default=900.0,
-            show_default=True,
-            help="Seconds for one run of --test-cmd.",
-        ),
-        click.option(
-            "--repro-tests",
-            type=click.IntRange(min=0),
-            default=5,
-            show_default=True,
-            help="Model-written reproduction tests kept for the selection (0: none written).",
-        ),
-        click.option(
-            "--early-stop",
-            is_flag=True,
-            help="Stop verifying once one patch passes every check.",
-        ),
-    ]
-
-
-def stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    def decorate(func: F) -> F:
-        for option in reversed(options):  # --help lists them in the order written
-            func = option(func)
-        return func
-
-    return decorate
-
-
-scale_options = stack(_scale_options(1))
+from cwm_agent.settings import RunSettings
 
 
 class ScalingProgress:
@@ -107,7 +45,7 @@ class ScalingProgress:
             self.stream.flush()
 
 
-def run_scaled(settings: Any, issue: str, opts: dict[str, Any], verbosity: int = 1) -> int:
+def run_scaled(settings: RunSettings, issue: str, opts: dict[str, Any], verbosity: int = 1) -> int:
     """`run --attempts K` (and `best-of`) from the parsed options; returns the exit code.
 
     Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``.
@@ -121,12 +59,7 @@ def run_scaled(settings: Any, issue: str, opts: dict[str, Any], verbosity: int =
     outcome = run_with_attempts(
         settings,
         issue,
-        opts["attempts"],
         workers=opts.get("workers"),
-        test_cmd=opts.get("test_cmd"),
-        test_timeout=opts.get("test_timeout", 900.0),
-        repro_tests=opts.get("repro_tests", 5),
-        early_stop=bool(opts.get("early_stop")),
         traj_dir=Path(traj_dir).resolve() if traj_dir else None,
         progress=printer,
     )

@@ -1,9 +1,14 @@
-"""The frozen records of a scaled run; each becomes one row of ``selection.json``."""
+"""The records of a scaled run: rows of ``selection.json`` and what the pipeline passes on."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cwm_agent.agent import RunResult
+from cwm_agent.errors import CwmError
+from cwm_agent.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,78 @@ class TestRun:
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Group:
+    """The attempts whose patches normalize to the same thing."""
+
+    key: str
+    members: tuple[Candidate, ...]
+
+    @property
+    def representative(self) -> Candidate:
+        """The member that is emitted: the fewest tokens, then the earliest attempt."""
+        return min(self.members, key=lambda c: (c.tokens, c.attempt))
+
+    @property
+    def votes(self) -> int:
+        return len(self.members)
+
+    @property
+    def tokens(self) -> int:
+        return self.representative.tokens
+
+    @property
+    def attempts(self) -> list[int]:
+        return [c.attempt for c in self.members]
+
+
+@dataclass(frozen=True)
+class Score:
+    group: Group
+    repro_passed: int
+    repro_total: int
+    existing: str | None  # None: no test command; "skipped": not run (early stop)
+
+    @property
+    def passed(self) -> int:
+        return self.repro_passed + (self.existing == "passed")
+
+    @property
+    def total(self) -> int:
+        return self.repro_total + (self.existing is not None)
+
+    @property
+    def perfect(self) -> bool:
+        return self.passed == self.total
+
+    def sort_key(self) -> tuple[int, int, int, int]:
+        return (-self.passed, -self.group.votes, self.group.tokens, self.group.attempts[0])
+
+
+@dataclass
+class Attempt:
+    candidate: Candidate
+    result: RunResult | None = None
+    trajectory: Trajectory | None = None
+    error: CwmError | None = None
+
+
+@dataclass
+class Verification:
+    """What step 3 found; ``scores`` stays empty when there was nothing to choose between."""
+
+    groups: list[Group]
+    invalid: dict[str, str] = field(default_factory=dict)
+    kept: list[tuple[str, int]] = field(default_factory=list)  # (test hash, bloc size)
+    scores: list[Score] = field(default_factory=list)
+    early_stopped: bool = False
+
+
+@dataclass(frozen=True)
+class ScalingOutcome:
+    result: RunResult  # the selected attempt's result; its reason says why it was selected
+    trajectory: Trajectory | None  # the selected attempt's trajectory
+    selection: dict[str, Any]  # the selection.json document
+    path: Path  # where selection.json was written

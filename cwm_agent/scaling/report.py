@@ -14,26 +14,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cwm_agent.run import RunSettings, result_document
+from cwm_agent.run import result_document
+from cwm_agent.settings import RunSettings
 from cwm_agent.types import Usage
 
-from .records import ReproTest
-from .select import Group
+from .records import Attempt, Group, ReproTest, ScalingOutcome, Verification
 
 if TYPE_CHECKING:
-    from .attempts import Attempt, ScalingOutcome, Verification
     from .verify import Bench
 
 FORMAT_VERSION = 1
-
-
-def tokens_in(trajectory: Path) -> int:
-    """Tokens a rollout spent, from its trajectory file (for rollouts that raised)."""
-    try:
-        data = json.loads(trajectory.read_text(encoding="utf-8"))
-        return int(data["usage"].get("total_tokens") or 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 def reproducing_tests(tests: list[ReproTest]) -> dict[str, int]:

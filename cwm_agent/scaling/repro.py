@@ -8,10 +8,9 @@ taken from the submitted patch; the repository's other files are never part of i
 
 from __future__ import annotations
 
-import os
 import posixpath
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from unidiff.errors import UnidiffParseError
 from cwm_agent import prompts, protocol
 from cwm_agent.agent import CHARS_PER_TOKEN, Agent, ProgressFn
 from cwm_agent.errors import CwmError
-from cwm_agent.run import RunSettings
+from cwm_agent.factory import open_model, open_runtime
+from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory
 
 from .records import ReproTest
@@ -47,22 +47,6 @@ class ReproAgent(Agent):
         return [messages[0], {"role": "user", "content": task}]
 
 
-def make_model(settings: RunSettings) -> Any:
-    from cwm_agent.models.openai_client import OpenAIModel
-
-    m = settings.model
-    return OpenAIModel(
-        m.name,
-        m.base_url,
-        os.environ.get("OPENAI_API_KEY"),
-        temperature=m.temperature,
-        top_p=m.top_p,
-        timeout=m.request_timeout,
-        max_retries=m.max_retries,
-        extra_body=m.extra_body or None,
-    )
-
-
 def run_repro_rollout(
     settings: RunSettings,
     issue: str,
@@ -72,21 +56,19 @@ def run_repro_rollout(
     python: str = "python3",
 ) -> ReproTest:
     """One reproduction rollout; model and runtime failures become a record, not a raise."""
-    from cwm_agent.run import open_runtime
-
     started = time.perf_counter()
     # At the step limit, a written but unsubmitted script still counts (--submit-on-limit).
     config = replace(
         settings.agent, max_steps=min(MAX_STEPS, settings.agent.max_steps), submit_on_limit=True
     )
     run_id = f"{settings.run_id}-r{sample}"
-    record = {"run_id": run_id, "role": "reproduction-test", "sample": sample}
-    record.update(repo=str(settings.repo), model=settings.model.public(), agent=asdict(config))
+    mine = replace(settings, agent=config, run_id=run_id)
+    record = {**mine.record(), "role": "reproduction-test", "sample": sample}
     traj = Trajectory(traj_path, run_id, record, issue)
     try:
-        runtime, description = open_runtime(replace(settings, run_id=run_id))
+        runtime = open_runtime(settings.runtime, settings.repo, run_id)
         try:
-            agent = ReproAgent(make_model(settings), runtime, config, traj, progress, description)
+            agent = ReproAgent(open_model(settings.model), runtime, config, traj, progress)
             agent.python = python
             result = agent.run(issue)
         finally:

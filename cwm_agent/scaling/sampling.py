@@ -9,27 +9,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.agent import ProgressFn, RunResult
+from cwm_agent.agent import ProgressFn
 from cwm_agent.errors import CwmError
-from cwm_agent.run import RunSettings, execute
-from cwm_agent.trajectory import Trajectory
+from cwm_agent.run import execute
+from cwm_agent.settings import RunSettings
+from cwm_agent.trajectory import tokens_in
 
-from . import report
 from .pool import DaemonPool
-from .records import Candidate, ReproTest
+from .records import Attempt, Candidate, ReproTest
 from .repro import run_repro_rollout
 from .select import patch_hash
 from .verify import Bench
 
 Note = Callable[[str], None]
-
-
-@dataclass
-class Attempt:
-    candidate: Candidate
-    result: RunResult | None = None
-    trajectory: Trajectory | None = None
-    error: CwmError | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ class Sampler:
                 exit_code=exc.exit_code,
                 reason=exc.message,
                 patch=None,
-                tokens=report.tokens_in(path),
+                tokens=tokens_in(path),
                 steps=0,
                 seconds=round(time.perf_counter() - started, 3),
                 trajectory=str(path),

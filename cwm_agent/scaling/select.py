@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from .records import Candidate
+from .records import Candidate, Group, Score
 
 
 def normalize_patch(patch: str) -> tuple[object, ...]:
@@ -69,31 +68,6 @@ def code_hash(code: str) -> str:
     return short_hash([line for line in lines if line])
 
 
-@dataclass(frozen=True)
-class Group:
-    """The attempts whose patches normalize to the same thing."""
-
-    key: str
-    members: tuple[Candidate, ...]
-
-    @property
-    def representative(self) -> Candidate:
-        """The member that is emitted: the fewest tokens, then the earliest attempt."""
-        return min(self.members, key=lambda c: (c.tokens, c.attempt))
-
-    @property
-    def votes(self) -> int:
-        return len(self.members)
-
-    @property
-    def tokens(self) -> int:
-        return self.representative.tokens
-
-    @property
-    def attempts(self) -> list[int]:
-        return [c.attempt for c in self.members]
-
-
 def group_candidates(candidates: Sequence[Candidate]) -> list[Group]:
     """Groups of candidates with a patch, in the order of their first attempt."""
     keyed: dict[str, list[Candidate]] = {}
@@ -121,29 +95,6 @@ def rank_tests(
     order = {test: i for i, test in enumerate(votes)}
     ranked = sorted(votes, key=lambda t: (-bloc[behaviour[t]], -votes[t], order[t]))
     return [(test, bloc[behaviour[test]]) for test in ranked[: max(0, keep)]]
-
-
-@dataclass(frozen=True)
-class Score:
-    group: Group
-    repro_passed: int
-    repro_total: int
-    existing: str | None  # None: no test command; "skipped": not run (early stop)
-
-    @property
-    def passed(self) -> int:
-        return self.repro_passed + (self.existing == "passed")
-
-    @property
-    def total(self) -> int:
-        return self.repro_total + (self.existing is not None)
-
-    @property
-    def perfect(self) -> bool:
-        return self.passed == self.total
-
-    def sort_key(self) -> tuple[int, int, int, int]:
-        return (-self.passed, -self.group.votes, self.group.tokens, self.group.attempts[0])
 
 
 def promise_order(groups: Sequence[Group], repro_passed: Mapping[str, int]) -> list[Group]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cwm_agent.errors import PatchError
-from cwm_agent.run import RunSettings
+from cwm_agent.factory import open_runtime
+from cwm_agent.settings import RunSettings
+from cwm_agent.types import Runtime
 
 from .pool import OnceCache
-from .records import ReproTest, TestRun
-from .select import Group
+from .records import Group, ReproTest, TestRun
 
 REPRO_FILE = "cwm_issue_check.py"  # matches neither test_*.py nor *_test.py: pytest skips it
 PATCH_FILE = ".cwm-candidate.patch"
@@ -42,12 +43,9 @@ def classify(output: str, timed_out: bool = False) -> str:
     return found.pop() if len(found) == 1 else "other"
 
 
-def fresh_runtime(settings: RunSettings, label: str) -> Any:
+def fresh_runtime(settings: RunSettings, label: str) -> Runtime:
     """A fresh runtime of the kind the rollouts use (local copy or container)."""
-    from cwm_agent.run import open_runtime  # one place decides how runtimes are built
-
-    runtime, _ = open_runtime(replace(settings, run_id=f"{settings.run_id}-{label}"))
-    return runtime
+    return open_runtime(settings.runtime, settings.repo, f"{settings.run_id}-{label}")
 
 
 @dataclass(frozen=True)

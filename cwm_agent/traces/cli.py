@@ -285,18 +285,10 @@ def _target_source(target: str, root: str) -> tuple[Path, str]:
 
 
 def _open_model(model: str, base_url: str | None, temperature: float) -> Any:
-    import os
+    from cwm_agent.factory import open_model
+    from cwm_agent.settings import ModelSettings
 
-    from cwm_agent.models.openai_client import OpenAIModel
-    from cwm_agent.run import default_extra_body
-
-    return OpenAIModel(
-        model,
-        base_url,
-        os.environ.get("OPENAI_API_KEY"),
-        temperature=temperature,
-        extra_body=default_extra_body(model) or None,
-    )
+    return open_model(ModelSettings(model, base_url, temperature=temperature))
 
 
 def _report_costs(prediction: Any) -> None:

@@ -17,7 +17,7 @@ _PYTHON = re.compile(r"(?:.*/)?python[0-9.]*$")
 _WRAPPERS = {"env", "time", "nice", "command", "exec"}
 
 
-class _Skip(Exception):
+class NotConsulted(Exception):
     """This command names a test that cannot be consulted (recorded, not an error)."""
 
 
@@ -42,7 +42,7 @@ def find_test_target(command: str) -> NamedTest | None:
         tokens = list(lexer)
     except ValueError:
         return None
-    cd, part = "", []
+    cd, part = "", list[str]()
     for token in [*tokens, ";"]:
         if token and set(token) <= set("&|;()") and token != "&":
             if part and part[0] == "cd" and len(part) > 1:
@@ -88,7 +88,7 @@ def _pytest_target(words: list[str], cd: str) -> NamedTest | None:
 
 
 def entry_names(source: str, target: NamedTest) -> tuple[str, ...]:
-    """The test's qualified names in `source`; raises _Skip when it cannot be traced alone."""
+    """The test's qualified names in `source`; NotConsulted when it cannot be traced alone."""
     tree = ast.parse(source)
     tests = {
         names: node
@@ -101,18 +101,19 @@ def entry_names(source: str, target: NamedTest) -> tuple[str, ...]:
         tests = exact or {n: f for n, f in tests.items() if word in n[-1].lower()}
     if len(tests) != 1:
         what = f"-k {target.keyword}" if target.keyword else "::".join(target.names)
-        raise _Skip(f"{what} does not name exactly one test function of {target.path}")
+        raise NotConsulted(f"{what} does not name exactly one test function of {target.path}")
     ((names, node),) = tests.items()
     if any("[" in name for name in names):
-        raise _Skip("parametrized test: its arguments are not known")
+        raise NotConsulted("parametrized test: its arguments are not known")
     if isinstance(node, ast.AsyncFunctionDef):
-        raise _Skip("async test")
+        raise NotConsulted("async test")
+    assert isinstance(node, ast.FunctionDef)
     args = node.args
     params = [*args.posonlyargs, *args.args][1 if len(names) > 1 else 0 :]
     if len(params) > len(args.defaults) or len(args.kwonlyargs) > sum(
         d is not None for d in args.kw_defaults
     ):
-        raise _Skip("the test takes fixtures")
+        raise NotConsulted("the test takes fixtures")
     return names
 
 

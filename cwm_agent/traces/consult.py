@@ -28,7 +28,7 @@ from typing import Any
 
 from cwm_agent.types import Action, Observation, Runtime
 
-from .commands import NamedTest, _Skip, entry_names, find_test_target
+from .commands import NamedTest, NotConsulted, entry_names, find_test_target
 from .compare import compare_traces
 from .predict import import_candidates, predict_trace
 from .runner import TraceError, TraceResult, parse_tracer_output, tracer_argv, tracer_source
@@ -110,7 +110,7 @@ class TraceConsultant:
         path = posixpath.normpath(posixpath.join(cwd, target.path))
         rel = posixpath.relpath(path, runtime.root)
         if rel.startswith("../"):
-            raise _Skip(f"{target.path} is outside the repository")
+            raise NotConsulted(f"{target.path} is outside the repository")
         source = runtime.read_file(rel).decode("utf-8", errors="replace")
         names = entry_names(source, target)
         python = self.python or target.python or "python3"
@@ -244,7 +244,7 @@ def _imported_sources(runtime: Runtime, source: str, rel: str) -> list[tuple[str
 
 
 def _failure(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, _Skip):
+    if isinstance(exc, NotConsulted):
         return {"status": "skipped", "reason": str(exc)}
     return {"status": "failed", "error": _shorten(f"{type(exc).__name__}: {exc}", 1000)}
 

@@ -150,7 +150,7 @@ def _def_line(source: str, entry: str) -> int:
         scope = getattr(found, "body", [])
     if found is None:  # fall back to the first definition with that bare name anywhere
         found = next((n for n in ast.walk(tree) if _defines(n, path[-1])), None)
-    if found is None:
+    if not isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         raise ValueError(f"no function named {entry!r} in the source")
     return found.lineno  # 3.8+: the `def` line itself, not the first decorator
 

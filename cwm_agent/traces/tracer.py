@@ -109,7 +109,7 @@ class Tracer(object):
         self.max_repr = max_repr
         self.frames = []
         self.cut_reason = None
-        self._deadline = None
+        self._deadline = float("inf")  # set when the call starts
         self._scope = None  # id of the frame whose locals were shown last
         self._shown = {}
         self._raised = set()  # ids of frames whose latest own event was an exception
@@ -266,6 +266,8 @@ def _load_file(path, root):
     elif len(parts) > 1:
         importlib.import_module(".".join(parts[:-1]))
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load %s" % path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -379,7 +381,7 @@ def main(argv=None):
         with open(args.out, "w") as handle:
             handle.write(text)
     else:
-        sys.__stdout__.write(text + "\n")
+        (sys.__stdout__ or sys.stdout).write(text + "\n")
     return status
 
 

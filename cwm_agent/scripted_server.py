@@ -20,7 +20,7 @@ ends the script. When the script is exhausted (or an entry is malformed) the
 server answers 500 with a message saying so and ``x-should-retry: false``, so a
 test fails loudly instead of hanging in retries.
 
-Run standalone: ``python tests/scripted_server.py SCRIPT.json --port 8000``
+Run standalone: ``python -m cwm_agent.scripted_server SCRIPT.json --port 8000``
 (SCRIPT.json: a list of entries or ``{"model": ..., "replies": [...]}``); the base
 URL goes to stderr, nothing to stdout.
 """
