@@ -1,0 +1,165 @@
+"""The package's shape: one owner for options, settings and construction; a clean import graph."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import fields
+from pathlib import Path
+
+import click
+import pytest
+
+from cwm_agent import settings as settings_mod
+from cwm_agent.batch.cli import batch
+from cwm_agent.cli import run
+from cwm_agent.config import SETTINGS, resolve
+from cwm_agent.scaling.command import best_of
+
+PACKAGE = Path(settings_mod.__file__).resolve().parent
+# The commands' modules: only the CLI's lazy table (strings, not imports) reaches them.
+FRONT_DOORS = {
+    "cwm_agent.cli",
+    "cwm_agent.config_cli",
+    "cwm_agent.doctor",
+    "cwm_agent.batch.cli",
+    "cwm_agent.scaling.command",
+    "cwm_agent.traces.cli",
+    "cwm_agent.show.cli",
+    "cwm_agent.runtimes.cleanup_cli",
+}
+# Only these may build a model client or a runtime; everyone else asks factory.py.
+BUILDERS = {"OpenAIModel", "CompletionsModel", "LocalRuntime", "DockerRuntime"}
+ALLOWED_BUILDERS = {
+    "cwm_agent.factory",
+    "cwm_agent.models.cwm_chat",  # wraps an OpenAIModel for its transport
+    "cwm_agent.runtimes.docker",  # snapshots the repository with a LocalRuntime
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, str]]:
+    """(module imported, name taken from it) for every import in the file, lazy ones too."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.append((sub, "") if sub in MODULES else (target, alias.name))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, "") for alias in node.names)
+    return [(t, n) for t, n in found if t in MODULES and t != name]
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def test_the_import_graph_has_no_cycles():
+    edges = {m: {t for t, _ in imports if t != "cwm_agent"} for m, imports in GRAPH.items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(edges[module]):
+            if state.get(target) == 1:
+                cycle = path[path.index(target) :] + [target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module)
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = [
+        (module, target, name)
+        for module, imports in GRAPH.items()
+        for target, name in imports
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert private == []
+
+
+def test_nothing_imports_a_command_module():
+    upward = [
+        (module, target)
+        for module, imports in GRAPH.items()
+        for target, _ in imports
+        if target in FRONT_DOORS and module != "cwm_agent.__main__"
+    ]
+    assert upward == []
+
+
+def test_models_and_runtimes_are_built_only_by_the_factory():
+    builders = []
+    for module, path in MODULES.items():
+        if module in ALLOWED_BUILDERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.value if isinstance(func, ast.Attribute) else func
+                name = getattr(called, "id", None) or getattr(called, "attr", None)
+                if name in BUILDERS:
+                    builders.append((module, name, node.lineno))
+    assert builders == []
+
+
+def test_every_setting_fills_a_field_of_its_record():
+    records = {
+        "model": settings_mod.ModelSettings,
+        "agent": settings_mod.AgentConfig,
+        "runtime": settings_mod.RuntimeSettings,
+        "scaling": settings_mod.ScalingSettings,
+    }
+    for spec in SETTINGS.values():
+        assert spec.target in {f.name for f in fields(records[spec.group])}, spec.name
+    built = settings_mod.build(resolve({"model": "m"}, use_file=False, env={}), Path("."))
+    for spec in SETTINGS.values():
+        record = {"model": built.model, "agent": built.agent, "runtime": built.runtime}.get(
+            spec.group, built.scaling
+        )
+        expected = "m" if spec.name == "model" else spec.default
+        assert getattr(record, spec.target) == expected, spec.name
+
+
+def _flags(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+
+
+@pytest.mark.parametrize("command", [run, best_of, batch], ids=["run", "best-of", "batch"])
+def test_the_shared_commands_take_every_setting(command):
+    assert {spec.flag for spec in SETTINGS.values()} <= _flags(command)
+
+
+def test_no_option_help_is_written_twice():
+    """Each help text has one author: identical texts on different options are a copy."""
+    helps: dict[str, set[str]] = {}
+    for command in (run, best_of, batch):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.help:
+                helps.setdefault(param.help, set()).add(param.name or "")
+    assert [(text, names) for text, names in helps.items() if len(names) > 1] == []
