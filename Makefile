@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint format clean bench integration
+.PHONY: test demo lint typecheck format clean bench integration
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check cwm_agent tests examples
 	$(BIN)/ruff format --check cwm_agent tests examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format cwm_agent tests examples
