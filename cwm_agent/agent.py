@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from cwm_agent import conversation, prompts, protocol, tools
 from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
+from cwm_agent.redaction import redact, secret_values
 from cwm_agent.settings import AgentConfig
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
@@ -74,6 +75,7 @@ class Agent:
         self.submitted_paths: list[str] = []
         self._format_errors_in_row = 0
         self._context_tokens = 0
+        self._secrets = secret_values()
 
     # -- set-up -------------------------------------------------------------------------
     def _initial_messages(self, issue: str) -> list[dict[str, Any]]:
@@ -138,8 +140,10 @@ class Agent:
             self.progress("action", {"step": step, "action": action})
             started = time.perf_counter()
             observation = self._execute(action)
-            # Output of non-UTF-8 files or commands must not break the request or the record.
-            observation = replace(observation, output=protocol.clean_text(observation.output))
+            # Output of non-UTF-8 files or commands must not break the request or the record,
+            # and a key a command dug up must not reach either.
+            output = redact(protocol.clean_text(observation.output), self._secrets)
+            observation = replace(observation, output=output)
             tool_seconds = time.perf_counter() - started
             self._send_observation(action, observation, step, extra_results)
             self.progress("observation", {"step": step, "observation": observation})
@@ -161,7 +165,7 @@ class Agent:
             reply = self.model.complete(self.traj.messages, tool_specs, max_tokens=max_tokens)
         except ContextLengthError as exc:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
-        reply = conversation.clean_reply(reply)
+        reply = conversation.clean_reply(reply, self._secrets)
         self.usage = self.usage + reply.usage
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens

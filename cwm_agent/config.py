@@ -79,10 +79,11 @@ SETTINGS: dict[str, Setting] = _settings(
     Setting("base_url", str, None, "OpenAI-compatible API base URL.", "model"),
     Setting(
         "api",
-        ("chat", "completions"),
-        "chat",
+        ("auto", "chat", "completions"),
+        "auto",
         "chat: the server's /v1/chat/completions; completions: CWM's chat format rendered "
-        "here and sent to /v1/completions.",
+        "here and sent to /v1/completions; auto: completions for models named like CWM "
+        "(the name contains 'cwm'), else chat.",
         "model",
     ),
     Setting("temperature", float, 1.0, "Sampling temperature.", "model", minimum=0),
@@ -133,6 +134,22 @@ SETTINGS: dict[str, Setting] = _settings(
         minimum=1,
     ),
     Setting(
+        "max_output_tokens",
+        int,
+        32_768,
+        "Tokens of one tool result before its middle is cut (CWM's per-message limit).",
+        "agent",
+        minimum=1,
+    ),
+    Setting(
+        "prompts",
+        str,
+        None,
+        "Prompt set: a name from `cwm-agent prompts list`, or a folder of templates "
+        "[default: the bundled set].",
+        "agent",
+    ),
+    Setting(
         "submit_on_limit",
         bool,
         False,
@@ -155,6 +172,24 @@ SETTINGS: dict[str, Setting] = _settings(
     Setting("network", bool, False, "Give the container networking (off by default).", "runtime"),
     Setting("memory", str, "4g", "Container memory limit.", "runtime"),
     Setting("pids_limit", int, 1024, "Container process limit.", "runtime", minimum=1),
+    Setting(
+        "shell_init",
+        str,
+        None,
+        "Bash run quietly at the start of every shell session (and after each restart), "
+        "e.g. 'source /opt/miniconda3/bin/activate testbed' [default: that line for "
+        "SWE-bench images with a testbed env; '' for nothing].",
+        "runtime",
+    ),
+    Setting(
+        "sandbox",
+        ("auto", "bwrap", "none"),
+        "auto",
+        "The local runtime's sandbox: bwrap (bubblewrap: read-only system, private /tmp, "
+        "no network unless --network, own PID namespace), none, or auto (bwrap where it "
+        "works).",
+        "runtime",
+    ),
     # -- test-time scaling (ScalingSettings) --
     Setting(
         "attempts",
@@ -190,6 +225,14 @@ SETTINGS: dict[str, Setting] = _settings(
         "Model-written reproduction tests kept for the selection (0: none written).",
         "scaling",
         minimum=0,
+    ),
+    Setting(
+        "repro_max_steps",
+        int,
+        128,
+        "Turns of each reproduction-test rollout (CWM's test-generation budget).",
+        "scaling",
+        minimum=1,
     ),
     Setting(
         "early_stop", bool, False, "Stop verifying once one patch passes every check.", "scaling"

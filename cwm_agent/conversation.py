@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from cwm_agent import protocol
 from cwm_agent.errors import FormatError
+from cwm_agent.redaction import redact
 from cwm_agent.types import Action, ModelReply, ToolCall
 
 CUT_OFF = (
@@ -16,9 +18,12 @@ CUT_OFF = (
 NO_CALL = "your reply has no tool call."
 
 
-def clean_reply(reply: ModelReply) -> ModelReply:
-    """The reply with text that always encodes (see ``protocol.clean_text``)."""
-    clean = protocol.clean_text
+def clean_reply(reply: ModelReply, secrets: Sequence[str] = ()) -> ModelReply:
+    """The reply with text that always encodes (see ``protocol.clean_text``) and no secret."""
+
+    def clean(text: str) -> str:
+        return redact(protocol.clean_text(text), secrets)
+
     calls = tuple(
         ToolCall(clean(c.id), clean(c.name), clean(c.arguments)) for c in reply.tool_calls
     )

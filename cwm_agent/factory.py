@@ -23,7 +23,7 @@ def open_model(settings: ModelSettings) -> OpenAIModel | CompletionsModel:
     """The client for ``settings.api``; the key comes only from env OPENAI_API_KEY."""
     key = os.environ.get("OPENAI_API_KEY")
     cls: type[OpenAIModel] | type[CompletionsModel]
-    if settings.api == "completions":
+    if settings.transport == "completions":
         from cwm_agent.models.cwm_chat import CompletionsModel as cls
     else:
         from cwm_agent.models.openai_client import OpenAIModel as cls

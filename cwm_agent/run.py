@@ -37,6 +37,10 @@ def execute(
         )
         traj.save()
         raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
+    traj.data["config"]["runtime_notices"] = list(runtime.notices)
+    for notice in runtime.notices:
+        if progress is not None:
+            progress("warning", {"message": notice})
     try:
         agent = Agent(model, runtime, settings.agent, traj, progress, _hooks(settings, model))
         result = agent.run(issue)

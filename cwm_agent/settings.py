@@ -29,12 +29,19 @@ def default_extra_body(model_name: str) -> dict[str, Any]:
 class ModelSettings:
     name: str
     base_url: str | None = None
-    api: str = "chat"  # chat: /v1/chat/completions; completions: CWM format rendered here
+    api: str = "auto"  # chat: /v1/chat/completions; completions: CWM format rendered here
     temperature: float = 1.0
     top_p: float = 0.95
     request_timeout: float = 600.0
     max_retries: int = 4
     chat_template_kwargs: dict[str, Any] | None = None  # None: the default for the model
+
+    @property
+    def transport(self) -> str:
+        """The API actually used: ``auto`` is completions for CWM-named models, else chat."""
+        if self.api != "auto":
+            return self.api
+        return "completions" if "cwm" in self.name.lower() else "chat"
 
     @property
     def extra_body(self) -> dict[str, Any]:
@@ -48,7 +55,7 @@ class ModelSettings:
         """What the trajectory records: everything but secrets (the key is never here)."""
         data = asdict(self)
         del data["chat_template_kwargs"]
-        data["extra_body"] = self.extra_body
+        data.update(api=self.transport, api_setting=self.api, extra_body=self.extra_body)
         return data
 
 
@@ -62,8 +69,10 @@ class AgentConfig:
     max_reply_tokens: int = 65_536
     timeout: float = 120.0
     max_output_chars: int = 16_384
+    max_output_tokens: int = 32_768
     max_format_errors: int = 5
     issue_max_tokens: int = 8_192
+    prompts: str | None = None  # None: the bundled prompt set
     submit_on_limit: bool = False
     trace_prediction: bool = False
 
@@ -79,6 +88,9 @@ class RuntimeSettings:
     network: bool = False
     memory: str | None = "4g"
     pids_limit: int | None = 1024
+    shell_init: str | None = None  # None: SWE-bench's testbed activation where it applies
+    sandbox: str = "auto"
+    base_commit: str | None = None  # not a setting: a record's commit, checked in the image
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class ScalingSettings:
     test_cmd: str | None = None  # None: the default when the repository has tests; "": none
     test_timeout: float = 900.0
     repro_tests: int = 5
+    repro_max_steps: int = 128
     early_stop: bool = False
 
     @property

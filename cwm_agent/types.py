@@ -85,13 +85,20 @@ class ModelReply:
 class Runtime(Protocol):
     """Where the agent's commands run and its files live (local copy or container).
 
-    ``root`` is the repository inside the runtime; ``base`` the commit the patch is made
-    against, held in the git repository ``base_dir`` on this machine (out of the commands'
-    reach); ``description`` names the shell for the system prompt.
+    ``root`` is the repository inside the runtime; ``cwd`` the shell session's current
+    directory after its last command (CWM's tools resolve relative paths against it);
+    ``base`` the commit the patch is made against, held in the git repository ``base_dir``
+    on this machine (out of the commands' reach); ``description`` names the shell for the
+    system prompt; ``notices`` are facts about the set-up the user should hear once
+    (a missing sandbox, a repository checked out elsewhere than expected, ...).
     """
 
     root: str
     description: str
+    notices: list[str]
+
+    @property
+    def cwd(self) -> str: ...
 
     @property
     def base(self) -> str: ...

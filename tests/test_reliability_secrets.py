@@ -120,3 +120,31 @@ def test_cli_401_echo_does_not_reach_stderr_or_the_trajectory(buggy_repo, cli_en
     assert result.returncode == 3
     assert "refused the credentials" in result.stderr
     assert SECRET_KEY not in result.stderr + everything_written(tmp_path / "agent-home", traj)
+
+
+def test_a_key_a_command_digs_up_is_replaced_before_it_is_stored_or_sent(
+    buggy_repo, cli_env, tmp_path
+):
+    """However a command finds the key (here: a file the user left in the repository), its
+    value never reaches the trajectory, the progress lines or the next request; nor does a
+    reply that repeats it."""
+    (buggy_repo / "notes.txt").write_text(f"deploy key: {SECRET_KEY}\n")
+    traj = tmp_path / "t.json"
+    script = [
+        cwm("bash", "cat notes.txt"),
+        cwm("bash", f"echo the model repeats {SECRET_KEY} itself"),
+        cwm("edit", FIX),
+        cwm("bash", "git diff -- mathlib > fix.patch"),
+        cwm("submit", "fix.patch"),
+        "Done.",
+    ]
+    with ScriptedServer(script) as server:
+        result = run_agent(server, buggy_repo, cli_env, traj)
+    assert result.returncode == 0, result.stderr
+    written = everything_written(tmp_path / "agent-home", traj)
+    assert SECRET_KEY not in result.stdout + result.stderr + written
+    bodies = [json.dumps(r.body) for r in server.requests if r.body]
+    assert all(SECRET_KEY not in body for body in bodies)
+    assert "deploy key: [secret redacted]" in bodies[1]  # the observation, redacted
+    data = json.loads(traj.read_text())
+    assert "[secret redacted]" in data["steps"][1]["reply"]

@@ -16,6 +16,7 @@ from cwm_agent.options import (
     resolve_options,
     scaling_options,
     setting_option,
+    settings_of,
     stack,
 )
 
@@ -95,10 +96,7 @@ BATCH_EXIT_HELP = (
         help="Repository path in the container; /testbed when each instance has its own "
         "image (--image-template or the record's image).",
     ),
-    setting_option("repo_in_image"),
-    setting_option("network"),
-    setting_option("memory"),
-    setting_option("pids_limit"),
+    settings_of("runtime", skip=("runtime", "image", "workdir")),
 )
 @model_options
 @agent_options

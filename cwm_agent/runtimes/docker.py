@@ -90,6 +90,7 @@ class DockerRuntime:
         self, container: Any, host: LocalRuntime | None, env: Mapping[str, str] | None
     ) -> None:
         self.container, self.root, self._host = container, "", host
+        self.notices: list[str] = []
         self._env = {**QUIET_ENV, **(env or {})}
         self._tmp = tempfile.mkdtemp(prefix="cwm-docker-")
         self._res: dict[str, Any] = dict(
@@ -231,6 +232,10 @@ class DockerRuntime:
 
     def run(self, command: str, timeout: float) -> CommandResult:
         return self.shell.run(command, timeout)
+
+    @property
+    def cwd(self) -> str:
+        return self.shell.cwd
 
     def _file_op(self, path: str, body: str) -> tuple[int | None, str]:
         resolve = _fill(_RESOLVE, ROOT=shlex.quote(self.root), PATH=shlex.quote(path))

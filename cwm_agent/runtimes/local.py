@@ -152,6 +152,7 @@ class LocalRuntime:
 
     def __init__(self, root: str, base: str, top: str, shell: ShellSession) -> None:
         self.root = root
+        self.notices: list[str] = []
         self.base = base
         self.base_dir = root  # the git repository that holds ``base``
         self._top = top
@@ -187,6 +188,10 @@ class LocalRuntime:
 
     def run(self, command: str, timeout: float) -> CommandResult:
         return self.shell.run(command, timeout)
+
+    @property
+    def cwd(self) -> str:
+        return self.shell.cwd
 
     def _resolve(self, path: str) -> str:
         try:

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..errors import RuntimeFailure
+from ..redaction import SECRET_NAME
 from ..types import CommandResult
 from .reaper import kill_marked
 
 CHUNK = 65536
+_MAX_PATH = 4096  # the longest $PWD the status line carries (Linux PATH_MAX)
 # Variables that would point the agent's git at some other repository, or
 # make a non-interactive bash source a startup file despite --norc.
 _SCRUBBED = frozenset(
@@ -47,9 +49,6 @@ QUIET_ENV = {
 }
 
 
-# Credentials the model's commands have no business seeing (their output goes to the
-# model server and into the trajectory): the API key first of all.
-_SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)(?:_|$)", re.I)
 # Every process started in a local session inherits this variable, so the ones that
 # leave the shell's process group (setsid, daemons) can still be found and killed.
 MARK_VAR = "CWM_AGENT_SESSION"
@@ -57,7 +56,9 @@ MARK_VAR = "CWM_AGENT_SESSION"
 
 def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a session starts with: ours, minus what would misdirect or leak."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not _SECRET_NAME.search(k)}
+    # Credentials the model's commands have no business seeing (their output goes to the
+    # model server and into the trajectory).
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not SECRET_NAME.search(k)}
     env.update(QUIET_ENV)
     env.update(extra or {})
     return env
@@ -213,7 +214,8 @@ class ShellSession:
         tmp_dir: str | None = None,
         transport_factory: Callable[[str, Mapping[str, str]], Transport] = PipeTransport,
     ) -> None:
-        self.cwd = cwd
+        self.root = cwd
+        self.cwd = cwd  # the shell's current directory after the last command
         self.env = session_env(env)
         self.head_bytes, self.tail_bytes = head_bytes, tail_bytes
         self._factory = transport_factory
@@ -234,13 +236,14 @@ class ShellSession:
 
     def _start(self) -> None:
         try:
-            self._res.transport = self._factory(self.cwd, self.env)
+            self._res.transport = self._factory(self.root, self.env)
         except OSError as exc:
             raise RuntimeFailure(
-                f"cannot start bash in {self.cwd}: {exc}",
+                f"cannot start bash in {self.root}: {exc}",
                 hint="check that bash is installed and the directory exists",
             ) from exc
         self._pending = b""
+        self.cwd = self.root
 
     def _restart(self) -> int | None:
         status = self.transport.close()
@@ -285,13 +288,14 @@ class ShellSession:
         The last ``hold`` bytes stay back between reads so that a sentinel split
         across chunks is still found and never leaks into the output.
         """
-        hold = len(sentinel.pattern)  # longer than any match
+        hold = len(sentinel.pattern) + _MAX_PATH  # longer than any match
         buf, self._pending = self._pending, b""
         while True:
             match = sentinel.search(buf)
             if match:
                 capture.add(buf[: match.start()])
                 self._pending = buf[match.end() :]
+                self.cwd = os.fsdecode(match.group(2)) or self.cwd
                 return int(match.group(1))
             if len(buf) > hold:
                 capture.add(buf[:-hold])
@@ -339,7 +343,7 @@ def _sentinel(cmd_file: str) -> tuple[bytes, re.Pattern[bytes]]:
     prefix, suffix = f"\x1e__CWM_{secrets.token_hex(8)}_", "__\x1e"
     line = (
         f"builtin source {shlex.quote(cmd_file)} 3>&1 1>&3 3>&- </dev/null 2>&1; "
-        f"builtin printf '{prefix}%d{suffix}' \"$?\"\n"
+        f'builtin printf \'{prefix}%d:%s{suffix}\' "$?" "$PWD"\n'
     )
-    pattern = re.escape(prefix.encode()) + rb"(\d{1,3})" + re.escape(suffix.encode())
-    return line.encode(), re.compile(pattern)
+    pattern = re.escape(prefix.encode()) + rb"(\d{1,3}):(.*?)" + re.escape(suffix.encode())
+    return line.encode(), re.compile(pattern, re.DOTALL)
