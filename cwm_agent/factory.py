@@ -44,7 +44,12 @@ def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> R
     if settings.runtime == "local":
         from cwm_agent.runtimes.local import LocalRuntime
 
-        return LocalRuntime.create(repo or ".")
+        return LocalRuntime.create(
+            repo or ".",
+            sandbox=settings.sandbox,
+            network=settings.network,
+            shell_init=settings.shell_init or "",
+        )
     if settings.runtime == "docker":
         from cwm_agent.runtimes.docker import DockerRuntime
 
@@ -62,5 +67,7 @@ def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> R
             network=settings.network,
             memory=settings.memory,
             pids_limit=settings.pids_limit,
+            shell_init=settings.shell_init,
+            base_commit=settings.base_commit,
         )
     raise UsageError(f"unknown runtime {settings.runtime!r}", hint="use local or docker")

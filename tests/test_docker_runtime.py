@@ -128,11 +128,11 @@ def test_session_persists_cwd_and_env_and_merges_output(rt):
 
 def test_startup_runs_in_every_new_shell(client, buggy_repo):
     startup = "export STARTED=$((STARTED + 1)); echo noise; cat; false"
-    with make(buggy_repo, client, startup=startup) as runtime:
+    with make(buggy_repo, client, shell_init=startup) as runtime:
         assert runtime.run("echo $STARTED", 10).output == "1\n"
         assert runtime.run("exit 1", 10).session_restarted
         assert runtime.run("echo $STARTED; pwd", 10).output == "1\n/repo\n"
-    with make(buggy_repo, client, startup="syntax error (") as runtime:  # no hang
+    with make(buggy_repo, client, shell_init="syntax error (") as runtime:  # no hang
         assert runtime.run("echo ok", 10).output == "ok\n"
 
 

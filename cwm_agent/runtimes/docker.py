@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import RuntimeFailure, ToolError
 from ..types import CommandResult
+from .baseline import BASE_REF
 from .docker_engine import (
     ExecTransport,
     connect,
@@ -31,8 +32,9 @@ from .docker_engine import (
     sdk,
     start_container,
 )
-from .local import BASE_REF, GIT_IDENTITY, LocalRuntime, run_git
+from .gitcmd import GIT_IDENTITY, run_git
 from .shell import QUIET_ENV, ShellSession
+from .snapshot import Snapshot
 
 FILES_LIMIT = 256 << 20  # the most a file read or a diff may return (as base64)
 _GIT = "git -c safe.directory='*' -c core.hooksPath=/dev/null -c commit.gpgsign=false"
@@ -61,15 +63,31 @@ if GIT_INDEX_FILE=$i {_GIT} add -A >"$o" 2>&1 && GIT_INDEX_FILE=$i {_GIT} diff -
 then base64 <"$o"; s=0; else cat -- "$o" "$i.e"; s=1; fi
 rm -f -- "$i" "$o" "$i.e"; return $s
 """
+# The repository already in the image (SWE-bench): only HEAD's ancestors stay reachable
+# (no remotes, other branches, tags, stash or reflog, then unreachable objects pruned), so
+# no later commit, the fix included, can be found; then the base is HEAD, or a commit of
+# the working tree on top of it when the tree is not clean. Prints HEAD, then the base.
 _BASELINE = f"""cd @ROOT@ || return 1
 {_GIT} rev-parse --git-dir >/dev/null 2>&1 || {_GIT} init -q || return 1
 for kv in user.name=cwm-agent user.email=cwm-agent@localhost commit.gpgsign=false \\
   core.hooksPath=/dev/null gc.auto=0; do {_GIT} config "${{kv%%=*}}" "${{kv#*=}}" || return 1; done
 x=$({_GIT} rev-parse --git-path info/exclude) && mkdir -p -- "${{x%/*}}" &&
   printf '\\n%s\\n' '__pycache__/' '*.py[cod]' '.pytest_cache/' >>"$x" || return 1
-{_ID} {_GIT} add -A >/dev/null && {_ID} {_GIT} commit -q --no-verify --allow-empty \\
-  -m 'cwm-agent baseline' && {_GIT} update-ref {BASE_REF} HEAD && {_GIT} rev-parse HEAD
+for r in $({_GIT} remote); do {_GIT} remote remove "$r" || return 1; done
+cur=$({_GIT} symbolic-ref -q HEAD)
+{_GIT} for-each-ref --format='%(refname)' | while read -r ref; do
+  [ "$ref" = "$cur" ] || {_GIT} update-ref -d "$ref" || exit 1; done || return 1
+{_GIT} reflog expire --expire=now --all && {_GIT} gc -q --prune=now || return 1
+head=$({_GIT} rev-parse -q --verify HEAD) || head=-
+{_ID} {_GIT} add -A >/dev/null || return 1
+if [ "$head" = - ] || ! {_GIT} diff --cached --quiet HEAD --; then
+  {_ID} {_GIT} commit -q --no-verify --allow-empty -m 'cwm-agent baseline' || return 1; fi
+{_GIT} update-ref {BASE_REF} HEAD && echo "$head" && {_GIT} rev-parse HEAD
 """
+# SWE-bench's images keep the instance's dependencies in a conda env, activated the way
+# the harness's own eval script does it.
+SWEBENCH_ACTIVATE = "source /opt/miniconda3/bin/activate && conda activate testbed"
+_HAS_TESTBED = "[ -f /opt/miniconda3/bin/activate ] && [ -d /opt/miniconda3/envs/testbed ]"
 _EXPORT = f"""c=$({_ID} {_GIT} commit-tree '@BASE@^{{tree}}' -m 'cwm-agent base') &&
   {_GIT} update-ref refs/cwm-agent/export "$c" && echo "$c"
 """
@@ -87,7 +105,7 @@ class DockerRuntime:
     description = "bash (in a Docker container)"
 
     def __init__(
-        self, container: Any, host: LocalRuntime | None, env: Mapping[str, str] | None
+        self, container: Any, host: Snapshot | None, env: Mapping[str, str] | None
     ) -> None:
         self.container, self.root, self._host = container, "", host
         self.notices: list[str] = []
@@ -113,19 +131,22 @@ class DockerRuntime:
         memory: str | int | None = "4g",
         pids_limit: int | None = 1024,
         env: Mapping[str, str] | None = None,
-        startup: str = "",
+        shell_init: str | None = None,
+        base_commit: str | None = None,
         head_bytes: int = 64 * 1024,
         tail_bytes: int = 64 * 1024,
         client: Any = None,
     ) -> DockerRuntime:
         """Start a container from ``image`` with the repository at ``workdir``.
 
-        The repository is ``repo``'s snapshot (LocalRuntime's baselined copy, .git
-        included), or with ``repo_in_image`` the one already at ``workdir`` (SWE-bench
-        images), committed there as the base. ``network``: False (loopback only), True
-        (the engine's default network) or a network mode such as "host". ``startup``:
-        bash run quietly at the start of each agent shell, e.g. SWE-bench images'
-        `source /opt/miniconda3/bin/activate testbed` (the shell reads no rc files).
+        The repository is ``repo``'s snapshot (``snapshot.Snapshot``, .git included), or
+        with ``repo_in_image`` the one already at ``workdir`` (SWE-bench images): its
+        history cut to HEAD's ancestors, HEAD checked against ``base_commit`` (a mismatch
+        becomes a notice). ``network``: False (loopback only), True (the engine's default
+        network) or a network mode such as "host". ``shell_init``: bash run quietly at the
+        start of each agent shell and after each restart (the shell reads no rc files);
+        None = SWE-bench's testbed activation when the repository is in the image and the
+        image has that env, else nothing.
         """
         if not workdir.startswith("/") or not workdir.strip("/"):
             raise RuntimeFailure(f"invalid workdir {workdir!r}", hint="use e.g. /repo")
@@ -135,10 +156,8 @@ class DockerRuntime:
             limits.update(network_disabled=True, network_mode="none")
         elif network is not True:
             limits["network_mode"] = network
-        host = None if repo_in_image else LocalRuntime.create(repo or ".")
+        host = None if repo_in_image else Snapshot(repo or ".")
         try:
-            if host:
-                host.shell.close()  # the copy is the snapshot and the pristine base
             container = start_container(client, image, run_id or secrets.token_hex(6), limits)
         except BaseException:
             if host:
@@ -146,13 +165,20 @@ class DockerRuntime:
             raise
         self = cls(container, host, env)
         try:
-            self._setup(workdir, head_bytes, tail_bytes, startup)
+            self._setup(workdir, head_bytes, tail_bytes, shell_init, base_commit)
         except BaseException:
             self.close()
             raise
         return self
 
-    def _setup(self, workdir: str, head_bytes: int, tail_bytes: int, startup: str) -> None:
+    def _setup(
+        self,
+        workdir: str,
+        head_bytes: int,
+        tail_bytes: int,
+        shell_init: str | None,
+        base_commit: str | None,
+    ) -> None:
         if self._host:
             self._copy_in(workdir)
         files = self._files = self._session(workdir, FILES_LIMIT, 0)
@@ -167,7 +193,15 @@ class DockerRuntime:
                     f"cannot commit the baseline in {self.root}: {out.strip()}",
                     hint="the image needs git, and the workdir must be writable",
                 )
-            self._base_in = out.split()[-1]
+            head, self._base_in = out.split()[-2:]
+            if base_commit and head != base_commit:
+                self.notices.append(
+                    f"the repository in the image is at {head[:12]}, not at the record's "
+                    f"base_commit {base_commit[:12]}: the patch is made against {head[:12]}"
+                )
+        if shell_init is None:
+            has_testbed = not self._host and self._call(_HAS_TESTBED)[0] == 0
+            shell_init = SWEBENCH_ACTIVATE if has_testbed else ""
 
         def killer(target: str) -> bool:  # the builtin kill works even with no pid left
             try:
@@ -176,7 +210,11 @@ class DockerRuntime:
                 return False
             return not (result.timed_out or result.session_restarted)
 
-        self.shell = self._session(self.root, head_bytes, tail_bytes, killer, startup)
+        self.shell = self._session(self.root, head_bytes, tail_bytes, killer, shell_init)
+        if shell_init:
+            done = self.shell.startup_result
+            status = f"exit {done.exit_code}" if done else "not run"
+            self.notices.append(f"the shell starts with: {shell_init} ({status})")
 
     def _session(
         self,
@@ -189,11 +227,12 @@ class DockerRuntime:
         container, env, alive = self.container, self._env, self._res["alive"]  # no `self`
 
         def factory(cwd: str, _host_env: Mapping[str, str]) -> ExecTransport:
-            return ExecTransport(container, cwd, env, killer, alive, startup)
+            return ExecTransport(container, cwd, env, killer, alive)
 
         session = ShellSession(
-            cwd, head_bytes=head, tail_bytes=tail, tmp_dir=self._tmp, transport_factory=factory
-        )
+            cwd, head_bytes=head, tail_bytes=tail, tmp_dir=self._tmp,
+            transport_factory=factory, startup=startup,
+        )  # fmt: skip
         self._res["sessions"].append(session)
         return session
 

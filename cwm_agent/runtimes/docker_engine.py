@@ -77,7 +77,6 @@ class ExecTransport:
         env: Mapping[str, str],
         killer: Callable[[str], bool] | None = None,
         alive: dict[str, bool] | None = None,
-        startup: str = "",
     ) -> None:
         self._container, self._api = container, container.client.api
         self._killer, self._alive = killer, alive if alive is not None else {"alive": True}
@@ -94,10 +93,7 @@ class ExecTransport:
         self.target = ""  # what `kill` gets: -PGID, known once bash has answered
         # Ask only now, after the HTTP upgrade, so no output can sit in the HTTP buffer.
         self._send(
-            (
-                f"eval {shlex.quote(startup)} </dev/null >/dev/null 2>&1; " if startup else ""
-            ).encode()
-            + b"read -r _ _ _ _ __cwm_pg _ </proc/self/stat; hash head 2>/dev/null && h=1 || h=0;"
+            b"read -r _ _ _ _ __cwm_pg _ </proc/self/stat; hash head 2>/dev/null && h=1 || h=0;"
             b" builtin printf '%s %s %s\\n' $$ $__cwm_pg $h; unset __cwm_pg h\n"
         )
         hello, deadline = b"", time.monotonic() + 30
@@ -157,6 +153,9 @@ class ExecTransport:
             at = end
         del raw[:at]
         return bytes(out)
+
+    def alive(self) -> bool:
+        return not self._closed and not self._eof and self._alive["alive"]
 
     def kill_group(self) -> None:
         if self._closed or not self._alive["alive"] or not self.target:

@@ -27,6 +27,7 @@ from ..types import CommandResult
 from .reaper import kill_marked
 
 CHUNK = 65536
+STARTUP_TIMEOUT = 120.0  # seconds the shell's start-up commands may take
 _MAX_PATH = 4096  # the longest $PWD the status line carries (Linux PATH_MAX)
 # Variables that would point the agent's git at some other repository, or
 # make a non-interactive bash source a startup file despite --norc.
@@ -83,13 +84,20 @@ class Transport(Protocol):
         ...
 
 
-class PipeTransport:
-    """`bash` as a local child leading its own process group, output merged on one pipe."""
+BASH = ("bash", "--noprofile", "--norc")
 
-    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
+
+class PipeTransport:
+    """`bash` as a local child leading its own process group, output merged on one pipe.
+
+    ``argv`` may wrap it (the sandbox); the group is the wrapper's."""
+
+    def __init__(
+        self, cwd: str, env: Mapping[str, str], argv: tuple[str, ...] | list[str] = BASH
+    ) -> None:
         self.mark = secrets.token_hex(8)
         self._proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc"],
+            list(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -98,7 +106,7 @@ class PipeTransport:
             start_new_session=True,
             bufsize=0,
         )
-        self.pgid = self._proc.pid
+        self.pid = self.pgid = self._proc.pid
         self._out = self._proc.stdout.fileno()  # type: ignore[union-attr]
         # A pidfd tells us the shell died even while an orphaned background job keeps
         # the pipe open (no EOF would ever come).
@@ -130,6 +138,9 @@ class PipeTransport:
             self.kill_group()
             os.close(self._pidfd)  # type: ignore[arg-type]
             self._pidfd = None
+
+    def alive(self) -> bool:
+        return not self._closed and self._proc.poll() is None
 
     def kill_group(self) -> None:
         # Safe while the shell is unreaped: its pid (our pgid) cannot be reused yet.
@@ -213,8 +224,13 @@ class ShellSession:
         tail_bytes: int = 64 * 1024,
         tmp_dir: str | None = None,
         transport_factory: Callable[[str, Mapping[str, str]], Transport] = PipeTransport,
+        startup: str = "",
     ) -> None:
         self.root = cwd
+        # Run quietly at the start of every shell, restarts included (e.g. activating a
+        # conda env); its last outcome, for the record.
+        self.startup = startup
+        self.startup_result: CommandResult | None = None
         self.cwd = cwd  # the shell's current directory after the last command
         self.env = session_env(env)
         self.head_bytes, self.tail_bytes = head_bytes, tail_bytes
@@ -244,6 +260,33 @@ class ShellSession:
             ) from exc
         self._pending = b""
         self.cwd = self.root
+        if self.startup:
+            self.startup_result = self._startup()
+
+    def _startup(self) -> CommandResult:
+        line, sentinel = _sentinel(self._cmd_file)
+        text = f"{self.startup}\nbuiltin cd -- {shlex.quote(self.root)}\n"  # start in the root
+        script = text.encode("utf-8", "surrogateescape")
+        start = time.monotonic()
+        try:
+            self.transport.run_script(self._cmd_file, script, line)
+            capture = _Capture(4096, 4096)
+            outcome = self._collect(capture, sentinel, start + STARTUP_TIMEOUT)
+        except OSError:
+            outcome, capture = "eof", _Capture(0, 0)
+        if not isinstance(outcome, int):
+            raise RuntimeFailure(
+                f"the shell's start-up commands ({self.startup!r}) "
+                + ("did not finish" if outcome == "timeout" else "ended the shell"),
+                hint="fix or unset --shell-init (set it to '' to run nothing)",
+            )
+        return CommandResult(capture.text(), outcome, duration=time.monotonic() - start)
+
+    def ensure_running(self) -> None:
+        """Restart the shell if it has died since its last command."""
+        alive = getattr(self.transport, "alive", None)
+        if alive is not None and not alive():
+            self._restart()
 
     def _restart(self) -> int | None:
         status = self.transport.close()

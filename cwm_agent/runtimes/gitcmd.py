@@ -1,0 +1,61 @@
+"""git as the runtimes run it: a clean environment, a fixed identity, failures with a hint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+
+from ..errors import RuntimeFailure
+
+# A fixed identity and date: a baseline needs no git config, and the same tree always
+# gets the same commit.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "cwm-agent",
+    "GIT_AUTHOR_EMAIL": "cwm-agent@localhost",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
+    "GIT_COMMITTER_NAME": "cwm-agent",
+    "GIT_COMMITTER_EMAIL": "cwm-agent@localhost",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+}
+# Never a hook, a pager, a fsmonitor daemon or a "dubious ownership" refusal.
+SAFE_CONFIG = (
+    "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+    "-c", "safe.directory=*", "-c", "commit.gpgsign=false",
+)  # fmt: skip
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    # No inherited GIT_DIR & co. (they could aim a command at the user's repo);
+    # optional locks off so read-only commands never rewrite the user's index.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_IDENTITY, GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    env.update(extra or {})
+    return env
+
+
+def run_git(
+    cwd: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    input: bytes | None = None,
+) -> bytes:
+    """git ARGS in ``cwd``; its stdout. ``prefix`` runs it through another command (nsenter)."""
+    try:
+        proc = subprocess.run(
+            [*prefix, "git", *SAFE_CONFIG, *args],
+            cwd=cwd,
+            env=git_env(env),
+            capture_output=True,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot run git: {exc}", hint="install git and retry") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise RuntimeFailure(
+            f"git {args[0]} failed in {cwd}: {err}", hint="check that git works in that directory"
+        )
+    return proc.stdout

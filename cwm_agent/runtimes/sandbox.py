@@ -1,0 +1,200 @@
+"""The local runtime's sandbox: bubblewrap around the agent's shell (Linux).
+
+Inside, the commands see the whole filesystem read-only except the working copy, a
+private ``/tmp`` (and ``/dev/shm``); no network unless asked; their own PID namespace, so
+nothing of the agent's process is visible and everything dies with the session; no
+capabilities. ``HOME`` stays the user's (read-only: writes there fail instead of
+landing), caches go to the private ``/tmp``.
+
+Overlay mode (``layers`` given): the working copy is an overlayfs whose lower layer is the
+user's work tree itself, read-only, and whose upper layer holds only what the commands
+change — no copy at start, disk in proportion to the changes. bubblewrap 0.8 cannot mount
+an overlay, so an outer ``unshare --mount`` (plus ``--user --map-root-user`` for a user
+who is not root) mounts it, binds the model's own ``.git`` over the user's, and then
+runs bubblewrap. That outer process keeps the merged view: the harness reaches it through
+``/proc/PID/root`` (files) and ``nsenter`` (git), never through the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import RuntimeFailure
+from .shell import PipeTransport
+
+READY = b"\x1e__CWM_SANDBOX_READY__\x1e"
+MOUNT_FAILED = 97  # the outer set-up's exit status when the overlay cannot be mounted
+READ_ONLY_FAILED = 96  # ... when the object stores cannot be made read-only
+_START_TIMEOUT = 15.0
+
+
+class SandboxError(RuntimeFailure):
+    """The sandbox did not start; ``overlay`` tells whether the overlay mount was the cause."""
+
+    def __init__(self, message: str, output: str, overlay: bool) -> None:
+        super().__init__(message, hint="run with --sandbox none to work without the sandbox")
+        self.output = output
+        self.overlay = overlay
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What the sandbox shows. Paths are the same inside and out."""
+
+    root: str  # the working copy
+    read_only: tuple[str, ...] = ()  # harness paths the sandbox must see (never write)
+    network: bool = False
+    # Overlay mode: the user's work tree (lower), a folder for upper/ and work/, the
+    # model's .git, and whether the user's .git is a directory (else a gitfile).
+    lower: str | None = None
+    layers: str | None = None
+    model_git: str | None = None
+    gitfile: str | None = None  # overlay mode with a `.git` file: a file naming model_git
+    protect: tuple[str, ...] = ()  # overlay mode: read-only beside the sandbox too
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def works() -> str | None:
+    """Why the sandbox cannot run here (None: it can): not Linux, no bwrap, no namespaces."""
+    if not os.path.isdir("/proc/self/ns"):
+        return "bubblewrap sandboxes need Linux"
+    if bwrap_path() is None:
+        return "bubblewrap (bwrap) is not installed"
+    probe = subprocess.run(
+        [bwrap_path() or "bwrap", *_isolation(False), "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if probe.returncode != 0:
+        return f"bwrap cannot create namespaces here: {probe.stderr.decode(errors='replace')}"
+    return None
+
+
+def _isolation(network: bool) -> list[str]:
+    flags = ["--die-with-parent", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc"]
+    flags += ["--unshare-uts", "--unshare-cgroup-try"]
+    return flags if network else [*flags, "--unshare-net"]
+
+
+def command(spec: SandboxSpec) -> list[str]:
+    """The argv that starts bash in the sandbox."""
+    argv = [bwrap_path() or "bwrap", *_isolation(spec.network)]
+    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in spec.read_only:
+        argv += ["--ro-bind", path, path]
+    argv += ["--bind", spec.root, spec.root]
+    if spec.gitfile and spec.model_git:
+        argv += ["--bind", spec.model_git, spec.model_git]
+    argv += ["--setenv", "XDG_CACHE_HOME", "/tmp/.cache", "--chdir", spec.root]
+    argv += ["bash", "--noprofile", "--norc"]
+    if spec.layers is None:
+        return argv
+    args = [*_mount_args(spec), *spec.protect, "--"]
+    return [*_outer(), "sh", "-c", _MOUNT, "sh", *args, *argv]
+
+
+_READ_ONLY = (
+    'for p in "$@"; do [ "$p" = -- ] && break; mount --bind "$p" "$p" && '
+    'mount -o remount,bind,ro "$p" || exit 96; shift; done; shift; exec "$@"'
+)  # 96: see above
+_can_unshare: bool | None = None
+
+
+def read_only(paths: Sequence[str]) -> tuple[str, ...]:
+    """A command prefix that runs a program with ``paths`` read-only (in a private mount
+    namespace): git then cannot even refresh the timestamps of the user's objects, which
+    it does for objects it finds again. Empty where namespaces are not available."""
+    global _can_unshare
+    if _can_unshare is None:
+        probe = subprocess.run([*_outer(), "true"], capture_output=True, stdin=subprocess.DEVNULL)
+        _can_unshare = probe.returncode == 0
+    if not _can_unshare or not paths:
+        return ()
+    return (*_outer(), "sh", "-c", _READ_ONLY, "sh", *paths, "--")
+
+
+def _outer() -> list[str]:
+    outer = ["unshare", "--mount", "--propagation", "private"]
+    return outer if os.geteuid() == 0 else [*outer, "--user", "--map-root-user"]
+
+
+# $1 user's tree, $2 staging dir for it, $3 layers dir, $4 mount point, $5 the model's .git,
+# $6 what to bind over $4/.git; then the paths to make read-only up to "--" (the user's
+# object stores: the harness's git beside the sandbox must not touch them either); the
+# rest is the bubblewrap command line.
+_MOUNT = f"""mount --bind "$1" "$2" &&
+  mount -t overlay overlay -o "lowerdir=$2,upperdir=$3/upper,workdir=$3/work" "$4" &&
+  mount --bind "$6" "$4/.git" || exit {MOUNT_FAILED}
+shift 6; {_READ_ONLY}
+"""
+
+
+def _mount_args(spec: SandboxSpec) -> list[str]:
+    assert spec.lower and spec.layers and spec.model_git
+    stage = os.path.join(spec.layers, "lower")
+    return [
+        spec.lower,
+        stage,
+        spec.layers,
+        spec.root,
+        spec.model_git,
+        spec.gitfile or spec.model_git,
+    ]
+
+
+def prepare_layers(layers: str) -> None:
+    for name in ("upper", "work", "lower"):
+        os.makedirs(os.path.join(layers, name), exist_ok=True)
+
+
+class SandboxTransport(PipeTransport):
+    """bash inside the sandbox; ``pid`` is the process that holds its view of the files."""
+
+    def __init__(self, spec: SandboxSpec, cwd: str, env: Mapping[str, str]) -> None:
+        super().__init__(cwd, env, argv=command(spec))
+        self.spec = spec
+        self._handshake()
+
+    def _handshake(self) -> None:
+        self.write(b"builtin printf '%b\\n' '" + READY.replace(b"\x1e", b"\\036") + b"'\n")
+        seen, deadline = b"", time.monotonic() + _START_TIMEOUT
+        while READY not in seen and time.monotonic() < deadline:
+            data = self.read(deadline - time.monotonic())
+            if data is None:
+                break
+            seen += data
+        if READY in seen:
+            return
+        status = self.close()
+        text = seen.decode(errors="replace").strip()[-2000:]
+        overlay = status in (MOUNT_FAILED, READ_ONLY_FAILED)
+        raise SandboxError(
+            f"the sandbox did not start (exit status {status}): {text or 'no message'}",
+            text,
+            overlay,
+        )
+
+    @property
+    def view(self) -> str:
+        """Where this machine sees the working copy as the sandbox does."""
+        if self.spec.layers is None:
+            return self.spec.root
+        return f"/proc/{self.pid}/root{self.spec.root}"
+
+    def beside(self, cwd: str) -> tuple[str, ...]:
+        """A command prefix that runs a program in ``cwd`` beside the sandbox, seeing its
+        files (overlay mode: in the outer mount namespace; otherwise nothing is needed).
+        The directory is entered after the namespace: nsenter's own --wd is opened before."""
+        if self.spec.layers is None:
+            return ()
+        user = () if os.geteuid() == 0 else ("--user", "--preserve-credentials")
+        enter = ("nsenter", f"--target={self.pid}", *user, "--mount", "--")
+        return (*enter, "sh", "-c", 'cd -- "$0" && exec "$@"', cwd)
