@@ -1,8 +1,9 @@
 """`batch --attempts K`: each instance sampled K times and one patch selected by tests.
 
 Two issues against one repository, K=2: for the first, one attempt fixes add() and one
-breaks it differently (the repository's tests decide); for the second, one attempt fixes
-it and one never submits (the only valid patch wins). With --executor ray too, where
+breaks it differently (the repository's tests decide: the wrong fix fails a test that
+passes on the base); for the second, one attempt fixes it and one never submits (the only
+valid patch wins). With --executor ray too, where
 the selection records travel back from the workers.
 """
 
@@ -20,12 +21,14 @@ from pathlib import Path
 
 import pytest
 from batch_support import read_json, read_preds
-from conftest import cwm, run_cli
+from conftest import cwm, git, run_cli
 
 from cwm_agent.scripted_server import ScriptedServer
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, for --test-cmd
-TEST_CMD = "python3 -m pytest -x -q -p no:cacheprovider tests"
+TEST_CMD = "python3 -m pytest -q -p no:cacheprovider tests"
+# Passes on the base (5 - 0) and with the right fix; the wrong one (a * b) breaks it.
+ZERO_TEST = "from mathlib.ops import add\n\n\ndef test_add_zero():\n    assert add(5, 0) == 5\n"
 RAY = importlib.util.find_spec("ray") is not None or os.environ.get("CWM_REQUIRE_RAY") == "1"
 
 
@@ -85,6 +88,9 @@ def env(cli_env, tmp_path):
 def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
     executor, buggy_repo, env, tmp_path
 ):
+    (buggy_repo / "tests" / "test_zero.py").write_text(ZERO_TEST)
+    git(buggy_repo, "add", "-A")
+    git(buggy_repo, "commit", "-q", "-m", "a test that passes on the base")
     issues = tmp_path / "issues"
     issues.mkdir()
     for key in PLAN:
@@ -119,8 +125,11 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
         assert "selected" in log and f"records in {folder}\n" in log
 
     tested = read_json(outdir / "i-1" / "selection.json")
-    outcomes = sorted(c["existing_tests"] for c in tested["candidates"])
-    assert outcomes == ["failed", "passed"]  # the tests decided between two patches
+    counts = sorted(
+        (c["existing_tests"]["passed"], c["existing_tests"]["total"]) for c in tested["candidates"]
+    )
+    assert counts == [(0, 1), (1, 1)]  # the tests decided between two patches
+    assert tested["existing_tests"]["mode"] == "per_test"
     assert "attempt" in tested["reason"] and tested["executions"] >= 2
     alone = read_json(outdir / "i-2" / "selection.json")
     assert "the only distinct patch" in alone["reason"]

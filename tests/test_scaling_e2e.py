@@ -1,8 +1,10 @@
 """`--attempts K` end to end: real rollouts, runtimes and tests; the model scripted over HTTP.
 
 K=4 samples: two right fixes (the same change, spelled `a + b` and `a+b`), one wrong fix
-(`a * b`) and one that never submits; four reproduction rollouts write two distinct good
-tests (one of them twice) and one bogus test that prints "Issue resolved" on the base.
+(`a * b`) and one that never submits; four reproduction rollouts submit their test files:
+two distinct good tests (one of them twice, restyled: one group by normalized text) and
+a bogus test that prints "Issue resolved" on the base. The repository's suite has one
+test that fails on the base (the issue's) and one that passes there.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cwm, run_cli
+from conftest import cwm, git, run_cli
 
 from cwm_agent.errors import ModelError, UsageError
 from cwm_agent.scaling.attempts import run_with_attempts
@@ -24,7 +26,10 @@ from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.settings import AgentConfig, ModelSettings, RunSettings, ScalingSettings
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, for the tests' commands
-TEST_CMD = "python3 -m pytest -x -q -p no:cacheprovider tests"
+TEST_CMD = "python3 -m pytest -q -p no:cacheprovider tests"
+SCALE_TEST = (
+    "from mathlib.ops import scale\n\n\ndef test_scale():\n    assert scale([1], 2) == [2]\n"
+)
 
 
 def reply(content: str, tokens: int) -> dict:
@@ -44,11 +49,10 @@ def fix_script(name: str, new_line: str, tokens: int) -> list[dict]:
 
 
 def repro_script(name: str, code: str) -> list[dict]:
-    make = "git add -N test_issue.py && git diff -- test_issue.py > test_issue.patch"
     steps = [
         cwm("create", "test_issue.py\n" + code, f"[script:{name}] A script for the issue."),
-        cwm("bash", make),
-        cwm("submit", "test_issue.patch"),
+        cwm("bash", "python3 test_issue.py"),
+        cwm("submit", "test_issue.py"),
         "<think>\nDone.\n</think>\nThe script checks add().",
     ]
     return [reply(step, 7) for step in steps]
@@ -57,6 +61,11 @@ def repro_script(name: str, code: str) -> list[dict]:
 GOOD = """from mathlib.ops import add
 print("Issue resolved" if add(2, 3) == 5 else "Issue reproduced")
 """
+GOOD_RESTYLED = '''"""Reproduce the issue: add() subtracts."""
+from mathlib.ops import add  # the function under test
+
+print('Issue resolved' if add(2, 3)==5 else 'Issue reproduced')
+'''
 GOOD_TOO = """from mathlib.ops import add
 
 if add(1, 1) == 2:
@@ -64,7 +73,7 @@ if add(1, 1) == 2:
 else:
     print('Issue reproduced')
 """
-BOGUS = 'print("Issue resolved")\n'
+BOGUS = 'print("Issue resolved" if True else "Issue reproduced")\n'
 FIXES = {
     "right-spaced": fix_script("right-spaced", "    return a + b", 20),
     "right-tight": fix_script("right-tight", "    return a+b", 10),
@@ -74,7 +83,7 @@ FIXES = {
 TESTS = {
     "t1": repro_script("t1", GOOD),
     "t2": repro_script("t2", GOOD_TOO),
-    "t3": repro_script("t3", GOOD),  # the same script again: one more vote, run once
+    "t3": repro_script("t3", GOOD_RESTYLED),  # t1 again, restyled: one group of two, run once
     "t4": repro_script("t4", BOGUS),
 }
 
@@ -104,6 +113,15 @@ def python_path(monkeypatch):
     monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
 
 
+@pytest.fixture
+def repo(buggy_repo):
+    """buggy_repo plus a test that passes on the base (test_add fails there: the issue)."""
+    (buggy_repo / "tests" / "test_scale.py").write_text(SCALE_TEST)
+    git(buggy_repo, "add", "-A")
+    git(buggy_repo, "commit", "-q", "-m", "a test of scale")
+    return buggy_repo
+
+
 def settings_for(server: ScriptedServer, repo: Path, tmp_path: Path, **scaling: Any) -> RunSettings:
     return RunSettings(
         repo=repo,
@@ -114,16 +132,22 @@ def settings_for(server: ScriptedServer, repo: Path, tmp_path: Path, **scaling: 
     )
 
 
+def scripts_of(test_row: dict) -> str:
+    """The scripted conversation a reproduction rollout followed."""
+    text = Path(test_row["trajectory"]).read_text()
+    return re.search(r"\[script:([\w-]+)\]", text).group(1)
+
+
 def runs_of(selection: dict, candidate: str, test: str) -> list[dict]:
     return [r for r in selection["test_runs"] if r["candidate"] == candidate and r["test"] == test]
 
 
 def test_the_right_fix_is_selected_and_identical_patches_run_once(
-    buggy_repo, tmp_path, python_path, monkeypatch
+    repo, tmp_path, python_path, monkeypatch
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with ScriptedServer(Conversations()) as server:
-        settings = settings_for(server, buggy_repo, tmp_path, attempts=4, test_cmd=TEST_CMD)
+        settings = settings_for(server, repo, tmp_path, attempts=4, test_cmd=TEST_CMD)
         outcome = run_with_attempts(settings, "add() subtracts")
     sel = outcome.selection
     result = outcome.result
@@ -133,23 +157,51 @@ def test_the_right_fix_is_selected_and_identical_patches_run_once(
     right = next(c for c in sel["candidates"] if c["selected"])
     wrong = next(c for c in sel["candidates"] if c["votes"] == 1)
     assert right["votes"] == 2 and right["tokens"] == 4 * 110
-    assert (right["checks_passed"], right["checks_total"]) == (3, 3)
-    assert (wrong["checks_passed"], wrong["checks_total"]) == (0, 3)
+    # The score counts tests: the one existing test that passes on the base, two kept tests.
+    assert (right["tests_passed"], right["tests_total"], right["rank"]) == (3, 3, 1)
+    assert (wrong["tests_passed"], wrong["tests_total"], wrong["rank"]) == (1, 3, 2)
+    assert right["existing_tests"] == {
+        "mode": "per_test", "passed": 1, "total": 1, "skipped": False, "regressions": [],
+        "note": "",
+    }  # fmt: skip
+    assert wrong["existing_tests"]["passed"] == 1 and wrong["repro_passed"] == 0
+    assert set(right["repro_verdicts"].values()) == {"resolved"}
+    assert set(wrong["repro_verdicts"].values()) == {"reproduced"}
+    assert wrong["standing"] == "fewer tests passed (1 of 3; the winner 3)"
+    twin = next(c for c in sel["candidates"] if c["votes"] == 2 and not c["selected"])
+    assert (
+        twin["standing"] == f"the selected patch, emitted from attempt {right['attempt']} "
+        "(fewest tokens)"
+    )
     assert sel["reason"].startswith(f"attempt {right['attempt']} selected: it passes 3 of 3")
+    assert "1 of the 1 existing tests that pass on the base" in sel["reason"]
     assert "the most of any patch (runner-up" in sel["reason"]
     assert "2 of 4 attempts produced this patch" in sel["reason"]
     assert result.reason == sel["reason"]
-    # Reproduction tests: the bogus one is dropped on the base; the duplicate ran once there.
-    kept = [t for t in sel["reproduction_tests"] if t["kept"]]
+    existing = sel["existing_tests"]
+    assert (existing["mode"], existing["counted"], existing["command"]) == ("per_test", 1, TEST_CMD)
+    assert existing["base"]["tests"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
+    # Reproduction tests: submitted as files; t1 and its restyled copy t3 are one group;
+    # the bogus one is dropped on the base.
+    rows = sel["reproduction_tests"]
+    assert all(t["path"] == "test_issue.py" and t["normalized"] == "ast" for t in rows)
+    kept = [t for t in rows if t["kept"]]
     assert len(kept) == 3 and {t["rank"] for t in kept} == {1, 2}
+    assert [(k["size"], k["rank"]) for k in sel["kept_tests"]] == [(2, 1), (1, 2)]
+    pair = [t for t in rows if t["group_size"] == 2]
+    assert len(pair) == 2 and pair[0]["test_hash"] == pair[1]["test_hash"]
+    assert {scripts_of(t) for t in pair} == {"t1", "t3"}  # different text, one program
+    bogus = next(t for t in rows if not t["kept"])
+    assert scripts_of(bogus) == "t4" and bogus["base_outcome"] == "resolved"
     assert sel["cache_hits"] >= 1
     base = [r for r in sel["test_runs"] if r["candidate"] == "base"]
-    assert sorted(r["outcome"] for r in base) == ["reproduced", "reproduced", "resolved"]
-    # Each distinct patch ran each check exactly once: 3 on the base + 2 x (2 + 1).
-    assert sel["executions"] == len(sel["test_runs"]) == 9
+    assert sorted(r["outcome"] for r in base) == ["failed", "reproduced", "reproduced", "resolved"]
+    # Each distinct patch ran each check exactly once: 4 on the base + 2 x (2 + 1).
+    assert sel["executions"] == len(sel["test_runs"]) == 10
     for test in {r["test"] for r in sel["test_runs"] if r["candidate"] != "base"}:
         assert len(runs_of(sel, right["patch_hash"], test)) == 1
-    assert runs_of(sel, wrong["patch_hash"], "existing")[0]["outcome"] == "failed"
+    wrong_run = runs_of(sel, wrong["patch_hash"], "existing")[0]
+    assert wrong_run["outcome"] == "failed" and wrong_run["tests"]["passed"] == 1
     # Records: every rollout's trajectory and selection.json next to them.
     folder = tmp_path / "runs" / "run"
     assert outcome.path == folder / "selection.json"
@@ -161,11 +213,11 @@ def test_the_right_fix_is_selected_and_identical_patches_run_once(
 
 
 @pytest.mark.parametrize("command", ["best-of", "run"])
-def test_cli_with_early_stop(command, buggy_repo, cli_env, tmp_path):
+def test_cli_with_early_stop(command, repo, cli_env, tmp_path):
     cli_env["PATH"] = VENV_BIN + os.pathsep + cli_env["PATH"]
     folder = tmp_path / "records"
     with ScriptedServer(Conversations()) as server:
-        args = [command, str(buggy_repo), "--issue", "add() subtracts", "--model", "m"]
+        args = [command, str(repo), "--issue", "add() subtracts", "--model", "m"]
         args += ["--base-url", server.base_url, "--max-steps", "8", "--max-format-errors", "2"]
         args += ["--early-stop", "--json"]
         if command == "run":  # --traj run.json: the records go to the folder run/
@@ -177,15 +229,17 @@ def test_cli_with_early_stop(command, buggy_repo, cli_env, tmp_path):
     doc = json.loads(result.stdout)
     sel = doc["selection"]
     assert doc["status"] == "submitted" and "+    return a+b" in doc["patch"]
-    assert sel["test_cmd"] == "python3 -m pytest -x -q" and sel["test_cmd_source"] == "default"
+    assert sel["test_cmd"] == "python3 -m pytest -q -p no:cacheprovider"
+    assert sel["test_cmd_source"] == "default" and sel["existing_tests"]["counted"] == 1
     assert sel["early_stopped"] is True
     assert "stopped early" in sel["reason"]
     wrong = next(c for c in sel["candidates"] if c["votes"] == 1)
-    assert wrong["existing_tests"] == "skipped"
+    assert wrong["existing_tests"]["skipped"] is True
     assert runs_of(sel, wrong["patch_hash"], "existing") == []
-    assert sel["executions"] == 8
+    assert sel["executions"] == 9  # 3 + 1 on the base, 2 + 1 for the winner, 2 for the other
     assert doc["selection_file"] == str(folder / "selection.json")
     assert "<- selected" in result.stderr  # the candidates table
+    assert "(existing tests skipped: early stop)" in result.stderr
 
 
 def test_every_attempt_failing_raises_the_model_error(buggy_repo, tmp_path, monkeypatch):

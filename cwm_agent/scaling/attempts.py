@@ -1,15 +1,19 @@
 """`--attempts K`: K independent rollouts, reproduction tests, verification, one selection.
 
-Pipeline (one daemon thread pool of ``workers`` for everything):
+Pipeline (one daemon thread pool of ``workers`` for everything), as CWM's report
+describes its test-time scaling:
 
 1. sample (``sampling.py``): K fix rollouts (``run.execute``, each with its own runtime
-   and trajectory) and, when ``repro_tests`` > 0, K reproduction rollouts, each script
+   and trajectory) and, when ``repro_tests`` > 0, K reproduction rollouts (``repro.py``:
+   the same settings, ``repro_max_steps`` turns, the test file submitted), each script
    run at once on a fresh copy of the unpatched base;
 2. group the patches (whitespace-insensitive identity); one distinct patch: done;
-3. verify: each distinct patch in its own runtime against every script that printed
-   "Issue reproduced" on the base; rank those scripts by majority of behaviour and keep
-   the top ``repro_tests``; then the existing test command, likeliest winner first;
-4. choose (``select.py``) and write ``selection.json`` next to the trajectories.
+3. verify: the existing tests once on the unpatched base (which pass there); each
+   distinct patch in its own runtime against the ``repro_tests`` largest groups of
+   scripts (by normalized text) that printed "Issue reproduced" on the base, then the
+   existing tests, likeliest winner first, counted per test;
+4. choose (``select.py``: most tests passed, then majority, then fewest tokens) and
+   write ``selection.json`` next to the trajectories.
 """
 
 from __future__ import annotations
@@ -26,9 +30,19 @@ from cwm_agent.trajectory import default_runs_dir
 
 from . import report
 from .pool import DaemonPool
-from .records import Attempt, Candidate, Group, ReproTest, ScalingOutcome, Score, Verification
+from .records import (
+    Attempt,
+    Candidate,
+    ExistingCount,
+    Group,
+    ReproTest,
+    ScalingOutcome,
+    Score,
+    SuiteRun,
+    Verification,
+)
 from .sampling import Note, Sampler
-from .select import choose, group_candidates, promise_order, rank_tests
+from .select import choose, count_existing, group_candidates, promise_order, top_tests
 from .verify import Bench, VerifyConfig
 
 
@@ -43,8 +57,8 @@ def run_with_attempts(
 ) -> ScalingOutcome:
     """Sample ``settings.scaling.attempts`` patches and select one (see the module docstring).
 
-    ``settings.scaling.test_cmd``: None = ``python3 -m pytest -x -q`` when the base has
-    tests, "" = no existing-tests check. ``python`` runs the reproduction scripts. Raises
+    ``settings.scaling.test_cmd``: None = ``verify.DEFAULT_TEST_CMD`` when the base has
+    tests, "" = no existing tests. ``python`` runs the reproduction scripts. Raises
     the first attempt's error when every attempt failed with one (e.g. the model is
     unreachable).
     """
@@ -79,6 +93,7 @@ def run_with_attempts(
     options = {
         "workers": workers,
         "repro_tests": scaling.repro_tests,
+        "repro_max_steps": scaling.repro_max_steps,
         "early_stop": scaling.early_stop,
     }
     return _conclude(settings, runs, tests, found, bench, out_dir, started, options, note)
@@ -111,74 +126,81 @@ def _verify(
     found = Verification(group_candidates(candidates))
     if len(found.groups) < 2:
         return found  # nothing to choose between: no verification at all
-    votes = report.reproducing_tests(tests)
-    unique = {t.test_hash: t for t in tests if t.test_hash in votes}
-    note(f"verifying {len(found.groups)} distinct patches against {len(votes)} reproduction tests")
+    found.kept = top_tests(tests, keep)
+    sizes = ", ".join(str(t.size) for t in found.kept) or "none"
+    note(
+        f"verifying {len(found.groups)} distinct patches against {len(found.kept)} "
+        f"reproduction tests (groups of {sizes}) and the existing tests"
+    )
+    base = pool.submit(bench.base_suite)  # which existing tests pass on the base
 
     def prepare_and_reproduce(group: Group) -> tuple[str | None, dict[str, str]]:
         problem = bench.prepare(group)
         if problem is not None:
             return problem, {}
-        return None, {h: bench.repro(group, t).outcome for h, t in unique.items()}
+        return None, {t.key: bench.repro(group, t).outcome for t in found.kept}
 
-    verdicts: dict[tuple[str, str], str] = {}
+    verdicts: dict[str, dict[str, str]] = {}
     prepared = [(g, pool.submit(prepare_and_reproduce, g)) for g in found.groups]
     for group, future in prepared:
-        problem, outcomes = future.result()
+        problem, verdicts[group.key] = future.result()
         if problem is not None:
             found.invalid[group.key] = problem
             note(f"patch {group.key} is invalid: {problem}")
-        verdicts.update({(group.key, h): outcome for h, outcome in outcomes.items()})
     valid = [g for g in found.groups if g.key not in found.invalid]
-    found.kept = rank_tests(votes, verdicts, [g.key for g in valid], keep)
-    top = [h for h, _ in found.kept]
-    passed = {g.key: sum(verdicts[(g.key, h)] == "resolved" for h in top) for g in valid}
-    order = promise_order(valid, passed)
+    found.base_suite = base.result()
+    repro = {g.key: tuple((t.key, verdicts[g.key][t.key]) for t in found.kept) for g in valid}
     existing, found.early_stopped = _existing_tests(
-        pool, bench, order, passed, len(top), early_stop
+        pool, bench, found.base_suite, valid, repro, early_stop
     )
     for group in valid:
-        outcome = existing.get(group.key, "skipped") if bench.test_cmd else None
-        found.scores.append(Score(group, passed[group.key], len(top), outcome))
+        found.scores.append(Score(group, repro[group.key], existing.get(group.key)))
     return found
 
 
 def _existing_tests(
     pool: DaemonPool,
     bench: Bench,
-    order: list[Group],
-    passed: dict[str, int],
-    total: int,
+    base: SuiteRun | None,
+    valid: list[Group],
+    repro: dict[str, tuple[tuple[str, str], ...]],
     early_stop: bool,
-) -> tuple[dict[str, str], bool]:
-    """The test command's outcome per patch, and whether verification stopped early.
+) -> tuple[dict[str, ExistingCount], bool]:
+    """Each patch's existing-tests count, and whether verification stopped early.
 
     With early stop the likeliest winner runs first and alone; once a patch passes every
-    check, the patches whose run has not started are skipped.
+    test, the patches whose run has not started are skipped (counted as not run).
     """
-    if not bench.test_cmd or not order:
+    if base is None or not valid:
         return {}, False
-    outcomes: dict[str, str] = {}
+    passed = {key: sum(v == "resolved" for _, v in verdicts) for key, verdicts in repro.items()}
+    order = promise_order(valid, passed)
+    counts: dict[str, ExistingCount] = {}
 
     def perfect(group: Group) -> bool:
-        return outcomes.get(group.key) == "passed" and passed[group.key] == total
+        count = counts[group.key]
+        return count.passed == count.total and passed[group.key] == len(repro[group.key])
 
     queue = order
     if early_stop:
-        outcomes[order[0].key] = pool.submit(bench.existing, order[0]).result().outcome
+        counts[order[0].key] = count_existing(base, pool.submit(bench.existing, order[0]).result())
         if perfect(order[0]):
-            return outcomes, len(order) > 1
-        queue = order[1:]
+            queue = []
+        else:
+            queue = order[1:]
     futures = [(g, pool.submit(bench.existing, g)) for g in queue]
     for group, future in futures:
-        outcomes[group.key] = future.result().outcome
+        counts[group.key] = count_existing(base, future.result())
         if early_stop and perfect(group):
             pool.cancel_pending()
             break
     for group, future in futures:  # runs already started finish; their result is kept
-        if not future.cancelled() and group.key not in outcomes:
-            outcomes[group.key] = future.result().outcome
-    return outcomes, len(outcomes) < len(order)
+        if not future.cancelled() and group.key not in counts:
+            counts[group.key] = count_existing(base, future.result())
+    stopped = len(counts) < len(order)
+    for group in order:
+        counts.setdefault(group.key, count_existing(base, None))  # not run: early stop
+    return counts, stopped
 
 
 # -- 4. the choice -------------------------------------------------------------------------

@@ -47,11 +47,14 @@ def best_of(**opts: Any) -> None:
 
     K rollouts run in parallel, each in its own copy of REPO (or container, with --runtime
     docker). In K more rollouts the model writes a reproduction script (printing "Issue
-    reproduced", "Issue resolved" or "Other issues"); those that reproduce the issue on the
-    unpatched code are kept. Every distinct patch runs against the existing tests
-    (--test-cmd) and the kept scripts; the patch that passes the most wins, ties going to
-    the patch most attempts produced, then to the fewest tokens. The trajectories and
-    selection.json (every candidate, every test run, the reason) go to --traj-dir.
+    reproduced", "Issue resolved" or "Other issues") and submits it; scripts that reproduce
+    the issue on the unpatched code are grouped by their normalized text and the
+    --repro-tests largest groups are kept. Every distinct patch runs the kept scripts and
+    the existing tests (--test-cmd), counted per test: of the tests that pass on the
+    unpatched code, those that still pass. The patch that passes the most tests wins, ties
+    going to the patch most attempts produced, then to the fewest tokens. The trajectories
+    and selection.json (every candidate, every count, every test run, the reason) go to
+    --traj-dir.
 
     \b
     Examples:

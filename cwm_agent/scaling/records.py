@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,19 @@ class Candidate:
 
 @dataclass(frozen=True)
 class ReproTest:
-    """One reproduction rollout and the standalone test script it submitted, if any."""
+    """One reproduction rollout and the test script it submitted, if any."""
 
     sample: int
     status: str
     tokens: int
     seconds: float
     trajectory: str
-    path: str | None = None  # where the model wrote it, relative to the repository root
+    path: str | None = None  # the file the model submitted, as it named it
     code: str | None = None
-    test_hash: str | None = None
-    problem: str = ""  # why there is no usable test
+    test_hash: str | None = None  # of the normalized script (``identity.script_key``)
+    normalized: str | None = None  # "ast", or "text" for a script that does not parse here
+    source: str = "submitted"  # or "working tree" (--submit-on-limit took an unsent file)
+    problem: str = ""  # why there is no usable test, or why it was filtered out
     base_outcome: str | None = None  # its verdict on the unpatched base
 
     def row(self) -> dict[str, Any]:
@@ -54,10 +57,25 @@ class ReproTest:
 
 
 @dataclass(frozen=True)
+class TestGroup:
+    """Reproduction scripts that normalize to the same text; one of them stands for all."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    key: str  # the normalized script's hash
+    samples: tuple[int, ...]  # the rollouts that wrote it
+    code: str  # the first sample's script: the one that runs
+
+    @property
+    def size(self) -> int:
+        return len(self.samples)
+
+
+@dataclass(frozen=True)
 class TestRun:
     """One execution: a test (the existing suite or a reproduction test) on a patch or the base."""
 
-    __test__ = False  # not a pytest class, despite the name
+    __test__ = False
 
     candidate: str  # the normalized patch's hash, or "base"
     test: str  # "existing" or "repro-<test hash>"
@@ -66,9 +84,40 @@ class TestRun:
     outcome: str  # existing: passed/failed/timeout; repro: resolved/reproduced/other/timeout
     seconds: float
     output_tail: str = ""
+    tests: dict[str, int] | None = None  # existing, with a JUnit report: tests per outcome
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One run of the existing tests and, when pytest reported them, every test's outcome."""
+
+    outcome: str  # passed / failed (the exit code) / timeout
+    results: Mapping[str, str] | None  # test id -> outcome (``junit``); None: no report
+
+
+@dataclass(frozen=True)
+class ExistingCount:
+    """A candidate's existing-tests checks.
+
+    ``per_test``: of the tests that pass on the base (``total``), how many pass with the
+    patch. ``exit_code``: the command wrote no per-test report on the base, so its exit
+    code is one check (``total`` 1).
+    """
+
+    mode: str  # "per_test" or "exit_code"
+    passed: int
+    total: int
+    skipped: bool = False  # not run: verification stopped early
+    regressions: tuple[str, ...] = ()  # tests passing on the base that do not here (first 20)
+    note: str = ""
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["regressions"] = list(self.regressions)
+        return data
 
 
 @dataclass(frozen=True)
@@ -98,24 +147,34 @@ class Group:
 
 @dataclass(frozen=True)
 class Score:
+    """The number of tests a candidate passes: existing ones, then the kept reproduction tests."""
+
     group: Group
-    repro_passed: int
-    repro_total: int
-    existing: str | None  # None: no test command; "skipped": not run (early stop)
+    repro: tuple[tuple[str, str], ...]  # (kept test's hash, its verdict on this patch)
+    existing: ExistingCount | None  # None: no existing-tests command
+
+    @property
+    def repro_passed(self) -> int:
+        return sum(verdict == "resolved" for _, verdict in self.repro)
+
+    @property
+    def repro_total(self) -> int:
+        return len(self.repro)
 
     @property
     def passed(self) -> int:
-        return self.repro_passed + (self.existing == "passed")
+        return self.repro_passed + (self.existing.passed if self.existing else 0)
 
     @property
     def total(self) -> int:
-        return self.repro_total + (self.existing is not None)
+        return self.repro_total + (self.existing.total if self.existing else 0)
 
     @property
     def perfect(self) -> bool:
         return self.passed == self.total
 
     def sort_key(self) -> tuple[int, int, int, int]:
+        """Most tests passed, then the majority, then the fewest tokens (CWM's order)."""
         return (-self.passed, -self.group.votes, self.group.tokens, self.group.attempts[0])
 
 
@@ -133,8 +192,9 @@ class Verification:
 
     groups: list[Group]
     invalid: dict[str, str] = field(default_factory=dict)
-    kept: list[tuple[str, int]] = field(default_factory=list)  # (test hash, bloc size)
+    kept: list[TestGroup] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
+    base_suite: SuiteRun | None = None  # the existing tests on the unpatched base
     early_stopped: bool = False
 
 

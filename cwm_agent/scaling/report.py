@@ -18,21 +18,26 @@ from cwm_agent.run import result_document
 from cwm_agent.settings import RunSettings
 from cwm_agent.types import Usage
 
-from .records import Attempt, Group, ReproTest, ScalingOutcome, Verification
+from . import junit, select
+from .records import (
+    Attempt,
+    Candidate,
+    Group,
+    ReproTest,
+    ScalingOutcome,
+    Score,
+    Verification,
+)
 
 if TYPE_CHECKING:
     from .verify import Bench
 
-FORMAT_VERSION = 1
-
-
-def reproducing_tests(tests: list[ReproTest]) -> dict[str, int]:
-    """Hash -> samples that wrote it, for tests that print "Issue reproduced" on the base."""
-    votes: dict[str, int] = {}
-    for test in tests:
-        if test.test_hash is not None and test.base_outcome == "reproduced":
-            votes[test.test_hash] = votes.get(test.test_hash, 0) + 1
-    return votes
+FORMAT_VERSION = 2  # 2: per-test existing counts, tests grouped by normalized text
+SCORING = (
+    "tests passed: the existing tests that pass on the unpatched base and still pass, plus "
+    "the kept reproduction tests that print 'Issue resolved'; ties: the patch most attempts "
+    "produced (majority), then the fewest tokens"
+)
 
 
 def total_usage(runs: list[Attempt]) -> Usage:
@@ -54,49 +59,28 @@ def selection_document(
     started: float,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    scores = {s.group.key: s for s in found.scores}
-    votes = {g.key: g.votes for g in found.groups}
     chosen = winner.representative if winner else None
-    candidates = []
-    for run in runs:
-        row = run.candidate.row()
-        key = run.candidate.patch_hash
-        score = scores.get(key or "")
-        row.update(
-            votes=votes.get(key or "", 0),
-            valid=key is not None and key not in found.invalid,
-            invalid_reason=found.invalid.get(key or ""),
-            checks_passed=score.passed if score else None,
-            checks_total=score.total if score else None,
-            existing_tests=score.existing if score else None,
-            repro_passed=score.repro_passed if score else None,
-            selected=run.candidate == chosen,
-        )
-        candidates.append(row)
-    rank = {h: (i + 1, bloc) for i, (h, bloc) in enumerate(found.kept)}
-    repro_rows = []
-    for test in tests:
-        row = test.row()
-        place = rank.get(test.test_hash or "")
-        row.update(kept=place is not None, rank=place[0] if place else None)
-        row["behaviour_bloc"] = place[1] if place else None
-        repro_rows.append(row)
     repro_usage = sum(t.tokens for t in tests)
     return {
         "format_version": FORMAT_VERSION,
         "run_id": settings.run_id,
         "attempts": len(runs),
         **options,
-        "kept_tests": [test_hash for test_hash, _ in found.kept],
+        "scoring": SCORING,
         "early_stopped": found.early_stopped,
         "test_cmd": bench.test_cmd,
         "test_cmd_source": bench.test_cmd_source,
+        "existing_tests": _existing_summary(found, bench),
+        "kept_tests": [
+            {"rank": n, "test_hash": t.key, "size": t.size, "samples": list(t.samples)}
+            for n, t in enumerate(found.kept, 1)
+        ],
         "selected": None
         if chosen is None
         else {"attempt": chosen.attempt, "patch_hash": chosen.patch_hash, "reason": reason},
         "reason": reason,
-        "candidates": candidates,
-        "reproduction_tests": repro_rows,
+        "candidates": _candidate_rows(runs, found, chosen),
+        "reproduction_tests": _test_rows(tests, found),
         "test_runs": [run.row() for run in bench.runs],
         "executions": len(bench.runs),
         "cache_hits": bench.cache_hits,
@@ -107,6 +91,76 @@ def selection_document(
         },
         "wall_seconds": round(time.time() - started, 3),
     }
+
+
+def _existing_summary(found: Verification, bench: Bench) -> dict[str, Any]:
+    """How the existing tests were counted, and what the base run found."""
+    base = found.base_suite
+    summary: dict[str, Any] = {"command": bench.test_cmd, "source": bench.test_cmd_source}
+    if base is None:
+        mode = "not run" if bench.test_cmd else None  # not run: nothing to choose between
+        return {**summary, "mode": mode, "counted": 0, "base": None, "note": ""}
+    if base.results is None:
+        summary.update(mode="exit_code", counted=1, note=select.NO_REPORT)
+    else:
+        counted = len(junit.passing(base.results))
+        summary.update(mode="per_test", counted=counted, note="")
+    tally = junit.counts(base.results) if base.results is not None else None
+    return {**summary, "base": {"outcome": base.outcome, "tests": tally}}
+
+
+def _candidate_rows(
+    runs: list[Attempt], found: Verification, chosen: Candidate | None
+) -> list[dict[str, Any]]:
+    scores = {s.group.key: s for s in found.scores}
+    place = {s.group.key: n for n, s in enumerate(select.ranked(found.scores), 1)}
+    best = select.ranked(found.scores)[0] if found.scores else None
+    votes = {g.key: g.votes for g in found.groups}
+    rows = []
+    for run in runs:
+        row = run.candidate.row()
+        key = run.candidate.patch_hash or ""
+        score = scores.get(key)
+        row.update(
+            votes=votes.get(key, 0),
+            valid=bool(key) and key not in found.invalid,
+            invalid_reason=found.invalid.get(key),
+            tests_passed=score.passed if score else None,
+            tests_total=score.total if score else None,
+            existing_tests=score.existing.row() if score and score.existing else None,
+            repro_passed=score.repro_passed if score else None,
+            repro_verdicts=dict(score.repro) if score else None,
+            rank=place.get(key),
+            standing=_standing(run.candidate, score, best, chosen),
+            selected=run.candidate == chosen,
+        )
+        rows.append(row)
+    return rows
+
+
+def _standing(
+    candidate: Candidate, score: Score | None, best: Score | None, chosen: Candidate | None
+) -> str | None:
+    if score is None or best is None:
+        return None
+    if score is best and chosen is not None and candidate != chosen:
+        return f"the selected patch, emitted from attempt {chosen.attempt} (fewest tokens)"
+    return select.standing(score, best)
+
+
+def _test_rows(tests: list[ReproTest], found: Verification) -> list[dict[str, Any]]:
+    rank = {t.key: n for n, t in enumerate(found.kept, 1)}
+    sizes: dict[str, int] = {}
+    for test in tests:
+        if test.test_hash is not None and test.base_outcome == "reproduced":
+            sizes[test.test_hash] = sizes.get(test.test_hash, 0) + 1
+    rows = []
+    for test in tests:
+        row = test.row()
+        key = test.test_hash or ""
+        row.update(kept=key in rank, rank=rank.get(key), group_size=sizes.get(key))
+        rows.append(row)
+    return rows
 
 
 def write(path: Path, document: dict[str, Any]) -> Path:
@@ -151,13 +205,16 @@ def document(outcome: ScalingOutcome) -> dict[str, Any]:
 
 def table(selection: dict[str, Any]) -> str:
     """The candidates as a plain-text table (for stderr)."""
-    lines = [f"{'attempt':>7}  {'status':<20} {'tokens':>8}  {'patch':<12}  votes  checks"]
+    lines = [f"{'attempt':>7}  {'status':<20} {'tokens':>8}  {'patch':<12}  votes  tests passed"]
     for row in selection["candidates"]:
         checks = "-"
-        if row["checks_total"] is not None:
-            checks = f"{row['checks_passed']}/{row['checks_total']}"
-        if row["existing_tests"] == "skipped":
+        if row["tests_total"] is not None:
+            checks = f"{row['tests_passed']}/{row['tests_total']}"
+        existing = row["existing_tests"]
+        if existing and existing["skipped"]:
             checks += " (existing tests skipped: early stop)"
+        elif existing and existing["mode"] == "per_test":
+            checks += f" (existing {existing['passed']}/{existing['total']})"
         if row["patch_hash"] and not row["valid"]:
             checks = "invalid"
         mark = "  <- selected" if row["selected"] else ""

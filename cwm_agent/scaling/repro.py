@@ -1,9 +1,13 @@
-"""Reproduction rollouts: a short episode in which the model writes a standalone test.
+"""Reproduction rollouts: an episode in which the model writes a standalone test, and submits it.
 
-The model gets the usual system prompt (same tools, same protocol) and a different task
+As in CWM's test-generation environment: the usual system prompt (same tools, same
+protocol), the fix rollouts' model and limits, CWM's budget of turns
+(``scaling.repro_max_steps``, 128 by default), and a different task
 (``prompts/repro_user.j2``): write ``test_issue.py`` that prints "Issue reproduced",
-"Issue resolved" or "Other issues", and submit a patch that creates it. The script is
-taken from the submitted patch; the repository's other files are never part of it.
+"Issue resolved" or "Other issues". ``submit`` takes the test file itself
+(``<tool: submit>\\ntest_issue.py\\n</tool>``): a readable, non-empty file inside the
+repository, whose content is the test. The last accepted submission counts; the
+episode ends with the model's reply without a tool call, as a fix rollout's does.
 """
 
 from __future__ import annotations
@@ -14,25 +18,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from unidiff import PatchSet
-from unidiff.errors import UnidiffParseError
-
 from cwm_agent import prompts, protocol
 from cwm_agent.agent import CHARS_PER_TOKEN, Agent, ProgressFn
-from cwm_agent.errors import CwmError
+from cwm_agent.errors import CwmError, Interrupted, ToolError
 from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory
+from cwm_agent.types import Action, Observation, Runtime
 
+from .identity import script_key
 from .records import ReproTest
-from .select import code_hash
 
 TEST_NAME = "test_issue.py"
-MAX_STEPS = 15
 
 
 class ReproAgent(Agent):
-    """The agent loop with the reproduction task as its user message."""
+    """The agent loop with the reproduction task as its user message and a test as its submission.
+
+    ``self.patch`` holds the accepted script: the loop's end (a reply without a tool call
+    after a submission) and its record work as for a fix; ``script`` names it plainly.
+    """
 
     python = "python3"
 
@@ -46,6 +51,56 @@ class ReproAgent(Agent):
         )  # fmt: skip
         return [messages[0], {"role": "user", "content": task}]
 
+    def _execute(self, action: Action) -> Observation:
+        if action.tool != "submit":
+            return super()._execute(action)
+        path = (action.args.get("path") or "").strip()
+        observation, script = submit_test(self.runtime, path, self.config.max_output_chars)
+        if script is not None:
+            self.patch = script
+            self.traj.data["submissions"].append({"path": path, "test": script})
+        return observation
+
+    @property
+    def script(self) -> str | None:
+        return self.patch
+
+
+def submit_test(runtime: Runtime, path: str, max_output: int) -> tuple[Observation, str | None]:
+    """Accept a test file: what the model sees, and the script (None: rejected)."""
+    if not path:
+        return _rejected(f"no file was named; give the path of the test, e.g. {TEST_NAME}"), None
+    # Relative to the session's directory, like CWM's submit (it runs `cat PATH` there).
+    full = path if posixpath.isabs(path) else posixpath.join(runtime.cwd, path)
+    try:
+        if not runtime.exists(full):
+            return _rejected(f"{path} does not exist (looked in {runtime.cwd})"), None
+        data = runtime.read_file(full)
+    except ToolError as exc:  # outside the repository, a directory, unreadable
+        return _rejected(f"{path} cannot be read: {exc}"), None
+    script = data.decode("utf-8", "surrogateescape")
+    if not script.strip():
+        return _rejected(f"{path} is empty; write the test into it first"), None
+    shown = protocol.truncate_middle(script, max_output).rstrip("\n")
+    return Observation(
+        output=(
+            f"Submitted {path} as the test:\n\n<submission>\n{shown}\n</submission>\n\n"
+            "It will be run as a standalone script from the repository root. You may keep "
+            "working and submit again (the last submission counts), or reply without a tool "
+            "call to finish with a short summary of how the test works."
+        )
+    ), script
+
+
+def _rejected(problem: str) -> Observation:
+    return Observation(
+        output=(
+            f"Submission rejected: {problem}.\nSubmit the path of the test file itself "
+            f"(for example {TEST_NAME}), not a patch. Then submit again."
+        ),
+        ok=False,
+    )
+
 
 def run_repro_rollout(
     settings: RunSettings,
@@ -55,38 +110,67 @@ def run_repro_rollout(
     progress: ProgressFn | None = None,
     python: str = "python3",
 ) -> ReproTest:
-    """One reproduction rollout; model and runtime failures become a record, not a raise."""
+    """One reproduction rollout; model and runtime failures become a record, not a raise.
+
+    The fix rollouts' settings, but ``scaling.repro_max_steps`` turns. With
+    ``--submit-on-limit``, a test file left unsent at the root when a limit ends the
+    episode is taken, as a fix rollout's working-tree diff would be.
+    """
     started = time.perf_counter()
-    # At the step limit, a written but unsubmitted script still counts (--submit-on-limit).
     config = replace(
-        settings.agent, max_steps=min(MAX_STEPS, settings.agent.max_steps), submit_on_limit=True
+        settings.agent, max_steps=settings.scaling.repro_max_steps, submit_on_limit=False
     )
     run_id = f"{settings.run_id}-r{sample}"
     mine = replace(settings, agent=config, run_id=run_id)
     record = {**mine.record(), "role": "reproduction-test", "sample": sample}
     traj = Trajectory(traj_path, run_id, record, issue)
+    source = "submitted"
     try:
+        model = open_model(settings.model)
         runtime = open_runtime(settings.runtime, settings.repo, run_id)
         try:
-            agent = ReproAgent(open_model(settings.model), runtime, config, traj, progress)
+            traj.data["config"]["runtime_notices"] = list(runtime.notices)
+            agent = ReproAgent(model, runtime, config, traj, progress, _hooks(settings, model))
             agent.python = python
             result = agent.run(issue)
+            script = agent.script
+            if script is None and settings.agent.submit_on_limit:  # no submission: a limit
+                script, source = _left_at_root(runtime), "working tree"
         finally:
             runtime.close()
+    except Interrupted:
+        raise
     except CwmError as exc:
         status = f"error: {type(exc).__name__}: {exc.message}"
         return _record(sample, status, traj, started, problem=exc.message)
-    if result.patch is None:
+    if script is None:
         return _record(sample, result.status, traj, started, problem="no test was submitted")
+    path = (traj.data["submissions"] or [{"path": TEST_NAME}])[-1]["path"]
+    return _record(sample, result.status, traj, started, path=path, code=script, source=source)
+
+
+def _hooks(settings: RunSettings, model: Any) -> list[Any]:
+    """The same tool hooks as a fix rollout (trace prediction, when it is on)."""
+    if not settings.agent.trace_prediction:
+        return []
+    from cwm_agent.traces.consult import TraceConsultant
+
+    return [TraceConsultant(model)]
+
+
+def _left_at_root(runtime: Runtime) -> str | None:
     try:
-        path, code = extract_test(result.patch)
-    except ValueError as exc:
-        return _record(sample, result.status, traj, started, problem=str(exc))
-    return _record(sample, result.status, traj, started, path=path, code=code)
+        if runtime.exists(TEST_NAME):
+            script = runtime.read_file(TEST_NAME).decode("utf-8", "surrogateescape")
+            return script if script.strip() else None
+    except ToolError:
+        pass
+    return None
 
 
 def _record(sample: int, status: str, traj: Trajectory, started: float, **found: Any) -> ReproTest:
     code = found.get("code")
+    key, how = script_key(code) if code is not None else (None, None)
     return ReproTest(
         sample=sample,
         status=status,
@@ -95,24 +179,8 @@ def _record(sample: int, status: str, traj: Trajectory, started: float, **found:
         trajectory=str(traj.path),
         path=found.get("path"),
         code=code,
-        test_hash=code_hash(code) if code is not None else None,
+        test_hash=key,
+        normalized=how,
+        source=found.get("source", "submitted"),
         problem=found.get("problem", ""),
     )
-
-
-def extract_test(patch: str) -> tuple[str, str]:
-    """The path and content of the test script a patch creates (ValueError: why not)."""
-    try:
-        parsed = PatchSet(patch)
-    except UnidiffParseError as exc:
-        raise ValueError(f"the submitted patch cannot be parsed: {exc}") from exc
-    scripts = [f for f in parsed if posixpath.basename(f.path) == TEST_NAME]
-    if not scripts:
-        raise ValueError(f"the submitted patch does not create {TEST_NAME}")
-    script = min(scripts, key=lambda f: f.path.count("/"))  # the one at the root, if any
-    if not script.is_added_file:
-        raise ValueError(f"{script.path} must be a new file, but the patch modifies or deletes it")
-    code = "".join(line.value for hunk in script for line in hunk if line.is_added)
-    if not code.strip():
-        raise ValueError(f"{script.path} is empty")
-    return script.path, code

@@ -15,10 +15,10 @@ from cwm_agent.run import execute
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import tokens_in
 
+from .identity import patch_hash
 from .pool import DaemonPool
 from .records import Attempt, Candidate, ReproTest
 from .repro import run_repro_rollout
-from .select import patch_hash
 from .verify import Bench
 
 Note = Callable[[str], None]
@@ -80,7 +80,12 @@ class Sampler:
         return Attempt(candidate, result, traj)
 
     def reproduction(self, number: int) -> ReproTest:
-        """One reproduction rollout, then its script on a fresh copy of the unpatched base."""
+        """One reproduction rollout, then its script on a fresh copy of the unpatched base.
+
+        Filtered as CWM's test-generation environment filters its tests: a script that
+        never mentions "Issue reproduced" and "Issue resolved" cannot tell a fix apart,
+        and is not run.
+        """
         path = self.out_dir / f"repro-{number}.json"
         forward = self._forward(f"reproduction test {number}")
         python = self.bench.config.python
@@ -88,6 +93,11 @@ class Sampler:
         if test.code is None:
             self.note(f"reproduction test {number}: none ({test.problem})")
             return test
+        missing = [p for p in ("Issue reproduced", "Issue resolved") if p not in test.code]
+        if missing:
+            problem = f"filtered out: the script never mentions {' or '.join(map(repr, missing))}"
+            self.note(f"reproduction test {number}: {test.test_hash}, {problem}")
+            return replace(test, problem=problem)
         test = replace(test, base_outcome=self.bench.on_base(test).outcome)
         self.note(f"reproduction test {number}: {test.test_hash}, on the base: {test.base_outcome}")
         return test

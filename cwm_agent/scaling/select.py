@@ -1,71 +1,30 @@
-"""Selection logic, free of I/O: patch normalization, test ranking, scoring and the choice.
+"""Selection logic, free of I/O: grouping, the tests that count, scores and the choice.
 
-- Two patches are *the same* when they change the same files at the same places with the
-  same added and removed lines, ignoring whitespace inside lines, blank lines and context
-  (so `git diff -U3` and `-U5` of one change, or `a+b` vs `a + b`, are one patch).
-- Reproduction tests are ranked by *majority of behaviour*: a test's behaviour is its
-  verdict on every distinct candidate patch; tests that behave alike vote together, and
-  the tests of the largest bloc (by samples) come first.
-- A candidate's score is the number of checks it passes: the existing test command (exit
-  0) counts as one check, each kept reproduction test printing "Issue resolved" as one.
-  Ties go to the patch produced by the most attempts, then to the fewest tokens.
+As CWM's report describes it (after Agentless):
+
+- Candidates are grouped by patch identity (``identity.patch_hash``); a group's size is
+  its vote count (the majority).
+- Reproduction tests are grouped by their normalized text (``identity.script_key``);
+  only tests that print "Issue reproduced" (and no other verdict) on the unpatched base
+  are grouped, and the ``keep`` largest groups count (CWM: the top 5).
+- Existing tests: those that pass on the unpatched base count, one check each; a
+  candidate passes the ones that still pass with its patch.
+- The score is the number of tests passed. Ties go to the patch produced by the most
+  attempts, then to the fewest tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 
-from unidiff import PatchSet
-from unidiff.errors import UnidiffParseError
+from . import junit
+from .records import Candidate, ExistingCount, Group, ReproTest, Score, SuiteRun, TestGroup
 
-from .records import Candidate, Group, Score
-
-
-def normalize_patch(patch: str) -> tuple[object, ...]:
-    """The whitespace-insensitive identity of a patch (raises ValueError if unparsable)."""
-    try:
-        parsed = PatchSet(patch)
-    except UnidiffParseError as exc:
-        raise ValueError(f"unparsable patch: {exc}") from exc
-    files: list[object] = []
-    for patched in sorted(parsed, key=lambda f: f.path):
-        if patched.is_binary_file:
-            files.append((patched.path, "binary", str(patched)))
-            continue
-        hunks = []
-        for hunk in patched:
-            lines = list(hunk)
-            lead = next((i for i, line in enumerate(lines) if line.line_type in "+-"), 0)
-            changes = tuple(
-                (line.line_type, "".join(line.value.split()))
-                for line in lines
-                if line.line_type in "+-" and line.value.strip()
-            )
-            if changes:
-                hunks.append((hunk.source_start + lead, changes))
-        kind = "added" if patched.is_added_file else "removed" if patched.is_removed_file else ""
-        files.append((patched.path, kind, tuple(hunks)))
-    return tuple(files)
-
-
-def short_hash(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-def patch_hash(patch: str) -> str | None:
-    try:
-        return short_hash(normalize_patch(patch))
-    except ValueError:
-        return None
-
-
-def code_hash(code: str) -> str:
-    """Identity of a test script: trailing spaces and blank lines do not count."""
-    lines = [line.rstrip() for line in code.splitlines()]
-    return short_hash([line for line in lines if line])
+SHOWN_REGRESSIONS = 20
+NO_REPORT = (
+    "the test command wrote no per-test report on the base (it does not run pytest, or "
+    "it did not finish): its exit code counts as one check"
+)
 
 
 def group_candidates(candidates: Sequence[Candidate]) -> list[Group]:
@@ -77,24 +36,43 @@ def group_candidates(candidates: Sequence[Candidate]) -> list[Group]:
     return [Group(key, tuple(members)) for key, members in keyed.items()]
 
 
-def rank_tests(
-    votes: Mapping[str, int],
-    verdicts: Mapping[tuple[str, str], str],
-    group_keys: Sequence[str],
-    keep: int,
-) -> list[tuple[str, int]]:
-    """The ``keep`` best tests as (test id, size of its behaviour bloc), best first.
+def top_tests(tests: Sequence[ReproTest], keep: int) -> list[TestGroup]:
+    """The ``keep`` largest groups of tests that reproduce the issue on the base.
 
-    ``votes``: test id -> samples that wrote it (insertion order = first sample);
-    ``verdicts``: (group key, test id) -> the test's verdict on that candidate patch.
+    Largest first; between groups of one size, the one whose first sample came first.
     """
-    behaviour = {t: tuple(verdicts.get((g, t), "?") for g in group_keys) for t in votes}
-    bloc: dict[tuple[str, ...], int] = {}
-    for test, signature in behaviour.items():
-        bloc[signature] = bloc.get(signature, 0) + votes[test]
-    order = {test: i for i, test in enumerate(votes)}
-    ranked = sorted(votes, key=lambda t: (-bloc[behaviour[t]], -votes[t], order[t]))
-    return [(test, bloc[behaviour[test]]) for test in ranked[: max(0, keep)]]
+    keyed: dict[str, list[ReproTest]] = {}
+    for test in tests:
+        if test.test_hash is not None and test.base_outcome == "reproduced":
+            keyed.setdefault(test.test_hash, []).append(test)
+    groups = [
+        TestGroup(key, tuple(t.sample for t in members), members[0].code or "")
+        for key, members in keyed.items()
+    ]
+    groups.sort(key=lambda g: (-g.size, g.samples[0]))
+    return groups[: max(0, keep)]
+
+
+def count_existing(base: SuiteRun, run: SuiteRun | None) -> ExistingCount:
+    """A candidate's existing-tests checks against the base's (``run`` None: not run)."""
+    if base.results is None:  # nothing per test on the base: the exit code is the check
+        passed = run is not None and run.outcome == "passed"
+        return ExistingCount("exit_code", int(passed), 1, skipped=run is None, note=NO_REPORT)
+    counted = junit.passing(base.results)
+    if run is None:
+        return ExistingCount("per_test", 0, len(counted), skipped=True)
+    still = junit.passing(run.results or {})
+    lost = sorted(counted - still)
+    note = ""
+    if run.results is None:
+        note = f"no per-test report with this patch (the run {run.outcome}): none counted"
+    return ExistingCount(
+        "per_test",
+        len(counted & still),
+        len(counted),
+        regressions=tuple(lost[:SHOWN_REGRESSIONS]),
+        note=note,
+    )
 
 
 def promise_order(groups: Sequence[Group], repro_passed: Mapping[str, int]) -> list[Group]:
@@ -105,22 +83,26 @@ def promise_order(groups: Sequence[Group], repro_passed: Mapping[str, int]) -> l
     )
 
 
+def ranked(scores: Sequence[Score]) -> list[Score]:
+    return sorted(scores, key=Score.sort_key)
+
+
 def choose(
     scores: Sequence[Score], attempts: int, early_stopped: bool = False
 ) -> tuple[Score, str]:
     """The winning score and the reason, in words, that it won."""
-    ranked = sorted(scores, key=Score.sort_key)
-    best, rest = ranked[0], ranked[1:]
+    order = ranked(scores)
+    best, rest = order[0], order[1:]
     group, rep = best.group, best.group.representative
     if best.total == 0:
-        head = f"attempt {rep.attempt} selected without checks (no test command, and no "
-        head += "reproduction test reproduced the issue)"
+        head = f"attempt {rep.attempt} selected without tests (no existing test passes on "
+        head += "the base, and no reproduction test reproduced the issue)"
     else:
-        head = f"attempt {rep.attempt} selected: it passes {best.passed} of {best.total} checks"
+        head = f"attempt {rep.attempt} selected: it passes {best.passed} of {best.total} tests"
         head += f" ({_detail(best)})"
     tied = [s for s in rest if s.passed == best.passed]
     if early_stopped:
-        decided = "it passed every check, so verification stopped early (--early-stop)"
+        decided = "it passed every test, so verification stopped early (--early-stop)"
     elif not rest:
         decided = "it is the only valid distinct patch"
     elif not tied:
@@ -128,9 +110,9 @@ def choose(
         decided = "the most of any patch (runner-up: attempt "
         decided += f"{runner.group.representative.attempt}, {runner.passed} of {runner.total})"
     elif all(s.group.votes < group.votes for s in tied):
-        decided = f"tied on checks with {len(tied)} other patch(es); the majority decided"
+        decided = f"tied on tests passed with {len(tied)} other patch(es); the majority decided"
     else:
-        decided = f"tied on checks and majority with {len(tied)} other patch(es); "
+        decided = f"tied on tests passed and majority with {len(tied)} other patch(es); "
         decided += "the fewest tokens decided"
     made = f"{group.votes} of {attempts} attempts produced this patch"
     if group.votes > 1:
@@ -142,10 +124,32 @@ def choose(
     return best, f"{head}; {decided}; {made}."
 
 
+def standing(score: Score, best: Score) -> str:
+    """Why a candidate did or did not win, against the winner."""
+    if score is best:
+        return "selected"
+    if score.passed != best.passed:
+        return f"fewer tests passed ({score.passed} of {score.total}; the winner {best.passed})"
+    if score.group.votes != best.group.votes:
+        theirs = f"{score.group.votes}; the winner {best.group.votes}"
+        return f"tied on tests passed; fewer votes ({theirs})"
+    if score.group.tokens != best.group.tokens:
+        theirs = f"{score.group.tokens}; the winner {best.group.tokens}"
+        return f"tied on tests passed and votes; more tokens ({theirs})"
+    return "tied on tests passed, votes and tokens; the earlier attempt won"
+
+
 def _detail(score: Score) -> str:
     parts = []
-    if score.existing is not None:
-        parts.append(f"existing tests {score.existing}")
+    existing = score.existing
+    if existing is not None and existing.mode == "exit_code":
+        outcome = "not run" if existing.skipped else "passed" if existing.passed else "failed"
+        parts.append(f"the existing test command {outcome} (exit code: no per-test report)")
+    elif existing is not None:
+        parts.append(
+            f"{existing.passed} of the {existing.total} existing tests that pass on the base"
+            + (" (not run: early stop)" if existing.skipped else "")
+        )
     if score.repro_total:
         parts.append(
             f"{score.repro_passed} of {score.repro_total} reproduction tests print 'Issue resolved'"
