@@ -18,6 +18,7 @@ LOG=$STATE/dockerd.log
 BASE_IMAGE=${CWM_BASE_IMAGE:-cwm-agent-base:bookworm}
 TEST_IMAGE=${CWM_TEST_IMAGE:-cwm-agent-test:latest}
 NOPY_IMAGE=${CWM_TEST_NOPY_IMAGE:-cwm-agent-test-nopy:latest}
+SWEBENCH_IMAGE=${CWM_TEST_SWEBENCH_IMAGE:-cwm-agent-swebench:latest}
 MIRROR=${CWM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 START_TIMEOUT=${CWM_DOCKER_START_TIMEOUT:-60}
 # Empty = let dockerd choose (overlay2 where the kernel allows it, else vfs).
@@ -128,6 +129,41 @@ build_image() {  # build_image TAG PACKAGES: skipped when the same recipe built 
         || { tail -n 20 "$STATE/build.log" >&2; die "docker build of $tag failed"; }
 }
 
+swebench_wheels() {  # the testbed env's pinned wheels, fetched by the host's pip once
+    local reqs=$DOCKERFILE_DIR/swebench/requirements.txt dir
+    dir=$CACHE/swebench-wheels-$(sha256sum "$reqs" | cut -c1-16)
+    if [[ ! -s $dir/.complete ]]; then
+        log "wheels: pip download -r $reqs"
+        rm -rf "$dir.part" && mkdir -p "$dir.part"
+        python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+            --python-version 3.11 -d "$dir.part" -r "$reqs" >"$STATE/pip-download.log" 2>&1 \
+            || { tail -n 20 "$STATE/pip-download.log" >&2; die "pip download of the testbed wheels failed"; }
+        ls "$dir.part" >"$dir.part/.complete"
+        rm -rf "$dir" && mv "$dir.part" "$dir"
+    fi
+    echo "$dir"
+}
+
+build_swebench_image() {  # FROM the test image (Debian bookworm: python 3.11)
+    local source=$DOCKERFILE_DIR/swebench context=$STATE/swebench-context recipe wheels
+    recipe=$( (docker image inspect -f '{{.Id}}' "$TEST_IMAGE"
+        cd "$source" && find . -type f ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum) |
+        sha256sum | cut -c1-16)
+    if [[ $(docker image inspect -f '{{index .Config.Labels "cwm-agent.recipe"}}' "$SWEBENCH_IMAGE" 2>/dev/null) == "$recipe" ]]; then
+        log "build: $SWEBENCH_IMAGE present"; return
+    fi
+    wheels=$(swebench_wheels)
+    log "build: $SWEBENCH_IMAGE (FROM $TEST_IMAGE + testbed env, project at /testbed)"
+    rm -rf "$context" && mkdir -p "$context"
+    (cd "$source" && tar --exclude=__pycache__ -cf - .) | tar -C "$context" -xf -
+    cp -r "$wheels" "$context/wheels"
+    # --network=host: apt inside the build needs the mirror (the engine has no bridge).
+    docker build --network=host --build-arg "BASE=$TEST_IMAGE" --label "cwm-agent.recipe=$recipe" \
+        -t "$SWEBENCH_IMAGE" "$context" >"$STATE/build-swebench.log" 2>&1 \
+        || { tail -n 20 "$STATE/build-swebench.log" >&2; die "docker build of $SWEBENCH_IMAGE failed"; }
+    rm -rf "$context"
+}
+
 stop_dockerd() {
     local pid
     if pid=$(dockerd_pid); then
@@ -160,6 +196,7 @@ case ${1:-up} in
         timed import import_base
         timed build build_image "$TEST_IMAGE" "python3 git"
         timed build-nopy build_image "$NOPY_IMAGE" "git"
+        timed swebench build_swebench_image
         record total "$total"
         printf '[provision-docker] timing %s\n' "${TIMINGS[@]}" >&2
         echo "export DOCKER_HOST=$DOCKER_HOST"
