@@ -146,6 +146,12 @@ def stage_all(cwd: str, view: str, env: dict[str, str], prefix: tuple[str, ...] 
         if name.endswith("/") and os.path.lexists(os.path.join(view, name, ".git"))
     ]
     specs = [f":(exclude,literal){name}" for name in nested]
+    # First compare without writing: `add` would write an object for every file it hashes
+    # (the racily clean ones too) where the user's store, read-only to us, has it already.
+    try:
+        run_git(cwd, "update-index", "-q", "--refresh", env=env, prefix=prefix)
+    except RuntimeFailure:  # "needs update" for changed files: exactly what add is for
+        pass
     run_git(cwd, "add", "-A", "--", ":/", *specs, env=env, prefix=prefix)
 
 

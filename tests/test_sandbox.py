@@ -1,0 +1,174 @@
+"""The local runtime's sandbox against hostile commands, through the real CLI.
+
+The model (scripted) tries to write outside the copy and into $HOME, to reach a server on
+this machine, to read the agent's environment, to leave daemons behind, and to destroy
+the copy's git history after a valid submission. Nothing may land outside, nothing may
+leak, nothing may survive the run, and the accepted patch must still be printed.
+
+Without bubblewrap these tests skip, saying how to enable them; under
+CWM_REQUIRE_SANDBOX=1 (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import SECRET_KEY, cwm, run_cli, snapshot
+from test_run_e2e import FIX_EDIT, assert_fixes
+
+from cwm_agent.runtimes import sandbox
+from cwm_agent.scripted_server import ScriptedServer
+
+WHY_NOT = sandbox.works()
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_sandbox():
+    if WHY_NOT is None:
+        return
+    message = f"the sandbox tests need bubblewrap: {WHY_NOT} (apt-get install bubblewrap)"
+    if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+class Listener:
+    """A TCP server on this machine that records every connection it gets."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_hostile_commands_leave_nothing_outside_leak_nothing_and_the_patch_survives(
+    buggy_repo, cli_env, tmp_path
+):
+    mark = uuid.uuid4().hex
+    outside = Path("/tmp") / f"cwm-outside-{mark}"
+    home_probe = Path.home() / f".cwm-probe-{mark}"
+    listener = Listener()
+    traj = tmp_path / "t.json"
+    daemon = f"sleep 1000.{mark[:6]}"
+    script = [
+        # writes outside the copy: the user's repository, /tmp, $HOME, the system
+        cwm("bash", f"echo pwned >> {buggy_repo}/mathlib/ops.py; echo $?"),
+        cwm("bash", f"echo x > {outside}; echo x > {home_probe}; echo x > /etc/cwm-{mark}; true"),
+        # the network: a server on this machine, and the model server itself
+        cwm("bash", f"(exec 3<>/dev/tcp/127.0.0.1/{listener.port}) 2>&1; echo tcp=$?"),
+        # the agent's environment, and every other process's
+        cwm("bash", "tr '\\0' '\\n' < /proc/$PPID/environ; cat /proc/[0-9]*/environ | wc -c"),
+        cwm("bash", "ls /proc | grep -c '^[0-9]'"),
+        # daemons that leave the group and the session
+        cwm("bash", f"setsid {daemon} & ( ( nohup {daemon} >/dev/null 2>&1 & ) & ); echo ok"),
+        # the fix, submitted...
+        cwm("edit", FIX_EDIT),
+        cwm("bash", "git diff > fix.patch"),
+        cwm("submit", "fix.patch"),
+        # ... then the history destroyed, and faked
+        cwm("bash", "rm -rf .git"),
+        cwm("bash", "git init -q && git add -A && git commit -qm fake; echo gone > mathlib/ops.py"),
+        "<think>\nDone.\n</think>\n## Issue Summary\nadd() subtracted.",
+    ]
+    before = snapshot(buggy_repo)
+    try:
+        with ScriptedServer(script) as server:
+            args = ["run", str(buggy_repo), "--issue", "add() is wrong", "--model", "m"]
+            args += ["--base-url", server.base_url, "--traj", str(traj), "--sandbox", "bwrap"]
+            result = run_cli(args, cli_env)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("diff --git a/mathlib/ops.py b/mathlib/ops.py")
+    assert_fixes(result.stdout, buggy_repo, tmp_path)  # the accepted patch, intact
+    assert snapshot(buggy_repo) == before
+    assert not outside.exists() and not home_probe.exists()
+    assert not Path(f"/etc/cwm-{mark}").exists()
+    assert listener.accepted == 0
+    outputs = [s["observation"]["output"] for s in json.loads(traj.read_text())["steps"][:6]]
+    # (the user's repository is under /tmp here, which the sandbox replaces with its own)
+    assert "Read-only file system" in outputs[0] or "No such file" in outputs[0]
+    assert "Read-only file system" in outputs[1]
+    assert "tcp=1" in outputs[2] or "Network is unreachable" in outputs[2]
+    assert "OPENAI" not in outputs[3] and "redacted" not in outputs[3]  # never even seen
+    assert int(outputs[4].split()[0]) < 10  # the sandbox's own few processes only
+    bodies = [json.dumps(r.body) for r in server.requests if r.body]
+    assert all(SECRET_KEY not in body for body in bodies)
+    deadline = time.monotonic() + 10
+    while [p for p in _processes() if daemon in p] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in _processes() if daemon in p] == []
+
+
+def _processes() -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    found.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+    return found
+
+
+def test_network_is_given_only_when_asked(buggy_repo):
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    listener = Listener()
+    probe = f"(exec 3<>/dev/tcp/127.0.0.1/{listener.port}) 2>/dev/null && echo reached"
+    try:
+        with LocalRuntime.create(buggy_repo, sandbox="bwrap") as closed:
+            assert "reached" not in closed.run(probe, 10).output
+        with LocalRuntime.create(buggy_repo, sandbox="bwrap", network=True) as opened:
+            assert "reached" in opened.run(probe, 10).output
+    finally:
+        listener.close()
+    assert listener.accepted == 1
+
+
+def test_the_overlay_copies_nothing_at_start_and_stores_only_changes(tmp_path):
+    from conftest import git
+
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    repo = tmp_path / "big"
+    repo.mkdir()
+    old = time.time() - 60  # not "racily clean": git trusts the index's stat data for them
+    for n in range(200):
+        (repo / f"f{n}.txt").write_bytes(os.urandom(20_000))  # 4 MB of tree
+        os.utime(repo / f"f{n}.txt", (old, old))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "big")
+    with LocalRuntime.create(repo, sandbox="bwrap") as runtime:
+        top = Path(runtime.root).parent
+        assert _bytes_under(top) < 500_000  # indexes and the model's .git, no file copies
+        runtime.run("echo changed > f7.txt", 10)
+        assert _bytes_under(top / "layers" / "upper") < 10_000
+        assert runtime.read_file("f8.txt") == (repo / "f8.txt").read_bytes()
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
