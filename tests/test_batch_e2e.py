@@ -255,3 +255,48 @@ def test_usage_errors_exit_2(swe_batch, buggy_repo, env, tmp_path):
     broken.write_text('{"instance_id": "a", "problem_statement": "x"}\n{"instance_id": \n')
     result = run_cli(["batch", str(broken), "-o", out, "--model", "m"], env)
     assert result.returncode == 2 and "broken.jsonl:2" in result.stderr
+
+
+def test_a_resume_that_would_mix_runs_is_refused_and_redo_reruns(buggy_repo, env, tmp_path):
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    for key in ("one", "two"):
+        (issues / f"{key}.md").write_text(issue(key))
+    scripts = Scripts({k: fix_script("mathlib/ops.py") for k in ("one", "two")})
+    outdir = tmp_path / "out"
+    with ScriptedServer(scripts) as server:
+        args = batch_args(server, issues, outdir, "--repo", str(buggy_repo))
+        first = run_cli([*args, "--filter", "one"], env)
+        assert first.returncode == 0, first.stderr
+        made = read_json(outdir / "manifest.json")
+        assert made["model"] == "m" and made["input"]["name"] == str(issues)
+        # Another model, other limits, another input: refused before anything runs.
+        other_model = [a if a != "m" else "gpt-x" for a in args]
+        other_input = tmp_path / "other"
+        other_input.mkdir()
+        (other_input / "three.md").write_text(issue("three"))
+        refusals = {
+            "model 'm' there, 'gpt-x' now": other_model,
+            "agent.max_steps 6 there, 9 now": [*args, "--max-steps", "9"],
+            f"input {str(issues)!r} there, {str(other_input)!r} now": [
+                "batch",
+                str(other_input),
+                *args[2:],  # fmt: skip
+            ],
+        }
+        for expected, refused in refusals.items():
+            result = run_cli(refused, env)
+            assert result.returncode == 2, result.stderr
+            assert expected in result.stderr and "new -o OUTDIR" in result.stderr
+        assert requests_by_key(server, scripts) == {"one": 4}  # nothing more was asked
+        assert [p["instance_id"] for p in read_preds(outdir)] == ["one"]
+        # The same batch resumes: "one" is skipped, "two" runs; --redo-existing reruns "one".
+        second = run_cli(args, env)
+        assert second.returncode == 0, second.stderr
+        assert requests_by_key(server, scripts) == {"one": 4, "two": 4}
+        third = run_cli([*args, "--filter", "one", "--redo-existing"], env)
+        assert third.returncode == 0, third.stderr
+        assert requests_by_key(server, scripts) == {"one": 8, "two": 4}
+    preds = read_preds(outdir)
+    assert sorted(p["instance_id"] for p in preds) == ["one", "two"]  # once each
+    assert "1 already finished" in second.stderr and "0 already finished" in third.stderr

@@ -16,6 +16,7 @@ from cwm_agent.batch import instances as inst
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
 from cwm_agent.batch.plan import BatchConfig
+from cwm_agent.batch.sources import locate
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
 from cwm_agent.errors import RuntimeFailure, UsageError
@@ -25,6 +26,10 @@ DATA = SHARED_DATA
 SWEBENCH_FILES = {"swebench_lite_dev.jsonl": 23, "swebench_verified_test.jsonl": 500}
 
 
+def load(path: Path) -> list[inst.Instance]:
+    return inst.load(locate(str(path)))
+
+
 # -- inputs ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(SWEBENCH_FILES))
 def test_reads_the_real_swebench_files_unchanged(name):
@@ -32,7 +37,7 @@ def test_reads_the_real_swebench_files_unchanged(name):
     if not path.exists():
         pytest.skip(f"{path} is not here")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    loaded = inst.load(path)
+    loaded = load(path)
     assert len(loaded) == SWEBENCH_FILES[name] == len(records)
     for instance, record in zip(loaded, records, strict=True):
         assert instance.instance_id == record["instance_id"]
@@ -44,14 +49,14 @@ def test_reads_the_real_swebench_files_unchanged(name):
         if instance.image:  # the Verified file names each instance's image: same scheme
             assert inst.image_from_template(template, instance.instance_id) == instance.image
     owner = loaded[0].repo.split("/")[0]
-    picked = inst.select(loaded, f"^{owner}__", 2)
+    picked = inst.select(loaded, inst.Selection(f"^{owner}__", limit=2))
     assert len(picked) == 2 and all(i.repo.startswith(owner + "/") for i in picked)
 
 
 def test_jsonl_records_and_their_errors(tmp_path):
     good = {"instance_id": "o__r-1", "problem_statement": "bug", "repo": "o/r", "x": [1]}
     path = write_jsonl(tmp_path / "in.jsonl", [good, {**good, "instance_id": "o__r-2"}])
-    loaded = inst.load(path)
+    loaded = load(path)
     assert [i.instance_id for i in loaded] == ["o__r-1", "o__r-2"]
     assert loaded[0].base_commit is None and loaded[0].repo == "o/r"
     bad_cases = {
@@ -63,25 +68,87 @@ def test_jsonl_records_and_their_errors(tmp_path):
     }
     for expected, records in bad_cases.items():
         with pytest.raises(UsageError, match=expected):
-            inst.load(write_jsonl(tmp_path / "bad.jsonl", records))
+            load(write_jsonl(tmp_path / "bad.jsonl", records))
 
 
 def test_folder_input_filter_limit_and_templates(tmp_path):
     for name in ("b.md", "a.txt", "c.md", "skip.rst"):
         (tmp_path / name).write_text(f"issue {name}")
-    loaded = inst.load(tmp_path)
+    loaded = load(tmp_path)
     assert [i.instance_id for i in loaded] == ["a", "b", "c"]
     assert loaded[0].problem_statement == "issue a.txt"
-    assert [i.instance_id for i in inst.select(loaded, "[bc]", None)] == ["b", "c"]
-    assert [i.instance_id for i in inst.select(loaded, None, 2)] == ["a", "b"]
+    assert [i.instance_id for i in inst.select(loaded, inst.Selection("[bc]"))] == ["b", "c"]
+    assert [i.instance_id for i in inst.select(loaded, inst.Selection(limit=2))] == ["a", "b"]
     with pytest.raises(UsageError, match="regular expression"):
-        inst.select(loaded, "(", None)
+        inst.select(loaded, inst.Selection("("))
     assert inst.Instance("a/../b", "x").dirname == "a_.._b"
     assert inst.Instance(".hidden", "x").dirname == "_.hidden"
     image = inst.image_from_template("r/{instance_id}:{instance_id_1776}", "Org__Proj-7")
     assert image == "r/Org__Proj-7:org_1776_proj-7"
     with pytest.raises(UsageError, match="placeholders"):
         inst.image_from_template("r/{nope}", "a")
+
+
+def test_selection_filter_shuffle_slice_limit(tmp_path):
+    records = [{"instance_id": f"o__r-{n}", "problem_statement": "x"} for n in range(10)]
+    loaded = load(write_jsonl(tmp_path / "in.jsonl", records))
+    ids = lambda picked: [i.instance_id for i in picked]  # noqa: E731
+    assert ids(inst.select(loaded, inst.Selection(slice="2:4"))) == ["o__r-2", "o__r-3"]
+    assert ids(inst.select(loaded, inst.Selection(slice="-2:"))) == ["o__r-8", "o__r-9"]
+    assert ids(inst.select(loaded, inst.Selection(slice="::4"))) == ["o__r-0", "o__r-4", "o__r-8"]
+    odd = inst.Selection(pattern="[13579]$", slice="1:", limit=2)
+    assert ids(inst.select(loaded, odd)) == ["o__r-3", "o__r-5"]  # filter, slice, then limit
+    shuffled = ids(inst.select(loaded, inst.Selection(shuffle=True, seed=7)))
+    assert sorted(shuffled) == sorted(ids(loaded)) and shuffled != ids(loaded)
+    assert ids(inst.select(list(reversed(loaded)), inst.Selection(shuffle=True, seed=7))) == (
+        shuffled  # the same records in another order shuffle alike
+    )
+    assert ids(inst.select(loaded, inst.Selection(shuffle=True, seed=8))) != shuffled
+    for bad in ("3", "a:b", "1:2:0", "1:2:3:4"):
+        with pytest.raises(UsageError, match="is not a slice"):
+            inst.select(loaded, inst.Selection(slice=bad))
+    described = inst.describe(inst.Selection("x", True, 3, "1:", 2))
+    assert described == "--filter 'x' --shuffle --seed 3 --slice 1: --limit 2"
+
+
+def test_json_and_parquet_records_read_like_jsonl(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow
+
+    records = [
+        {"instance_id": "o__r-1", "problem_statement": "one", "repo": "o/r", "base_commit": "a"},
+        {"instance_id": "o__r-2", "problem_statement": "two", "repo": "o/r", "base_commit": "b"},
+    ]
+    jsonl = load(write_jsonl(tmp_path / "in.jsonl", records))
+    (tmp_path / "in.json").write_text(json.dumps(records))
+    pq.write_table(pyarrow.Table.from_pylist(records), tmp_path / "in.parquet")
+    assert load(tmp_path / "in.json") == jsonl == load(tmp_path / "in.parquet")
+    assert locate(str(tmp_path / "in.parquet")).kind == "parquet"
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(UsageError, match="as parquet"):
+        load(tmp_path / "bad.parquet")
+    (tmp_path / "noext").write_bytes((tmp_path / "in.parquet").read_bytes())
+    with pytest.raises(UsageError, match="not UTF-8 text") as err:
+        load(tmp_path / "noext")  # a parquet file without its suffix: the hint says why
+    assert ".parquet" in err.value.hint
+
+
+def test_dataset_names_and_what_is_not_an_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert locate("verified").identity() == {
+        "kind": "dataset",
+        "name": "SWE-bench/SWE-bench_Verified",
+        "split": "test",
+    }
+    assert locate("LITE", "dev").identity()["name"] == "SWE-bench/SWE-bench_Lite"
+    assert locate("full").name == "SWE-bench/SWE-bench"
+    assert locate("princeton-nlp/SWE-bench_Verified").kind == "dataset"
+    for missing in ("./nope.jsonl", "nope.jsonl", "/abs/nope"):
+        with pytest.raises(UsageError, match="neither a file, a folder, nor a dataset"):
+            locate(missing)
+    (tmp_path / "princeton-nlp").mkdir()
+    (tmp_path / "princeton-nlp" / "x.jsonl").write_text("{}")
+    assert locate("princeton-nlp/x.jsonl").kind == "jsonl"  # a path that exists wins
 
 
 # -- checkouts --------------------------------------------------------------------------
@@ -174,6 +241,58 @@ def test_store_records_in_crash_safe_order_and_locks_outdir(tmp_path):
     other.close()
 
 
+def test_forget_makes_finished_instances_run_again(tmp_path):
+    store = OutputStore(tmp_path)
+    store.open()
+    for iid in ("a", "b"):
+        _result(store, iid, True)
+    store.repair(store.load_results())
+    store.forget([inst.Instance("a", "x")])
+    assert store.repair(store.load_results()) == {"b"}
+    assert [json.loads(line)["instance_id"] for line in store.preds_path.open()] == ["b"]
+    store.close()
+
+
+def test_manifest_refuses_another_model_input_or_setting(tmp_path):
+    from dataclasses import replace
+
+    from cwm_agent.batch import manifest
+
+    source = locate(str(write_jsonl(tmp_path / "in.jsonl", [])))
+    config = _config()
+    made = manifest.made_by(config, source)
+    manifest.check(tmp_path, made, {})
+    recorded = json.loads((tmp_path / manifest.MANIFEST).read_text())
+    assert recorded["input"] == {"kind": "jsonl", "name": str(tmp_path / "in.jsonl")}
+    assert recorded["model"] == "m" and recorded["settings"]["agent.max_steps"] == 128
+    manifest.check(tmp_path, made, {})  # the same batch again: fine
+    base = config.base
+    faster = replace(base, model=replace(base.model, request_timeout=5.0, max_retries=0))
+    manifest.check(tmp_path, manifest.made_by(replace(config, base=faster), source), {})
+    other_model = replace(base, model=replace(base.model, name="gpt"))
+    fewer_steps = replace(base, agent=replace(base.agent, max_steps=6))
+    other_input = locate("lite")
+    cases = {
+        "model 'm' there, 'gpt' now": manifest.made_by(replace(config, base=other_model), source),
+        "agent.max_steps 128 there, 6 now": manifest.made_by(
+            replace(config, base=fewer_steps), source
+        ),
+        "'SWE-bench/SWE-bench_Lite' (split test) now": manifest.made_by(config, other_input),
+    }
+    for expected, current in cases.items():
+        with pytest.raises(UsageError, match="made by a different batch") as err:
+            manifest.check(tmp_path, current, {})
+        assert expected in err.value.message and "new -o OUTDIR" in err.value.hint
+    newer = {**made, "settings": {**made["settings"], "agent.brand_new": 1}}
+    manifest.check(tmp_path, newer, {})  # a setting the manifest does not know: no difference
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    with pytest.raises(UsageError, match="holds results of model old"):
+        manifest.check(legacy, made, {"a": {"model_name_or_path": "old"}})
+    manifest.check(legacy, made, {"a": {"model_name_or_path": "m"}})
+    assert (legacy / manifest.MANIFEST).exists()
+
+
 # -- settings for the docker runtime ----------------------------------------------------
 def _config(runtime="local", image=None, fallback_image=None, **kw) -> BatchConfig:
     """``image``: typed as a flag; ``fallback_image``: from env or a config file."""
@@ -190,6 +309,7 @@ def test_swebench_images_run_with_the_repository_inside():
     runtime = settings.runtime
     assert (runtime.runtime, runtime.image) == ("docker", "sweb.astropy_1776_astropy-12907")
     assert (runtime.repo_in_image, runtime.workdir) == (True, "/testbed")
+    assert runtime.base_commit == "abc"  # the runtime checks the image's HEAD against it
     own = _config(runtime="docker").settings(record, Path("/x"), Path("/t.json")).runtime
     assert (own.image, own.repo_in_image) == ("rec:img", True)
     plain = _config(runtime="docker", image="py:3").settings(record, Path("/x"), Path("/t.json"))
@@ -199,6 +319,7 @@ def test_swebench_images_run_with_the_repository_inside():
         False,
         "/repo",
     )
+    assert plain_runtime.base_commit is None  # checked out from a clone: nothing to check
     fallback = _config(runtime="docker", fallback_image="cfg:img")  # from env / config file
     assert fallback.image_for(record) == ("rec:img", True)
     assert fallback.image_for(inst.Instance("a", "x")) == ("cfg:img", False)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.plan import BatchConfig
     from cwm_agent.batch.ray_executor import RayRunner
     from cwm_agent.batch.runner import BatchRunner
+    from cwm_agent.batch.sources import Source
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
@@ -39,7 +40,7 @@ BATCH_EXIT_HELP = (
 
 
 @click.command(epilog=BATCH_EXIT_HELP)
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_spec", metavar="INPUT")
 @click.option(
     "-o",
     "--output-dir",
@@ -58,8 +59,25 @@ BATCH_EXIT_HELP = (
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The repository a folder of issue files is solved against.",
 )
+@click.option(
+    "--split",
+    help="The split of a dataset INPUT (verified, lite, full or a hub id).  [default: test]",
+)
 @click.option("--filter", "pattern", metavar="REGEX", help="Only instances whose id matches.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N (after --filter).")
+@click.option("--shuffle", is_flag=True, help="Shuffle the instances (after --filter).")
+@click.option("--seed", type=int, help="The --shuffle seed.  [default: 0]")
+@click.option(
+    "--slice",
+    "slice_spec",
+    metavar="A:B",
+    help="Only these positions, as in Python (after --filter and --shuffle): 0:50, -20:.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N (after the rest).")
+@click.option(
+    "--redo-existing",
+    is_flag=True,
+    help="Run finished instances again too; their predictions are replaced.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -108,10 +126,16 @@ def batch(**opts: Any) -> None:
     Model, runtime and limit settings resolve as for `run`: flag, env CWM_AGENT_<NAME>,
     config file (--config, --profile), default.
 
-    INPUT is a JSONL file of SWE-bench-style records (instance_id, problem_statement,
-    repo, base_commit; optional image; other fields ignored) or a folder of *.md / *.txt
-    issue files (id = file name stem) solved against --repo. Re-running the same command
-    resumes: finished instances are skipped, failed ones are tried again.
+    INPUT holds SWE-bench-style records (instance_id, problem_statement, repo,
+    base_commit; optional image; other fields ignored): a JSONL, JSON or parquet file, or
+    a dataset by name (verified, lite, full, or a hub id such as
+    princeton-nlp/SWE-bench_Verified; with --split; needs cwm-agent[datasets]; read from
+    the local cache when the hub cannot be reached). Or a folder of *.md / *.txt issue
+    files (id = file name stem) solved against --repo.
+
+    Re-running the same command resumes: finished instances are skipped (--redo-existing
+    runs them again), failed ones are tried again. OUTDIR/manifest.json records the input,
+    model and settings that made it; a batch that differs is refused.
 
     --executor ray runs one Ray task per instance, on a local Ray instance or on the
     cluster at --ray-address; OUTDIR is written here either way. --attempts K solves
@@ -121,33 +145,54 @@ def batch(**opts: Any) -> None:
     Examples:
       cwm-agent batch swebench_lite.jsonl -o runs/lite --repos-dir ~/clones \\
           --workers 8 --base-url http://gpu:8000/v1 --model facebook/cwm
-      cwm-agent batch swebench_verified.jsonl -o runs/verified --runtime docker \\
+      cwm-agent batch verified -o runs/verified --runtime docker \\
+          --filter '^django__' --shuffle --seed 1 --slice 0:20 --model facebook/cwm
+      cwm-agent batch swebench_lite.parquet -o runs/lite --runtime docker \\
           --image-template 'swebench/sweb.eval.x86_64.{instance_id_1776}:latest' \\
-          --filter '^django__' --limit 20 --model facebook/cwm
+          --model facebook/cwm
       cwm-agent batch issues/ --repo ./myrepo -o runs/issues --model facebook/cwm
       cwm-agent batch swebench_lite.jsonl -o runs/lite --repos-dir /shared/clones \\
           --executor ray --ray-address ray://head:10001 --workers 64 --model facebook/cwm
       cwm-agent batch issues/ --repo ./myrepo -o runs/best4 --attempts 4 --early-stop \\
           --test-cmd 'python -m pytest -q tests' --model facebook/cwm
     """
-    from cwm_agent.batch import instances as inst
-
     install_signal_handlers()
     _check_executor(opts)
     config = _config(opts)
-    from_folder = opts["input_path"].is_dir()
-    if opts["image_template"]:
-        inst.image_from_template(opts["image_template"], "owner__name-1")  # fail early
-    if opts["repo"] is not None and not from_folder:
-        raise UsageError("--repo is for a folder of issue files; JSONL records use --repos-dir")
-    selected = inst.select(inst.load(opts["input_path"]), opts["pattern"], opts["limit"])
-    if not selected:
-        raise UsageError(f"no instance id matches --filter {opts['pattern']!r}")
-    config.check(selected, from_folder)
+    source, selected = _select(opts)
+    config.check(selected, source.kind == "folder")
     try:
-        _run(config, selected, opts)
+        _run(config, source, selected, opts)
     except KeyboardInterrupt:  # before or after the workers ran: same contract, exit 130
         raise Interrupted("batch interrupted", hint="re-run the same command to resume") from None
+
+
+def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance]]:
+    """INPUT located and read, then the selection flags applied."""
+    from cwm_agent.batch import instances as inst
+    from cwm_agent.batch.sources import locate
+
+    if opts["seed"] is not None and not opts["shuffle"]:
+        raise UsageError("--seed is for --shuffle", hint="add --shuffle, or leave --seed out")
+    if opts["image_template"]:
+        inst.image_from_template(opts["image_template"], "owner__name-1")  # fail early
+    source = locate(opts["input_spec"], opts["split"] or "test")
+    if opts["split"] is not None and source.kind != "dataset":
+        raise UsageError("--split is for a dataset INPUT", hint="a file holds one split")
+    if opts["repo"] is not None and source.kind != "folder":
+        raise UsageError("--repo is for a folder of issue files; records use --repos-dir")
+    selection = inst.Selection(
+        opts["pattern"], opts["shuffle"], opts["seed"] or 0, opts["slice_spec"], opts["limit"]
+    )
+    loaded = inst.load(source)
+    selected = inst.select(loaded, selection)
+    if not selected:
+        raise UsageError(
+            f"none of the {len(loaded)} instance(s) of INPUT matches the selection "
+            f"({inst.describe(selection)})",
+            hint="loosen --filter / --slice / --limit",
+        )
+    return source, selected
 
 
 def _config(opts: dict[str, Any]) -> BatchConfig:
@@ -186,7 +231,10 @@ def _runner(
     return BatchRunner(config, store, tally, display)
 
 
-def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) -> None:
+def _run(
+    config: BatchConfig, source: Source, selected: list[Instance], opts: dict[str, Any]
+) -> None:
+    from cwm_agent.batch import manifest
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
@@ -194,10 +242,15 @@ def _run(config: BatchConfig, selected: list[Instance], opts: dict[str, Any]) ->
     store.open()
     try:
         results = store.load_results()
+        manifest.check(store.outdir, manifest.made_by(config, source), results)
         done = store.repair(results)
+        if opts["redo_existing"]:
+            store.forget([i for i in selected if i.instance_id in done])
+            results = store.load_results()
+            done = store.repair(results)
         todo = [i for i in selected if i.instance_id not in done]
         info = {
-            "input": str(opts["input_path"].resolve()),
+            "input": source.describe(),
             "model": config.base.model.name,
             "runtime": config.runtime,
             "workers": opts["workers"],

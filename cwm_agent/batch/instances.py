@@ -1,17 +1,21 @@
-"""Batch inputs as Instances: a JSONL of SWE-bench-style records or a folder of issue files.
+"""Batch inputs as Instances: SWE-bench-style records (``sources.py``) or a folder of issue
+files; the selection flags (``--filter``, ``--shuffle``, ``--slice``, ``--limit``).
 
 Records are read as they come (the official SWE-bench files carry many more fields:
-patches, tests, hints); only the fields below are used, the rest is ignored.
+patches, tests, hints); an Instance keeps only the fields below. That is where grading
+stays post-hoc: ``test_patch``, ``FAIL_TO_PASS``, ``PASS_TO_PASS`` and the gold ``patch``
+never reach the agent, its prompts or the selection of patches.
 """
 
 from __future__ import annotations
 
-import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.batch.sources import Source, read_records
 from cwm_agent.errors import UsageError
 
 ISSUE_SUFFIXES = (".md", ".txt")
@@ -28,27 +32,76 @@ class Instance:
 
     @property
     def dirname(self) -> str:
-        """The instance's folder name in OUTDIR: the id, made safe for any filesystem."""
-        name = _UNSAFE.sub("_", self.instance_id)
-        return "_" + name if name.startswith(".") else name
+        return folder_name(self.instance_id)
 
 
-def load(path: Path) -> list[Instance]:
-    """Every instance of INPUT, in file order (JSONL) or name order (folder)."""
-    instances = _from_folder(path) if path.is_dir() else _from_jsonl(path)
+def folder_name(instance_id: str) -> str:
+    """An instance's folder name in OUTDIR: the id, made safe for any filesystem."""
+    name = _UNSAFE.sub("_", instance_id)
+    return "_" + name if name.startswith(".") else name
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``--filter`` (a regex searched in the id), ``--shuffle`` (with ``--seed``), ``--slice``
+    (Python's ``A:B``), ``--limit`` (the first N), applied in that order."""
+
+    pattern: str | None = None
+    shuffle: bool = False
+    seed: int = 0
+    slice: str | None = None
+    limit: int | None = None
+
+
+def load(source: Source) -> list[Instance]:
+    """Every instance of INPUT, in record order (files, datasets) or name order (folder)."""
+    if source.kind == "folder":
+        instances = _from_folder(source.path)
+    else:
+        instances = [_from_record(record, where) for where, record in read_records(source)]
     _check_unique(instances)
     return instances
 
 
-def select(instances: list[Instance], pattern: str | None, limit: int | None) -> list[Instance]:
-    """``--filter`` (a regex searched in the id), then ``--limit`` (the first N)."""
-    if pattern:
+def select(instances: list[Instance], selection: Selection) -> list[Instance]:
+    if selection.pattern:
         try:
-            regex = re.compile(pattern)
+            regex = re.compile(selection.pattern)
         except re.error as exc:
             raise UsageError(f"--filter is not a valid regular expression: {exc}") from exc
         instances = [i for i in instances if regex.search(i.instance_id)]
-    return instances[:limit] if limit is not None else instances
+    if selection.shuffle:  # by id first: the same records in any order shuffle alike
+        instances = sorted(instances, key=lambda i: i.instance_id)
+        random.Random(selection.seed).shuffle(instances)
+    if selection.slice is not None:
+        instances = instances[parse_slice(selection.slice)]
+    return instances[: selection.limit] if selection.limit is not None else instances
+
+
+def describe(selection: Selection) -> str:
+    """The selection as the flags that made it."""
+    parts = [f"--filter {selection.pattern!r}"] if selection.pattern else []
+    parts += [f"--shuffle --seed {selection.seed}"] if selection.shuffle else []
+    parts += [f"--slice {selection.slice}"] if selection.slice is not None else []
+    parts += [f"--limit {selection.limit}"] if selection.limit is not None else []
+    return " ".join(parts) or "all"
+
+
+def parse_slice(text: str) -> slice:
+    """``A:B`` or ``A:B:C`` as in Python (each part optional, negatives from the end)."""
+    parts = text.split(":")
+    try:
+        if not 2 <= len(parts) <= 3:
+            raise ValueError(text)
+        bounds = [int(p) if p.strip() else None for p in parts]
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise ValueError(text)
+    except ValueError:
+        raise UsageError(
+            f"--slice {text!r} is not a slice",
+            hint="give START:STOP as in Python, e.g. 0:50, 100:, -20: (or START:STOP:STEP)",
+        ) from None
+    return slice(*bounds)
 
 
 def image_from_template(template: str, instance_id: str) -> str:
@@ -64,30 +117,7 @@ def image_from_template(template: str, instance_id: str) -> str:
         ) from exc
 
 
-def _from_jsonl(path: Path) -> list[Instance]:
-    instances = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if line.strip():
-                    instances.append(_from_line(line, f"{path}:{lineno}"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    if not instances:
-        raise UsageError(f"{path} holds no records", hint="one JSON object per line")
-    return instances
-
-
-def _from_line(line: str, where: str) -> Instance:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{where}: not valid JSON ({exc})",
-            hint="INPUT must be JSONL: one JSON object per line (or a folder of issue files)",
-        ) from exc
-    if not isinstance(record, dict):
-        raise UsageError(f"{where}: a record must be a JSON object")
+def _from_record(record: dict[str, Any], where: str) -> Instance:
     instance_id = record.get("instance_id")
     text = record.get("problem_statement")
     if not isinstance(instance_id, str) or not instance_id.strip():

@@ -103,7 +103,12 @@ class BatchConfig:
     def settings(self, instance: Instance, repo: Path, traj_path: Path) -> RunSettings:
         image, in_image = self.image_for(instance)
         runtime = replace(
-            self.base.runtime, image=image, repo_in_image=in_image, workdir=self._workdir(in_image)
+            self.base.runtime,
+            image=image,
+            repo_in_image=in_image,
+            workdir=self._workdir(in_image),
+            # The image's HEAD is checked against the record's commit (a mismatch is reported).
+            base_commit=instance.base_commit if in_image else None,
         )
         return replace(
             self.base, repo=repo, runtime=runtime, traj_path=traj_path, run_id=new_run_id()

@@ -29,7 +29,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ class RayRunner:
         """Run them all; raises Interrupted on Ctrl-C/SIGTERM after winding down."""
         if not instances:
             return
-        with _session(self.address, workers, self.display) as ray:
+        with session(self.address, workers, self.display.message) as ray:
             # max_calls=1: a fresh worker process per instance, which exits after it, so
             # nothing an instance leaves (an --attempts rollout thread still running after a
             # cancel, say) outlives it, and the runtimes' exit finalizers clean up.
@@ -180,8 +180,9 @@ class RayRunner:
 
 
 @contextmanager
-def _session(address: str | None, workers: int, display: Display) -> Iterator[Any]:
-    """Ray, connected: to the cluster at ``address``, or to a new local instance."""
+def session(address: str | None, workers: int, say: Callable[[str], None]) -> Iterator[Any]:
+    """Ray, connected: to the cluster at ``address``, or to a new local instance (with
+    ``workers`` CPUs); ``say`` tells which. Shared with `evaluate --executor ray`."""
     import ray
 
     common: dict[str, Any] = {
@@ -194,10 +195,10 @@ def _session(address: str | None, workers: int, display: Display) -> Iterator[An
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
         if address:
-            display.message(f"ray: joining the cluster at {address}")
+            say(f"ray: joining the cluster at {address}")
             ray.init(address=address, **common)
         else:
-            display.message(f"ray: starting a local instance with {workers} CPU(s)")
+            say(f"ray: starting a local instance with {workers} CPU(s)")
             # "local": a new instance even when RAY_ADDRESS names a cluster.
             ray.init(address="local", num_cpus=workers, include_dashboard=False, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:

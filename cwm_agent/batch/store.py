@@ -109,6 +109,18 @@ class OutputStore:
             write_atomic(self.preds_path, text)
         return set(wanted)
 
+    def forget(self, instances: list[Instance]) -> None:
+        """``--redo-existing``: these instances are no longer finished.
+
+        Their ``result.json`` goes first, then their lines: a kill in between leaves lines
+        without a finished result, which the next ``repair`` drops (they run again).
+        """
+        for instance in instances:
+            (self.instance_dir(instance) / "result.json").unlink(missing_ok=True)
+        ids = {i.instance_id for i in instances}
+        kept = [p for iid, p in self._read_predictions().items() if iid not in ids]
+        write_atomic(self.preds_path, "".join(_line(p) for p in kept))
+
     def _read_predictions(self) -> dict[str, dict[str, Any]]:
         """Valid lines, the last one per instance; truncated or foreign lines are skipped."""
         if not self.preds_path.exists():
