@@ -392,3 +392,90 @@ def test_best_of_runs_its_attempts_in_containers(client, buggy_repo, cli_env, tm
         data = json.loads((traj_dir / f"attempt-{attempt}.json").read_text())
         assert data["config"]["runtime"] == "docker"
         assert data["steps"][0]["observation"]["output"].startswith("INSIDE-A-CONTAINER")
+
+
+SWEBENCH_IMAGE = os.environ.get("CWM_TEST_SWEBENCH_IMAGE", "cwm-agent-swebench:latest")
+
+
+def image_with_history(client, buggy_repo) -> tuple[str, str, str]:
+    """An image whose /testbed is at a base commit with a later fix reachable in every way
+    a clone leaves one: a branch, a tag, a remote-tracking ref, the reflog, a stash."""
+    setup = " && ".join(
+        [
+            "cd /testbed",
+            "git -c user.name=t -c user.email=t@t commit -qam 'the future fix' --allow-empty",
+            "git tag v-future",
+            "git update-ref refs/remotes/origin/main HEAD",
+            "git remote add origin https://example.invalid/repo.git",
+            "git rev-parse HEAD > /future",
+            "git reset -q --hard HEAD~1",
+            "echo stash >> .gitignore && git -c user.name=t -c user.email=t@t stash -q",
+            "git rev-parse HEAD > /base && chown -R 0:0 .",
+        ]
+    )
+    builder = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True)
+    tag = f"cwm-agent-test-history:{secrets.token_hex(4)}"
+    try:
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(buggy_repo, arcname="testbed")
+            buf.seek(0)
+            builder.put_archive("/", buf)
+        exit_code, output = builder.exec_run(["bash", "-c", setup])
+        assert exit_code == 0, output
+        future = builder.exec_run(["cat", "/future"]).output.decode().strip()
+        base = builder.exec_run(["cat", "/base"]).output.decode().strip()
+        builder.commit(*tag.split(":"))
+    finally:
+        builder.remove(force=True)
+    return tag, base, future
+
+
+def test_the_repository_in_the_image_keeps_only_heads_ancestors(client, buggy_repo):
+    tag, base, future = image_with_history(client, buggy_repo)
+    try:
+        options = dict(image=tag, workdir="/testbed", repo_in_image=True, base_commit=base)
+        with make(None, client, **options) as runtime:
+            run = lambda cmd: runtime.run(cmd, 30).output  # noqa: E731
+            assert run("git rev-parse HEAD") == f"{base}\n"  # clean: no baseline commit
+            assert run("git log --all --format=%H") == f"{base}\n"
+            assert run("git tag; git remote; git stash list; git reflog | wc -l") == "0\n"
+            assert "fatal" in run(f"git cat-file -t {future} 2>&1")  # pruned, not just hidden
+            assert not runtime.notices
+        with make(None, client, **{**options, "base_commit": future}) as runtime:
+            (notice,) = runtime.notices
+            assert f"not at the record's base_commit {future[:12]}" in notice
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def test_swebench_images_get_their_testbed_env_in_every_shell(client):
+    try:
+        client.images.get(SWEBENCH_IMAGE)
+    except Exception:  # noqa: BLE001
+        _unavailable(f"the image {SWEBENCH_IMAGE}")
+    testbed = "/opt/miniconda3/envs/testbed"
+    where = "python -c 'import sys; print(sys.prefix)'"
+    options = dict(image=SWEBENCH_IMAGE, workdir="/testbed", repo_in_image=True)
+    with make(None, client, **options) as runtime:
+        assert runtime.run(where, 30).output == f"{testbed}\n"
+        assert runtime.run("python -m pytest --version 2>&1", 60).exit_code == 0
+        assert any("conda activate testbed" in n for n in runtime.notices)
+        assert runtime.run("exit 3", 10).session_restarted
+        assert runtime.run(f"{where}; pwd", 30).output == f"{testbed}\n/testbed\n"
+    with make(None, client, **options, shell_init="") as runtime:  # turned off
+        assert runtime.run(where, 30).output != f"{testbed}\n"
+        assert not runtime.notices
+
+
+def test_a_process_flood_that_leaves_the_shell_is_cleared_and_the_tools_work(client, buggy_repo):
+    """setsid'd processes fill the process limit and outlive every restart of the shell's
+    group: the runtime clears the container, the session and the file tools recover."""
+    with make(buggy_repo, client, pids_limit=64) as runtime:
+        runtime.run("for i in $(seq 100); do setsid sleep 1000 & done 2>/dev/null", 5)
+        stuck = runtime.run("ls mathlib", 20)
+        assert stuck.session_restarted and "process limit" in stuck.output
+        assert runtime.run("ls mathlib", 20).output == "__init__.py\nops.py\n"
+        assert runtime.exists("mathlib/ops.py")
+        assert runtime.read_file("mathlib/ops.py").startswith(b"def add")
+        assert not [p for p in processes(runtime.container) if p.startswith("sleep 1000")]

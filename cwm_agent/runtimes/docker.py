@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import posixpath
+import re
 import secrets
 import shlex
 import shutil
@@ -19,6 +20,7 @@ import tarfile
 import tempfile
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,18 @@ _HAS_TESTBED = "[ -f /opt/miniconda3/bin/activate ] && [ -d /opt/miniconda3/envs
 _EXPORT = f"""c=$({_ID} {_GIT} commit-tree '@BASE@^{{tree}}' -m 'cwm-agent base') &&
   {_GIT} update-ref refs/cwm-agent/export "$c" && echo "$c"
 """
+
+
+# The container's init (pid 1) and its children at start (the main process): what a
+# clearing of the container must spare. Then: kill every other process but ourselves.
+_KEEP = """k=1; for p in /proc/[0-9]*; do read -r s <"$p/stat" 2>/dev/null || continue
+  set -- ${s##*) }; [ "$2" = 1 ] && k="$k ${p#/proc/}"; done; echo "$k"
+"""
+_KILL_ALL = """for p in /proc/[0-9]*; do p=${p#/proc/}; case " @KEEP@ $$ " in *" $p "*) ;;
+  *) builtin kill -9 "$p" 2>/dev/null;; esac; done; true
+"""
+# What bash says when the container's process limit leaves it no new process.
+_FORK_FAILED = re.compile(r"fork: (?:retry: )?Resource temporarily unavailable|Cannot fork")
 
 
 def _fill(template: str, **values: str) -> str:
@@ -182,6 +196,7 @@ class DockerRuntime:
         if self._host:
             self._copy_in(workdir)
         files = self._files = self._session(workdir, FILES_LIMIT, 0)
+        self._keep = self._call(_KEEP)[1].split()
         code, out = self._call("builtin pwd -P")
         if code != 0:
             raise RuntimeFailure(f"workdir {workdir} is unusable in the container: {out}")
@@ -270,7 +285,24 @@ class DockerRuntime:
         return result.exit_code, result.output
 
     def run(self, command: str, timeout: float) -> CommandResult:
-        return self.shell.run(command, timeout)
+        result = self.shell.run(command, timeout)
+        if not _FORK_FAILED.search(result.output):
+            return result
+        # The process limit is reached and stays so (processes that left the shell's
+        # group, e.g. with setsid): nothing can start, not even the next command. Every
+        # process but the container's init and our own internal shell goes.
+        self._kill_all()
+        note = (
+            "\n[the container reached its process limit: every process in it was killed "
+            "and the shell session restarted]\n"
+        )
+        return replace(result, output=result.output + note, session_restarted=True)
+
+    def _kill_all(self) -> None:
+        # Builtins and globbing only (no process left to fork), sparing the container's
+        # init, its main process (the container would stop) and this internal shell.
+        self._files.run(_fill(_KILL_ALL, KEEP=" ".join(self._keep)), 10)
+        self.shell.restart()
 
     @property
     def cwd(self) -> str:
@@ -279,6 +311,9 @@ class DockerRuntime:
     def _file_op(self, path: str, body: str) -> tuple[int | None, str]:
         resolve = _fill(_RESOLVE, ROOT=shlex.quote(self.root), PATH=shlex.quote(path))
         code, out = self._call(resolve + body)
+        if code != 0 and _FORK_FAILED.search(out):  # see run(): free the process table
+            self._kill_all()
+            code, out = self._call(resolve + body)
         if code == 91:
             raise ToolError(
                 f"{path}: refused, the path is outside the repository ({self.root}); "

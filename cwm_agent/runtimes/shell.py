@@ -288,6 +288,10 @@ class ShellSession:
         if alive is not None and not alive():
             self._restart()
 
+    def restart(self) -> None:
+        """A fresh shell in the root (the old one's processes killed)."""
+        self._restart()
+
     def _restart(self) -> int | None:
         status = self.transport.close()
         self._start()
