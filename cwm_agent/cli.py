@@ -42,6 +42,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "show": "cwm_agent.show.cli:show",
     "batch": "cwm_agent.batch.cli:batch",
     "best-of": "cwm_agent.scaling.command:best_of",
+    "evaluate": "cwm_agent.evaluate.cli:evaluate",
 }
 
 

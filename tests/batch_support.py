@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import cwm, git
+
+# tests/docker/swebench_records.py: the SWE-bench image's records (benchmarks use it too).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "docker"))
+swebench_records = importlib.import_module("swebench_records")
+SWEBENCH_IMAGE = os.environ.get("CWM_TEST_SWEBENCH_IMAGE", swebench_records.IMAGE)
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED_UPSTREAM = "def add(a, b):\n    return a + b  # fixed upstream, after the base commit\n"
@@ -120,3 +130,87 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 def count_lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
+
+
+class ByPhrase(Scripts):
+    """Scripts keyed by a phrase of the issue text (SWE-bench issues carry no ``[key]``)."""
+
+    def __init__(self, scripts: dict[str, list[Any]], phrases: dict[str, str]) -> None:
+        super().__init__(scripts)
+        self.phrases = phrases
+
+    def key(self, body: dict[str, Any]) -> str | None:
+        messages = body.get("messages") or []
+        user = messages[1]["content"] if len(messages) > 1 else ""
+        return next((k for k, phrase in self.phrases.items() if phrase in user), None)
+
+
+def needs(what: str) -> None:
+    """Skip without ``what`` (a Docker engine, an image, a package); under
+    CWM_REQUIRE_DOCKER=1 (CI), fail instead."""
+    message = f'needs {what}: run `eval "$(sudo scripts/provision-docker.sh)"` and `make test`'
+    if os.environ.get("CWM_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"CWM_REQUIRE_DOCKER=1 but the test {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def swebench_engine() -> Any:
+    """A Docker client with the SWE-bench-shaped image, and the swebench package."""
+    from cwm_agent.errors import RuntimeFailure
+    from cwm_agent.runtimes.docker_engine import connect
+
+    if importlib.util.find_spec("swebench") is None:
+        needs("the swebench package (pip install -e '.[dev]')")
+    if shutil.which("docker") is None:
+        needs("the docker CLI (the official harness runs it)")
+    try:
+        client = connect()
+    except RuntimeFailure as exc:
+        needs(f"a Docker engine ({exc.message})")
+    try:
+        client.images.get(SWEBENCH_IMAGE)
+    except Exception:  # noqa: BLE001 - ImageNotFound or anything else: not usable
+        needs(f"the image {SWEBENCH_IMAGE}")
+    return client
+
+
+def leftover_containers(client: Any, run_ids: set[str]) -> list[str]:
+    """Containers still there of these runs (other tests may share the engine)."""
+    from cwm_agent.runtimes.docker_engine import LABEL
+
+    assert run_ids, "no run ids to look for"
+    found = []
+    for run_id in sorted(run_ids):
+        label = {"label": f"{LABEL}={run_id}"}
+        found += [c.name for c in client.containers.list(all=True, filters=label)]
+    return found
+
+
+def run_ids(outdir: Path) -> set[str]:
+    """Every run id a batch OUTDIR records: trajectories, rollouts, the evaluation."""
+    found = set()
+    for path in [*outdir.glob("*/trajectory.json"), *outdir.glob("*/attempt-*.json")]:
+        found.add(read_json(path)["run_id"])
+    report = outdir / "evaluation" / "report.json"
+    if report.exists():
+        found.add(read_json(report)["evaluation"]["run_id"])
+    return found
+
+
+def seed_hf_cache(cache: Path, repo_id: str, split: str, records: list[dict[str, Any]]) -> None:
+    """Put ``records`` in a `datasets` cache as if ``repo_id`` had been loaded from the hub
+    once: written by the library's own builder, in the layout its offline loading reads."""
+    from datasets.packaged_modules.json.json import Json
+
+    work = cache.parent / f"{cache.name}-build"
+    data = write_jsonl(work.parent / f"{cache.name}-{split}.jsonl", records)
+    name = repo_id.split("/")[-1]
+    builder = Json(
+        cache_dir=str(work), dataset_name=name, data_files={split: str(data)}, hash="seeded"
+    )
+    builder.download_and_prepare()
+    built = Path(builder.cache_dir).parents[1]  # .../<name>/<config-id>/0.0.0/seeded
+    target = cache / f"{repo_id.split('/')[0]}___{built.parent.name}" / "default"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(built), str(target))  # the config "default", as the hub's datasets have
+    shutil.rmtree(work)

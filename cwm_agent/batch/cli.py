@@ -22,6 +22,7 @@ from cwm_agent.options import (
 
 if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.display import LiveDisplay, PlainDisplay
+    from cwm_agent.batch.grading import BatchGrading
     from cwm_agent.batch.instances import Instance
     from cwm_agent.batch.plan import BatchConfig
     from cwm_agent.batch.ray_executor import RayRunner
@@ -77,6 +78,20 @@ BATCH_EXIT_HELP = (
     "--redo-existing",
     is_flag=True,
     help="Run finished instances again too; their predictions are replaced.",
+)
+@click.option(
+    "--evaluate",
+    "grade",
+    is_flag=True,
+    help="Grade each prediction as its instance finishes, as `cwm-agent evaluate` does "
+    "(records with their eval scripts; needs cwm-agent[swebench]); OUTDIR/evaluation/.",
+)
+@click.option(
+    "--eval-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1800.0,
+    show_default=True,
+    help="With --evaluate: seconds for one instance's eval script.",
 )
 @click.option(
     "--workers",
@@ -159,18 +174,27 @@ def batch(**opts: Any) -> None:
     install_signal_handlers()
     _check_executor(opts)
     config = _config(opts)
-    source, selected = _select(opts)
+    source, selected, records = _select(opts)
     config.check(selected, source.kind == "folder")
+    if opts["grade"]:
+        from cwm_agent.evaluate import require_swebench
+
+        require_swebench()
+        if source.kind == "folder":
+            raise UsageError(
+                "--evaluate grades SWE-bench records; issue files have no tests to grade with"
+            )
     try:
-        _run(config, source, selected, opts)
+        _run(config, source, selected, records, opts)
     except KeyboardInterrupt:  # before or after the workers ran: same contract, exit 130
         raise Interrupted("batch interrupted", hint="re-run the same command to resume") from None
 
 
-def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance]]:
-    """INPUT located and read, then the selection flags applied."""
+def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance], list[dict[str, Any]]]:
+    """INPUT located and read, then the selection flags applied; and the records, whole
+    (for --evaluate only: the agents get Instances)."""
     from cwm_agent.batch import instances as inst
-    from cwm_agent.batch.sources import locate
+    from cwm_agent.batch.sources import locate, read_records
 
     if opts["seed"] is not None and not opts["shuffle"]:
         raise UsageError("--seed is for --shuffle", hint="add --shuffle, or leave --seed out")
@@ -184,7 +208,8 @@ def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance]]:
     selection = inst.Selection(
         opts["pattern"], opts["shuffle"], opts["seed"] or 0, opts["slice_spec"], opts["limit"]
     )
-    loaded = inst.load(source)
+    placed = [] if source.kind == "folder" else read_records(source)
+    loaded = inst.load(source) if source.kind == "folder" else inst.from_records(placed)
     selected = inst.select(loaded, selection)
     if not selected:
         raise UsageError(
@@ -192,7 +217,7 @@ def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance]]:
             f"({inst.describe(selection)})",
             hint="loosen --filter / --slice / --limit",
         )
-    return source, selected
+    return source, selected, [record for _, record in placed]
 
 
 def _config(opts: dict[str, Any]) -> BatchConfig:
@@ -220,34 +245,37 @@ def _check_executor(opts: dict[str, Any]) -> None:
 
 
 def _runner(
-    config: BatchConfig, store: OutputStore, tally: Tally, display: Any, opts: dict[str, Any]
+    config: BatchConfig,
+    store: OutputStore,
+    tally: Tally,
+    display: Any,
+    opts: dict[str, Any],
+    grading: BatchGrading | None,
 ) -> BatchRunner | RayRunner:
+    on_end = grading.submit if grading is not None else None
     if opts["executor"] == "ray":
         from cwm_agent.batch.ray_executor import RayRunner
 
-        return RayRunner(config, store, tally, display, opts["ray_address"])
+        return RayRunner(config, store, tally, display, opts["ray_address"], on_end)
     from cwm_agent.batch.runner import BatchRunner
 
-    return BatchRunner(config, store, tally, display)
+    return BatchRunner(config, store, tally, display, on_end)
 
 
 def _run(
-    config: BatchConfig, source: Source, selected: list[Instance], opts: dict[str, Any]
+    config: BatchConfig,
+    source: Source,
+    selected: list[Instance],
+    records: list[dict[str, Any]],
+    opts: dict[str, Any],
 ) -> None:
-    from cwm_agent.batch import manifest
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
     store = OutputStore(opts["outdir"].resolve())
     store.open()
     try:
-        results = store.load_results()
-        manifest.check(store.outdir, manifest.made_by(config, source), results)
-        done = store.repair(results)
-        if opts["redo_existing"]:
-            store.forget([i for i in selected if i.instance_id in done])
-            results = store.load_results()
-            done = store.repair(results)
+        results, done = _resume(store, config, source, selected, opts["redo_existing"])
         todo = [i for i in selected if i.instance_id not in done]
         info = {
             "input": source.describe(),
@@ -258,22 +286,78 @@ def _run(
             "attempts": config.base.scaling.attempts,
         }
         tally = Tally(selected, results, info)
+        report = None
         with _display(tally, opts["quiet"]) as display:
             display.message(
                 f"batch: {len(selected)} instance(s), {len(selected) - len(todo)} already "
                 f"finished, {len(todo)} to run on {opts['workers']} worker(s) -> {store.outdir}"
             )
+            grading = _grading(records, store.outdir, selected, results, opts, display)
             try:
-                _runner(config, store, tally, display, opts).run(todo, opts["workers"])
-            except Interrupted:
+                _runner(config, store, tally, display, opts, grading).run(todo, opts["workers"])
+                report = grading.finish() if grading is not None else None
+            except (Interrupted, KeyboardInterrupt):
+                if grading is not None:
+                    grading.stop()
                 store.write_summary(tally.summary(interrupted=True))
                 raise
         summary = tally.summary()
         store.write_summary(summary)
+        if report is not None:
+            from cwm_agent.evaluate.report import table
+
+            click.echo(f"{table(report)}\nevaluation: {grading_report(store.outdir)}", err=True)
         if not opts["quiet"] or summary["failed"]:
             click.echo(f"{summary['note']} ({store.summary_path})", err=True)
     finally:
         store.close()
+
+
+def _resume(
+    store: OutputStore, config: BatchConfig, source: Source, selected: list[Instance], redo: bool
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """OUTDIR checked against this batch and repaired: (results, finished ids)."""
+    from cwm_agent.batch import manifest
+
+    results = store.load_results()
+    manifest.check(store.outdir, manifest.made_by(config, source), results)
+    done = store.repair(results)
+    if redo:
+        store.forget([i for i in selected if i.instance_id in done])
+        results = store.load_results()
+        done = store.repair(results)
+    return results, done
+
+
+def _grading(
+    records: list[dict[str, Any]],
+    outdir: Path,
+    selected: list[Instance],
+    results: dict[str, dict[str, Any]],
+    opts: dict[str, Any],
+    display: Any,
+) -> BatchGrading | None:
+    """--evaluate: the grader, already given the instances an earlier session finished."""
+    if not opts["grade"]:
+        return None
+    from cwm_agent.batch.grading import BatchGrading
+
+    settings = {
+        "workers": opts["workers"],
+        "timeout": opts["eval_timeout"],
+        "image_template": opts["image_template"],
+    }
+    grading = BatchGrading(records, outdir, settings, display.message)
+    grading.check(selected)
+    for instance in selected:
+        grading.submit(instance, results.get(instance.instance_id))
+    return grading
+
+
+def grading_report(outdir: Path) -> Path:
+    from cwm_agent.batch.grading import EVALUATION_DIR
+
+    return outdir / EVALUATION_DIR / "report.json"
 
 
 def _display(tally: Tally, quiet: bool) -> LiveDisplay | PlainDisplay:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch.sources import Source, read_records
+from cwm_agent.batch.sources import Placed, Source, read_records
 from cwm_agent.errors import UsageError
 
 ISSUE_SUFFIXES = (".md", ".txt")
@@ -57,8 +57,14 @@ def load(source: Source) -> list[Instance]:
     """Every instance of INPUT, in record order (files, datasets) or name order (folder)."""
     if source.kind == "folder":
         instances = _from_folder(source.path)
-    else:
-        instances = [_from_record(record, where) for where, record in read_records(source)]
+        _check_unique(instances)
+        return instances
+    return from_records(read_records(source))
+
+
+def from_records(placed: Placed) -> list[Instance]:
+    """The agent's view of each record (see the module's docstring); ids must differ."""
+    instances = [_from_record(record, where) for where, record in placed]
     _check_unique(instances)
     return instances
 

@@ -42,6 +42,7 @@ from cwm_agent.batch.runner import (
     STOP_GRACE,
     Display,
     Ledger,
+    OnEnd,
     crash_document,
     finish_document,
     solve_instance,
@@ -94,10 +95,11 @@ class RayRunner:
         tally: Tally,
         display: Display,
         address: str | None = None,
+        on_end: OnEnd | None = None,
     ) -> None:
         self.config = config
         self.store = store
-        self.ledger = Ledger(store, tally, display)
+        self.ledger = Ledger(store, tally, display, on_end)
         self.display = display
         self.address = address
         self._started: dict[str, float] = {}  # instance id -> when its task was sent

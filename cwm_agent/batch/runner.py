@@ -46,6 +46,9 @@ class Display(Protocol):
     def message(self, text: str) -> None: ...
 
 
+OnEnd = Callable[[Instance, dict[str, Any] | None], None]
+
+
 class Ledger:
     """The driver's side of one attempt, whichever executor runs it.
 
@@ -53,10 +56,13 @@ class Ledger:
     it is back: the log markers, the crash-safe record, the totals, the display.
     """
 
-    def __init__(self, store: OutputStore, tally: Tally, display: Display) -> None:
+    def __init__(
+        self, store: OutputStore, tally: Tally, display: Display, on_end: OnEnd | None = None
+    ) -> None:
         self.store = store
         self.tally = tally
         self.display = display
+        self.on_end = on_end  # `--evaluate`: the prediction goes to the grader
 
     def begin(self, instance: Instance) -> Path:
         self.tally.start(instance)
@@ -74,16 +80,23 @@ class Ledger:
         self.tally.end(instance, doc)
         self.store.write_summary(self.tally.summary())
         self.display.ended(instance, doc)
+        if self.on_end is not None:
+            self.on_end(instance, doc)
 
 
 class BatchRunner:
     """``--executor thread``: a pool of worker threads in this process."""
 
     def __init__(
-        self, config: BatchConfig, store: OutputStore, tally: Tally, display: Display
+        self,
+        config: BatchConfig,
+        store: OutputStore,
+        tally: Tally,
+        display: Display,
+        on_end: OnEnd | None = None,
     ) -> None:
         self.config = config
-        self.ledger = Ledger(store, tally, display)
+        self.ledger = Ledger(store, tally, display, on_end)
         self.tally = tally
         self.display = display
         self.stop = threading.Event()

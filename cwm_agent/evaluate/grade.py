@@ -1,0 +1,219 @@
+"""One prediction graded in a fresh container, with the swebench package's own parts.
+
+From swebench: the test specification (``make_test_spec``: eval script, expected tests, log
+parser), the patch-apply fallbacks (``GIT_APPLY_CMDS``, with the harness's reset between
+attempts and its already-applied check), the eval script and the grading of its log
+(``get_eval_report``). What differs from the harness is only around them: the container
+has no network and is removed with SIGKILL when done (the harness's ``docker stop``
+waits 15 s for a PID 1 that ignores SIGTERM), and files go in from memory.
+
+The instance folder gets the harness's files: ``patch.diff``, ``eval.sh``,
+``test_output.txt``, ``run_instance.log`` and, when graded, ``report.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+from cwm_agent.evaluate.tasks import Task
+from cwm_agent.runtimes.docker_engine import remove_container, start_container
+
+RESOLVED, UNRESOLVED, ERROR, EMPTY = "resolved", "unresolved", "error", "empty_patch"
+
+
+def swebench(module: str) -> Any:
+    """A module of the swebench package (imported here, on first use: it is heavy)."""
+    return importlib.import_module(f"swebench.{module}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verdict: ``status`` is resolved, unresolved, error or empty_patch."""
+
+    instance_id: str
+    status: str
+    key: str  # Task.key(): what the verdict was made from
+    seconds: float
+    error: str | None = None
+    report: dict[str, Any] | None = None  # the harness's report.json entry of this instance
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "status": self.status,
+            "key": self.key,
+            "seconds": self.seconds,
+            "error": self.error,
+        }
+
+
+class GradingError(Exception):
+    """The instance cannot be graded (the harness's EvaluationError: an error id)."""
+
+
+class Grader:
+    """Grades tasks on one Docker engine; ``live`` holds the containers in use."""
+
+    def __init__(self, client: Any, run_id: str, timeout: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.timeout = timeout
+        self.live: dict[str, Any] = {}  # instance id -> container, for an interrupt
+        self._lock = threading.Lock()
+
+    def grade(self, task: Task, folder: Path) -> Outcome:
+        started = time.monotonic()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").unlink(missing_ok=True)
+        if not task.patch:
+            return Outcome(task.instance_id, EMPTY, task.key(), 0.0)
+        with open(folder / "run_instance.log", "w", encoding="utf-8") as log:
+            try:
+                report = self._run(task, folder, log)
+            except GradingError as exc:
+                _log(log, f"Error: {exc}")
+                return Outcome(task.instance_id, ERROR, task.key(), _since(started), str(exc))
+            resolved = bool(report[task.instance_id]["resolved"])
+            _log(log, f"Result for {task.instance_id}: resolved: {resolved}")
+        status = RESOLVED if resolved else UNRESOLVED
+        return Outcome(task.instance_id, status, task.key(), _since(started), None, report)
+
+    def _run(self, task: Task, folder: Path, log: TextIO) -> dict[str, Any]:
+        spec = swebench("harness.utils").make_test_spec({**task.record, "image": task.image})
+        if spec.image_assets:
+            raise GradingError("the record has image_assets: grade it with the official harness")
+        (folder / "patch.diff").write_text(task.patch, encoding="utf-8")
+        (folder / "eval.sh").write_text(spec.eval_script, encoding="utf-8")
+        container = self._start(task, log)
+        try:
+            _apply(container, task.patch, log)
+            output, timed_out = _run_eval(container, spec.eval_script, self.timeout)
+            _log(log, "Test output written to test_output.txt")
+            with open(folder / "test_output.txt", "w", encoding="utf-8") as handle:
+                handle.write(output)
+                if timed_out:
+                    handle.write(f"\n\nTimeout error: {self.timeout:g} seconds exceeded.")
+            if timed_out:
+                raise GradingError(f"Test timed out after {self.timeout:g} seconds.")
+        finally:
+            self._remove(task, container)
+        report: dict[str, Any] = swebench("harness.grading").get_eval_report(
+            test_spec=spec,
+            prediction=task.prediction,
+            test_log_path=str(folder / "test_output.txt"),
+            include_tests_status=True,
+        )
+        (folder / "report.json").write_text(json.dumps(report, indent=4), encoding="utf-8")
+        return report
+
+    def _start(self, task: Task, log: TextIO) -> Any:
+        from cwm_agent.errors import RuntimeFailure
+
+        _log(log, f"Creating container for {task.instance_id} from {task.image}...")
+        # As the harness creates it (root, SYS_ADMIN for browser sandboxes), without network.
+        limits = {
+            "network_disabled": True,
+            "network_mode": "none",
+            "user": swebench("image_builder.constants").CONTAINER_USER,
+            "cap_add": ["SYS_ADMIN"],
+        }
+        try:
+            container = start_container(self.client, task.image, self.run_id, limits)
+        except RuntimeFailure as exc:
+            raise GradingError(str(exc)) from exc
+        with self._lock:
+            self.live[task.instance_id] = container
+        _log(log, f"Container for {task.instance_id} started: {container.id}")
+        return container
+
+    def _remove(self, task: Task, container: Any) -> None:
+        with self._lock:
+            self.live.pop(task.instance_id, None)
+        remove_container(container)
+
+    def remove_all(self) -> None:
+        """Ctrl-C: every container in use goes, which ends the commands running in them."""
+        with self._lock:
+            live = list(self.live.values())
+        for container in live:
+            try:
+                remove_container(container)
+            except Exception:  # noqa: BLE001 - best effort; `cwm-agent cleanup` finds the rest
+                pass
+
+
+def _apply(container: Any, patch: str, log: TextIO) -> None:
+    """The harness's fallbacks, in its order; the tree is reset between attempts."""
+    constants, image = swebench("harness.constants"), swebench("image_builder.constants")
+    patch_file = constants.CONTAINER_PATCH_FILE
+    put_file(container, patch_file, patch.encode("utf-8"))
+    where = {"workdir": image.CONTAINER_WORKDIR, "user": image.CONTAINER_USER}
+    result = None
+    for attempt, command in enumerate(swebench("harness.run_evaluation").GIT_APPLY_CMDS):
+        if attempt:
+            reset = ["/bin/bash", "-c", "git checkout -- . ; git clean -fd"]
+            container.exec_run(reset, **where)
+        result = container.exec_run(f"{command} {patch_file}", **where)
+        if result.exit_code == 0:
+            _log(log, f"{constants.APPLY_PATCH_PASS}:\n{result.output.decode('utf-8', 'replace')}")
+            return
+        _log(log, f"Failed to apply patch to container: {command}")
+    reverse = container.exec_run(f"git apply --check --reverse {patch_file}", **where)
+    if reverse.exit_code == 0:
+        _log(log, f"{constants.APPLY_PATCH_PASS}: verified already applied")
+        return
+    output = result.output.decode("utf-8", "replace") if result is not None else ""
+    raise GradingError(f"{constants.APPLY_PATCH_FAIL}:\n{output}")
+
+
+def _run_eval(container: Any, script: str, timeout: float) -> tuple[str, bool]:
+    """``/bin/bash /eval.sh`` as the harness runs it: (merged output, timed out)."""
+    put_file(container, "/eval.sh", script.encode("utf-8"))
+    api = container.client.api
+    exec_id = api.exec_create(container.id, ["/bin/bash", "/eval.sh"])["Id"]
+    chunks: list[bytes] = []
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for chunk in api.exec_start(exec_id, stream=True):
+                chunks.append(chunk)
+        except Exception as exc:  # noqa: BLE001 - reported below, or the container went
+            failure.append(exc)
+
+    reader = threading.Thread(target=read, name="evaluate-eval", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    timed_out = reader.is_alive()  # the caller removes the container, which ends it
+    if failure and not timed_out:
+        raise GradingError(f"the eval script could not run: {failure[0]}")
+    return b"".join(chunks).decode("utf-8", "replace"), timed_out
+
+
+def put_file(container: Any, path: str, data: bytes) -> None:
+    """One file into the container, from memory (a tar of one member, owned by root)."""
+    target = PurePosixPath(path)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(target.name)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    if not container.put_archive(str(target.parent), buffer.getvalue()):
+        raise GradingError(f"cannot write {path} in the container")
+
+
+def _log(log: TextIO, text: str) -> None:
+    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} - {text}\n")
+    log.flush()
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

@@ -1,0 +1,136 @@
+"""What `evaluate` grades: each prediction with its dataset record and image.
+
+The predictions file is read as the official harness reads it (JSONL, or JSON holding a
+list or an object keyed by id); every prediction must name an instance of the dataset,
+and every record graded must carry what the swebench package grades with (its eval
+script, log parser, eval type: the official datasets have them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cwm_agent.batch.instances import image_from_template
+from cwm_agent.errors import UsageError
+
+PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
+GRADING_KEYS = (
+    "repo",
+    "version",
+    "FAIL_TO_PASS",
+    "PASS_TO_PASS",
+    "eval_script",
+    "log_parser",
+    "eval_type",
+)
+SWEBENCH_IMAGE = "swebench/sweb.eval.x86_64.{instance_id_1776}:latest"  # SWE-bench's naming
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction to grade: its record (with the grading fields) and the image."""
+
+    instance_id: str
+    prediction: dict[str, Any]
+    record: dict[str, Any]
+    image: str
+
+    @property
+    def patch(self) -> str:
+        return self.prediction.get("model_patch") or ""
+
+    @property
+    def model(self) -> str:
+        return str(self.prediction.get("model_name_or_path") or "None")
+
+    def key(self) -> str:
+        """What a stored verdict was made from: the patch, the grading fields, the image."""
+        grading = {k: self.record.get(k) for k in GRADING_KEYS}
+        blob = json.dumps([self.patch, grading, self.image], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """PREDS as the harness accepts it; the last prediction of an id wins, in file order."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: not valid JSON ({exc})") from exc
+        rows = list(data.values()) if isinstance(data, dict) else data
+        if not isinstance(rows, list):
+            raise UsageError(f"{path}: predictions must be a list, or an object keyed by id")
+        placed = [(f"{path} item {n}", row) for n, row in enumerate(rows, 1)]
+    else:
+        placed = [(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1)]
+        placed = [(where, _json(line, where)) for where, line in placed if line.strip()]
+    found: dict[str, dict[str, Any]] = {}
+    for where, pred in placed:
+        if not isinstance(pred, dict) or not isinstance(pred.get("instance_id"), str):
+            raise UsageError(f"{where}: a prediction is an object with an instance_id")
+        patch = pred.get("model_patch")
+        if patch is not None and not isinstance(patch, str):
+            raise UsageError(f"{where}: model_patch must be a string")
+        found.pop(pred["instance_id"], None)
+        found[pred["instance_id"]] = pred
+    if not found:
+        raise UsageError(f"{path} holds no predictions", hint="one JSON object per line")
+    return list(found.values())
+
+
+def _json(line: str, where: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{where}: not valid JSON ({exc})", hint="PREDS is JSONL: one prediction per line"
+        ) from exc
+
+
+def match(
+    predictions: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    image_template: str | None = None,
+) -> list[Task]:
+    """Each prediction with its record; refused up front when any cannot be graded."""
+    by_id = {r.get("instance_id"): r for r in records}
+    unknown = [p["instance_id"] for p in predictions if p["instance_id"] not in by_id]
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        shown = ", ".join(unknown[:5]) + more
+        raise UsageError(
+            f"{len(unknown)} prediction(s) name no instance of the dataset: {shown}",
+            hint="check --dataset (and --split): the predictions must come from it",
+        )
+    tasks = []
+    for pred in predictions:
+        record = by_id[pred["instance_id"]]
+        missing = [k for k in GRADING_KEYS if record.get(k) in (None, "")]
+        if missing and pred.get("model_patch"):
+            raise UsageError(
+                f"{pred['instance_id']}: its record has no {', '.join(missing)}",
+                hint="grading uses the records' own eval scripts and log parsers (swebench "
+                "5): pass the official dataset (verified, lite, full) or a file exported "
+                "from it",
+            )
+        tasks.append(Task(pred["instance_id"], pred, record, image_for(record, image_template)))
+    return tasks
+
+
+def image_for(record: dict[str, Any], template: str | None) -> str:
+    """``--image-template``, else the record's ``image``, else SWE-bench's naming."""
+    instance_id = str(record["instance_id"])
+    if template:
+        return image_from_template(template, instance_id)
+    image = record.get("image")
+    if isinstance(image, str) and image:
+        return image
+    return image_from_template(SWEBENCH_IMAGE, instance_id)
