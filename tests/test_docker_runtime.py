@@ -251,7 +251,23 @@ def test_repo_already_in_the_image(client, buggy_repo):
         client.images.remove(tag, force=True)
 
 
-def test_close_removes_the_container_and_cleanup_only_takes_labelled_ones(client, buggy_repo):
+def abandoned(repo: Path, run_id: str) -> str:
+    """A container whose run was killed (SIGKILL: no clean-up): its id."""
+    code = (
+        "import sys; from cwm_agent.runtimes.docker import DockerRuntime; "
+        f"r = DockerRuntime.create(sys.argv[1], image={IMAGE!r}, run_id={run_id!r}); "
+        "print(r.container.id, flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(repo)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    container_id = proc.stdout.readline().decode().strip()  # type: ignore[union-attr]
+    proc.kill()
+    proc.wait()
+    return container_id
+
+
+def test_close_removes_the_container_and_cleanup_only_takes_those_of_gone_runs(client, buggy_repo):
     from cwm_agent.runtimes.docker_engine import LABEL, cleanup_containers
 
     runtime = make(buggy_repo, client, run_id="test-close")
@@ -263,15 +279,20 @@ def test_close_removes_the_container_and_cleanup_only_takes_labelled_ones(client
     stranger = client.containers.run(
         IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
     )
-    left = make(buggy_repo, client, run_id="test-left-behind")
+    alive = make(buggy_repo, client, run_id="test-cleanup")
+    left = abandoned(buggy_repo, "test-cleanup")
     try:
-        removed = cleanup_containers(client, run_id="test-left-behind")
-        assert removed == [left.container.id]
+        done = cleanup_containers(client, run_id="test-cleanup")
+        assert done.removed == [left] and done.alive == [alive.container.id]
         assert client.containers.get(stranger.id).status == "running"
-        assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-left-behind"})
+        assert alive.run("echo still here", 10).output == "still here\n"
+        assert cleanup_containers(client, run_id="test-cleanup", everything=True).removed == [
+            alive.container.id
+        ]
+        assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-cleanup"})
     finally:
         stranger.remove(force=True)
-        left.close()  # its container is already gone: still fine
+        alive.close()  # its container is already gone: still fine
 
 
 def test_agent_fixes_the_bug_in_a_container_and_the_patch_applies_on_the_host(
@@ -339,26 +360,29 @@ def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, s
     assert ours() == existing
 
 
-def test_cleanup_command_removes_only_labelled_containers(client, buggy_repo, cli_env):
+def test_cleanup_command_removes_only_containers_of_gone_runs(client, buggy_repo, cli_env):
     from cwm_agent.runtimes.docker_engine import LABEL
 
     stranger = client.containers.run(
         IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
     )
-    left = make(buggy_repo, client, run_id="test-cleanup-cli")
+    alive = make(buggy_repo, client, run_id="test-cleanup-cli")
+    left = abandoned(buggy_repo, "test-cleanup-cli")
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "cwm_agent", "cleanup", "--run-id", "test-cleanup-cli"],
             env=cli_env, capture_output=True, text=True,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split() == [left.container.id]
-        assert not client.containers.list(all=True, filters={"label": f"{LABEL}=test-cleanup-cli"})
+        assert proc.stdout.split() == [left]
+        assert "kept 1 of runs still going" in proc.stderr
+        remaining = client.containers.list(all=True, filters={"label": f"{LABEL}=test-cleanup-cli"})
+        assert [c.id for c in remaining] == [alive.container.id]
         stranger.reload()
         assert stranger.status == "running"
     finally:
         stranger.remove(force=True)
-        left.close()
+        alive.close()
 
 
 def test_best_of_runs_its_attempts_in_containers(client, buggy_repo, cli_env, tmp_path):

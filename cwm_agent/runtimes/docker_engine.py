@@ -12,14 +12,17 @@ import re
 import secrets
 import select
 import shlex
+import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RuntimeFailure
 from .shell import CHUNK
 
 LABEL = "cwm-agent.run"
+OWNER_LABEL = "cwm-agent.owner"  # host/boot id/pid/start time of the process that made it
 
 
 def sdk() -> Any:
@@ -49,14 +52,63 @@ def connect() -> Any:
     return client
 
 
-def cleanup_containers(client: Any = None, run_id: str | None = None) -> list[str]:
-    """Remove the containers labelled by cwm-agent (of one run, or all); return their ids."""
+def owner() -> str:
+    """Who started a container: this machine (its boot), this process and its start."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "?"
+    pid = os.getpid()
+    return f"{socket.gethostname()}/{boot}/{pid}/{_started(pid)}"
+
+
+def _started(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # starttime
+    except (OSError, IndexError):
+        return "?"
+
+
+def run_state(labels: dict[str, str]) -> str:
+    """ "alive" (its process still runs here), "gone", or "elsewhere" (another machine or
+    boot: cannot be checked from here). Containers of older versions carry no owner: gone."""
+    label = labels.get(OWNER_LABEL)
+    if not label:
+        return "gone"
+    host, boot, pid, started = (label.split("/") + ["", "", "", ""])[:4]
+    mine_host, mine_boot = owner().split("/")[:2]
+    if (host, boot) != (mine_host, mine_boot):
+        return "elsewhere"
+    alive = pid.isdigit() and started != "?" and _started(int(pid)) == started
+    return "alive" if alive else "gone"
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    removed: list[str]
+    alive: list[str]  # runs still going on this machine: kept
+    elsewhere: list[str]  # started on another machine (or before a reboot): kept
+
+
+def cleanup_containers(
+    client: Any = None, run_id: str | None = None, everything: bool = False
+) -> Cleanup:
+    """Remove the containers cwm-agent runs left behind: labelled, and their run gone.
+
+    ``everything``: also those of live runs and of other machines."""
     client = client or connect()
     label = f"{LABEL}={run_id}" if run_id else LABEL
-    found = client.containers.list(all=True, filters={"label": label})
-    for container in found:
-        remove_container(container)
-    return [container.id for container in found]
+    done = Cleanup([], [], [])
+    for container in client.containers.list(all=True, filters={"label": label}):
+        state = "gone" if everything else run_state(container.labels or {})
+        if state == "gone":
+            remove_container(container)
+            done.removed.append(container.id)
+        else:
+            (done.alive if state == "alive" else done.elsewhere).append(container.id)
+    return done
 
 
 class ExecTransport:
@@ -232,7 +284,8 @@ def start_container(client: Any, image: str, run_id: str, limits: dict[str, Any]
     try:
         # init: docker-init reaps whatever a killed command leaves behind.
         container = client.containers.create(
-            image, entrypoint=["sleep", "infinity"], init=True, labels={LABEL: run_id},
+            image, entrypoint=["sleep", "infinity"], init=True,
+            labels={LABEL: run_id, OWNER_LABEL: owner()},
             name=name, **limits,
         )  # fmt: skip
         container.start()
