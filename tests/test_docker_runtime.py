@@ -503,3 +503,19 @@ def test_a_process_flood_that_leaves_the_shell_is_cleared_and_the_tools_work(cli
         assert runtime.exists("mathlib/ops.py")
         assert runtime.read_file("mathlib/ops.py").startswith(b"def add")
         assert not [p for p in processes(runtime.container) if p.startswith("sleep 1000")]
+
+
+def test_a_container_broken_by_a_command_is_not_blamed_on_the_image(client, buggy_repo):
+    with make(buggy_repo, client) as runtime:
+        runtime.run("rm -f /usr/bin/git /usr/bin/base64", 10)
+        with pytest.raises(RuntimeFailure) as info:
+            runtime.diff()
+        assert "a command may have removed git" in info.value.hint
+        with pytest.raises(ToolError, match="a command may have removed it"):
+            runtime.read_file("mathlib/ops.py")
+        runtime.run("rm -f /bin/bash /usr/bin/bash", 10)
+        with pytest.raises(RuntimeFailure) as info:
+            runtime.run("exit 1", 10)
+            runtime.run("true", 10)
+        assert "could not start again" in info.value.message
+        assert "a command may have removed bash" in info.value.hint

@@ -322,9 +322,9 @@ class DockerRuntime:
         if code == 90:
             raise ToolError(f"{path}: invalid path: {out.strip()}")
         if code == 127:
-            raise RuntimeFailure(
-                f"a tool is missing in the container: {out.strip()}",
-                hint="the image needs bash, coreutils and git",
+            raise ToolError(
+                f"{path}: a tool the file operations need is missing in the container "
+                f"({out.strip()}): a command may have removed it"
             )
         return code, out
 
@@ -357,7 +357,8 @@ class DockerRuntime:
         if code != 0:
             raise RuntimeFailure(
                 f"git diff failed in the container: {out.strip()[-2000:]}",
-                hint="the image needs git",
+                hint="the image had a working git when the run started: a command may have "
+                "removed git or damaged the repository's .git; accepted submissions are kept",
             )
         return base64.b64decode(out).decode("utf-8", errors="surrogateescape")
 

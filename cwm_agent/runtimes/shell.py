@@ -294,7 +294,15 @@ class ShellSession:
 
     def _restart(self) -> int | None:
         status = self.transport.close()
-        self._start()
+        try:
+            self._start()
+        except RuntimeFailure as exc:  # it started before: what changed is the commands' doing
+            raise RuntimeFailure(
+                f"the shell session ended and could not start again: {exc.message}",
+                hint="a command may have removed bash or the working directory, or used up "
+                "the memory or processes it needs; the trajectory and accepted submissions "
+                "are kept",
+            ) from exc
         return _exit_code(status)
 
     def run(self, command: str, timeout: float) -> CommandResult:
