@@ -196,3 +196,30 @@ def test_without_ray_the_ray_executor_is_a_usage_error(three_records, env, tmp_p
     assert "--executor ray needs Ray" in result.stderr
     assert "pip install 'cwm-agent[ray]'" in result.stderr
     assert not (tmp_path / "o").exists()  # refused before anything was set up
+
+
+@needs_ray
+def test_evaluate_on_ray_gives_the_threads_verdicts(env, tmp_path):
+    from batch_support import SWEBENCH_IMAGE, swebench_engine
+    from batch_support import swebench_records as sr
+
+    swebench_engine().close()
+    dataset = write_jsonl(tmp_path / "dataset.jsonl", sr.records(3, SWEBENCH_IMAGE))
+    rows = [sr.prediction(1, "gold"), sr.prediction(2, "wrong"), sr.prediction(3, "empty")]
+    preds = write_jsonl(tmp_path / "preds.jsonl", rows)
+    reports = {}
+    for executor in ("thread", "ray"):
+        out = tmp_path / executor
+        args = ["evaluate", str(preds), "-d", str(dataset), "-o", str(out), "--workers", "2"]
+        result = run_cli([*args, "--executor", executor], env, timeout=180)
+        assert result.returncode == 0, result.stderr
+        reports[executor] = read_json(out / "report.json")
+        for iid in (sr.instance_id(1), sr.instance_id(2)):  # the logs came back from the task
+            assert (out / iid / "test_output.txt").read_text().count(">>>>> Start Test") == 1
+    assert "ray: starting a local instance with 2 CPU(s)" in result.stderr
+    keys = ("resolved_ids", "unresolved_ids", "error_ids", "empty_patch_ids")
+    assert {k: reports["ray"][k] for k in keys} == {k: reports["thread"][k] for k in keys}
+    assert reports["ray"]["resolved_ids"] == [sr.instance_id(1)]
+    tests = {e: r["instances"][sr.instance_id(2)]["tests_status"] for e, r in reports.items()}
+    assert tests["ray"] == tests["thread"]
+    assert os.listdir(env["TMPDIR"]) == []  # the tasks' scratch folders are gone

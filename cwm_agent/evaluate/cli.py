@@ -159,7 +159,9 @@ def _grade(
         from cwm_agent.evaluate.runner import Evaluator
         from cwm_agent.runtimes.docker_engine import connect
 
-        evaluator = Evaluator(settings, connect(), say)
+        # Empty patches are graded without a container: then no engine is needed.
+        client = connect() if any(task.patch for task in tasks) else None
+        evaluator = Evaluator(settings, client, say)
     with evaluator:
         for task in tasks:
             evaluator.submit(task)
