@@ -225,3 +225,37 @@ def test_extra_env_and_scrubbed_git_vars(tmp_path: Path, monkeypatch: pytest.Mon
     with ShellSession(str(tmp_path), env={"MY_VAR": "1"}) as session:
         result = session.run("echo $MY_VAR/$PAGER/$TERM/${GIT_DIR-unset}", 5)
     assert result.output == "1/cat/dumb/unset\n"
+
+
+def test_stop_commands_ends_a_running_command_in_its_thread_at_once(tmp_path):
+    """What a batch or a scaled run does after Ctrl-C: every interruptible session's
+    running command is killed and its thread gets KeyboardInterrupt; internal sessions
+    (the clean-up's diffs) go on working."""
+    import threading
+
+    from cwm_agent.runtimes import shell as shell_mod
+
+    outcome: dict[str, object] = {}
+    with (
+        ShellSession(str(tmp_path)) as agent,
+        ShellSession(str(tmp_path), interruptible=False) as internal,
+    ):
+
+        def busy() -> None:
+            started = time.monotonic()
+            try:
+                agent.run("sleep 30", 60)
+            except KeyboardInterrupt:
+                outcome["interrupted after"] = time.monotonic() - started
+
+        worker = threading.Thread(target=busy)
+        worker.start()
+        time.sleep(0.5)
+        try:
+            shell_mod.stop_commands()
+            worker.join(10)
+            assert internal.run("echo still works", 10).output == "still works\n"
+        finally:
+            shell_mod.STOPPING.clear()
+        assert outcome["interrupted after"] < 5  # type: ignore[operator]
+        assert agent.run("echo fresh shell", 10).output == "fresh shell\n"

@@ -195,7 +195,7 @@ class DockerRuntime:
     ) -> None:
         if self._host:
             self._copy_in(workdir)
-        files = self._files = self._session(workdir, FILES_LIMIT, 0)
+        files = self._files = self._session(workdir, FILES_LIMIT, 0, internal=True)
         self._keep = self._call(_KEEP)[1].split()
         code, out = self._call("builtin pwd -P")
         if code != 0:
@@ -238,6 +238,7 @@ class DockerRuntime:
         tail: int,
         killer: Callable[[str], bool] | None = None,
         startup: str = "",
+        internal: bool = False,
     ) -> ShellSession:
         container, env, alive = self.container, self._env, self._res["alive"]  # no `self`
 
@@ -246,7 +247,7 @@ class DockerRuntime:
 
         session = ShellSession(
             cwd, head_bytes=head, tail_bytes=tail, tmp_dir=self._tmp,
-            transport_factory=factory, startup=startup,
+            transport_factory=factory, startup=startup, interruptible=not internal,
         )  # fmt: skip
         self._res["sessions"].append(session)
         return session

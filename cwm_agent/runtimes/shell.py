@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -27,6 +28,18 @@ from ..types import CommandResult
 from .reaper import kill_marked
 
 CHUNK = 65536
+_POLL = 0.1  # seconds between looks at STOPPING while a command runs
+# Set when the whole process winds down (a batch or a scaled run after Ctrl-C): every
+# running command of an interruptible session is killed and its thread gets
+# KeyboardInterrupt, the way the agent's own Ctrl-C handling expects.
+STOPPING = threading.Event()
+
+
+def stop_commands() -> None:
+    """End every running command of this process now (see STOPPING)."""
+    STOPPING.set()
+
+
 STARTUP_TIMEOUT = 120.0  # seconds the shell's start-up commands may take
 _MAX_PATH = 4096  # the longest $PWD the status line carries (Linux PATH_MAX)
 # Variables that would point the agent's git at some other repository, or
@@ -225,8 +238,12 @@ class ShellSession:
         tmp_dir: str | None = None,
         transport_factory: Callable[[str, Mapping[str, str]], Transport] = PipeTransport,
         startup: str = "",
+        interruptible: bool = True,
     ) -> None:
         self.root = cwd
+        # A running command ends at once when the process is stopping (stop_commands);
+        # internal sessions (file access, diffs) that the clean-up needs are not.
+        self.interruptible = interruptible
         # Run quietly at the start of every shell, restarts included (e.g. activating a
         # conda env); its last outcome, for the record.
         self.startup = startup
@@ -274,6 +291,8 @@ class ShellSession:
             outcome = self._collect(capture, sentinel, start + STARTUP_TIMEOUT)
         except OSError:
             outcome, capture = "eof", _Capture(0, 0)
+        if outcome == "stopped":
+            raise KeyboardInterrupt
         if not isinstance(outcome, int):
             raise RuntimeFailure(
                 f"the shell's start-up commands ({self.startup!r}) "
@@ -319,6 +338,9 @@ class ShellSession:
             self.transport.run_script(self._cmd_file, script, line)
         capture = _Capture(self.head_bytes, self.tail_bytes)
         outcome = self._collect(capture, sentinel, start + timeout)
+        if outcome == "stopped":  # the whole process is stopping (stop_commands)
+            self._restart()
+            raise KeyboardInterrupt
         timed_out, exit_code = outcome == "timeout", None
         if isinstance(outcome, int):
             exit_code = outcome
@@ -356,10 +378,14 @@ class ShellSession:
                 capture.add(buf[:-hold])
                 buf = buf[-hold:]
             remaining = deadline - time.monotonic()
-            data = self.transport.read(remaining) if remaining > 0 else b""
-            if data is None or remaining <= 0:
+            stop = self.interruptible and STOPPING.is_set()
+            if remaining <= 0 or stop:
                 capture.add(buf)
-                return "eof" if data is None else "timeout"
+                return "stopped" if stop else "timeout"
+            data = self.transport.read(min(remaining, _POLL) if self.interruptible else remaining)
+            if data is None:
+                capture.add(buf)
+                return "eof"
             buf += data
 
     def close(self) -> None:
