@@ -311,7 +311,7 @@ def test_agent_fixes_the_bug_in_a_container_and_the_patch_applies_on_the_host(
     assert snapshot(buggy_repo) == before
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
 def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, signal_name):
     import signal
 
