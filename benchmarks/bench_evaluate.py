@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -134,7 +135,16 @@ def section(res: dict) -> str:
         "log parser) is swebench's own in both.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(wrapped(lines))
+
+
+def wrapped(lines: list[str]) -> list[str]:
+    """Prose at 92 columns, as the rest of BENCHMARKS.md; tables and headings as they are."""
+    out = []
+    for line in lines:
+        keep = line.startswith(("|", "#")) or not line
+        out += [line] if keep else textwrap.wrap(line, 92, break_on_hyphens=False)
+    return out
 
 
 def write(markdown: str) -> None:

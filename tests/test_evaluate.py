@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from batch_support import (
     leftover_containers,
     read_json,
     swebench_engine,
+    wait_for,
     write_jsonl,
 )
 from batch_support import swebench_records as sr
@@ -185,3 +187,40 @@ def test_usage_errors_exit_2(tmp_path):
         assert result.returncode == 2, (expected, result.stderr)
         assert expected in result.stderr, (expected, result.stderr)
         assert result.stdout == ""
+
+
+def test_without_an_engine_exit_4_and_ctrl_c_removes_the_containers(engine, tmp_path):
+    records = sr.records(2, SWEBENCH_IMAGE)
+    for record in records:  # eval scripts that would run for a minute
+        record["eval_script"] = record["eval_script"].replace("python -m", "sleep 60; python -m")
+    dataset = write_jsonl(tmp_path / "dataset.jsonl", records)
+    preds = write_jsonl(
+        tmp_path / "preds.jsonl", [sr.prediction(1, "gold"), sr.prediction(2, "gold")]
+    )
+    args = ["evaluate", str(preds), "--dataset", str(dataset), "-o", str(tmp_path / "out")]
+    no_engine = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = run_cli(args, no_engine)
+    assert result.returncode == 4 and "no Docker engine answers" in result.stderr
+    mine = {"name": "cwm-agent-eval-"}
+    before = started(engine, mine)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cwm_agent", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(started(engine, mine) - before) == 2, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "evaluation interrupted" in stderr
+    assert started(engine, mine) - before == set()  # removed, not left to `cleanup`
+    assert not list((tmp_path / "out").glob("*/outcome.json"))  # no verdict was made
+
+
+def started(engine, filters) -> set[str]:
+    """Ids of the containers there now (one call: no inspect that a removal can race)."""
+    return {c["Id"] for c in engine.api.containers(all=True, filters=filters)}

@@ -67,6 +67,7 @@ class Grader:
         self.run_id = run_id
         self.timeout = timeout
         self.live: dict[str, Any] = {}  # instance id -> container, for an interrupt
+        self.stopping = False  # set by remove_all: a container started after it goes at once
         self._lock = threading.Lock()
 
     def grade(self, task: Task, folder: Path) -> Outcome:
@@ -130,7 +131,12 @@ class Grader:
         except RuntimeFailure as exc:
             raise GradingError(str(exc)) from exc
         with self._lock:
-            self.live[task.instance_id] = container
+            stopping = self.stopping
+            if not stopping:
+                self.live[task.instance_id] = container
+        if stopping:  # the interrupt came while it was starting
+            remove_container(container)
+            raise GradingError("interrupted")
         _log(log, f"Container for {task.instance_id} started: {container.id}")
         return container
 
@@ -142,6 +148,7 @@ class Grader:
     def remove_all(self) -> None:
         """Ctrl-C: every container in use goes, which ends the commands running in them."""
         with self._lock:
+            self.stopping = True
             live = list(self.live.values())
         for container in live:
             try:
