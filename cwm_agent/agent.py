@@ -7,14 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cwm_agent import conversation, prompts, protocol, tools
+from cwm_agent import conversation, prompt_sets, prompts, protocol, tools
 from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
+from cwm_agent.protocol import CHARS_PER_TOKEN
 from cwm_agent.redaction import redact, secret_values
 from cwm_agent.settings import AgentConfig
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
-
-CHARS_PER_TOKEN = 4  # a rough estimate, used only before the server has reported usage
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,21 @@ class Agent:
         self._format_errors_in_row = 0
         self._context_tokens = 0
         self._secrets = secret_values()
+        # The prompt set's templates write the system, user, format-error and submission
+        # texts (a subclass's task text too: render_prompt); a wrong name fails here.
+        self.prompt_set = prompt_sets.load(config.prompts)
+        self.prompt_set.check_tool_format(config.tool_format)
+        # One tool result holds about max_output_tokens tokens (CWM's per-message limit).
+        self.output_limit = config.max_output_chars
+
+    def render_prompt(self, name: str, **values: Any) -> str:
+        """Template ``name`` of this run's prompt set (``prompts.render``)."""
+        return prompts.render(name, self.prompt_set, **values)
 
     # -- set-up -------------------------------------------------------------------------
     def _initial_messages(self, issue: str) -> list[dict[str, Any]]:
         cfg = self.config
-        system = prompts.render(
+        system = self.render_prompt(
             "system",
             tool_format=cfg.tool_format,
             root=self.runtime.root,
@@ -92,13 +101,14 @@ class Agent:
         issue_text = protocol.truncate_middle(
             protocol.clean_text(issue), cfg.issue_max_tokens * CHARS_PER_TOKEN
         )
-        user = prompts.render("user", issue=issue_text, root=self.runtime.root)
+        user = self.render_prompt("user", issue=issue_text, root=self.runtime.root)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, issue: str) -> RunResult:
         steps = 0
         try:  # from the first line: an interrupt at any point leaves a finished trajectory
+            self.traj.data["config"]["prompt_set"] = self.prompt_set.record()
             messages = self.traj.messages
             messages.extend(self._initial_messages(issue))
             self._context_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
@@ -175,7 +185,7 @@ class Agent:
 
     def _handle_format_error(self, problem: str, reply: ModelReply) -> None:
         self._format_errors_in_row += 1
-        text = prompts.render(
+        text = self.render_prompt(
             "format_error",
             problem=problem,
             with_example=problem.startswith("your reply"),
@@ -202,7 +212,8 @@ class Agent:
             self.runtime.base_dir,
             self.runtime.base,
             exclude=tuple(self.submitted_paths),
-            max_output=self.config.max_output_chars,
+            max_output=self.output_limit,
+            prompt_set=self.prompt_set,
         )
         if patch is not None:
             self.patch = patch
@@ -215,7 +226,8 @@ class Agent:
                 action,
                 self.runtime,
                 timeout=self.config.timeout,
-                max_output=self.config.max_output_chars,
+                max_output=self.output_limit,
+                tool_format=self.config.tool_format,
             )
 
         execute = run_tool
@@ -241,10 +253,12 @@ class Agent:
         step: int,
         extra_results: list[tuple[str, str]],
     ) -> None:
-        remaining_tokens = max(0, self.config.max_context - self._context_tokens)
-        content = protocol.render_tool_result(
-            observation.output, self.config.max_steps - step, remaining_tokens
-        )
+        # As CWM counts it: the context left once this result itself is in it.
+        turns = self.config.max_steps - step
+        own = len(protocol.render_tool_result(observation.output, turns, 0)) // CHARS_PER_TOKEN
+        own = min(own, self.config.max_output_tokens)
+        remaining_tokens = max(0, self.config.max_context - self._context_tokens - own)
+        content = protocol.render_tool_result(observation.output, turns, remaining_tokens)
         self._append(conversation.tool_message(action, content, step))
         for call_id, error in extra_results:
             self._append({"role": "tool", "tool_call_id": call_id, "content": error})

@@ -3,12 +3,13 @@
 CWM format: reasoning, ``</think>``, then exactly one ``<tool: NAME>\\nBODY\\n</tool>``.
 OpenAI format: native function calls (``ToolCall``), first one executed.
 
-Where problems are reported: anything wrong with the *shape* of a call (tags, tool
-name, empty body, an edit body without a path, markers or with several blocks) is a
-``FormatError`` raised here; problems that need the file system (missing file,
-search text not found or ambiguous, empty search) are ``ToolError``s raised when
-the tool runs (``tools.py``).  ``FormatError`` messages do not carry the
-``FormatError:`` prefix; the agent loop adds it.
+Where problems are reported, as in CWM's environment: anything wrong with the *shape* of
+a reply (two ``</think>``, no call or several, an unknown tool, an unclosed tag, an empty
+body) is a ``FormatError`` raised here, which the loop answers with a user message.  What
+the body of a well-shaped call says (an edit body without its markers, a missing file, a
+search text not found) is the tool's business: its error comes back as that tool's
+result, with the budget (``tools.py``, ``editing.py``).  ``FormatError`` messages do not
+carry the ``FormatError:`` prefix; the agent loop adds it.
 """
 
 from __future__ import annotations
@@ -17,35 +18,28 @@ import json
 import re
 from typing import Any
 
-from .errors import FormatError
+from .editing import parse_edit_body
+from .errors import FormatError, ToolError
 from .types import TOOL_NAMES, Action, ToolCall
 
+CHARS_PER_TOKEN = 4  # a rough estimate, used where no tokenizer or server count is at hand
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 TOOL_CLOSE = "</tool>"
-# Lenient about spaces inside the tag (CWM writes exactly one); the name is checked later.
-_TOOL_OPEN = re.compile(r"<tool:[ \t]*([^<>\n]{0,80}?)[ \t]*>")
+# Lenient about white space around the name (CWM writes exactly one space); the name is
+# checked later, so every reply CWM's own parser accepts opens a call here too.
+_TOOL_OPEN = re.compile(r"<tool:\s*([^<>\n]{0,80}?)\s*>")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-SEARCH_MARK = "<<<<<<< SEARCH"
-DIVIDER_MARK = "======="
-REPLACE_MARK = ">>>>>>> REPLACE"
 
 CALL_EXAMPLE = (
     "Expected format: your reasoning, then </think>, then exactly one tool call, e.g.\n"
     "<tool: bash>\nls -la\n</tool>\n"
     f"Available tools: {', '.join(TOOL_NAMES)}."
 )
-EDIT_EXAMPLE = (
-    "Expected edit format:\n<tool: edit>\npath/to/file.py\n"
-    f"{SEARCH_MARK}\nexact lines to find\n{DIVIDER_MARK}\nlines to put instead\n"
-    f"{REPLACE_MARK}\n</tool>"
-)
 _EXAMPLES = {
     "create": "Expected create format:\n<tool: create>\npath/to/new_file.py\nfile content\n</tool>",
     "submit": "Expected submit format:\n<tool: submit>\nfix.patch\n</tool>",
-    "edit": EDIT_EXAMPLE,
 }
 
 
@@ -68,7 +62,8 @@ def parse_cwm_reply(text: str) -> tuple[str, Action | None]:
     Returns ``(reasoning, None)`` when the reply has no tool call: the caller decides
     whether that is the final summary or a format error.  Raises ``FormatError`` for
     two ``</think>``, an unclosed ``<think>``, several calls, an unknown tool, an
-    unclosed tag, an empty body or a malformed edit/create/submit body.
+    unclosed tag or an empty body.  The body is the text between the line of the
+    opening tag and the line of ``</tool>``, byte for byte.
     """
     reasoning, after = _split_think(text)
     opens = list(_TOOL_OPEN.finditer(after))
@@ -88,7 +83,7 @@ def parse_cwm_reply(text: str) -> tuple[str, Action | None]:
     name = opening.group(1).strip()
     if name not in TOOL_NAMES:
         raise _format_error(f"Unknown tool {_describe(name, 30)}.")
-    body = _strip_one_newline(after[opening.end() : close_at])
+    body = _inner(after[opening.end() : close_at])
     if not body.strip():
         raise _format_error(
             f"The {name} call has an empty body.", _EXAMPLES.get(name, CALL_EXAMPLE)
@@ -112,80 +107,37 @@ def _split_think(text: str) -> tuple[str, str]:
     return reasoning, after
 
 
-def _strip_one_newline(body: str) -> str:
-    """Drop the single newline after the open tag and before the close tag, nothing else."""
-    return re.sub(r"\r?\n\Z", "", re.sub(r"\A\r?\n", "", body), count=1)
+def _inner(text: str) -> str:
+    """The body: the line break after the opening tag and the one before ``</tool>`` go.
+
+    Only a "\\n" ends the body (a "\\r" before it stays, as in CWM); after the opening
+    tag a "\\r\\n" is tolerated too.
+    """
+    if text.startswith("\n"):
+        text = text[1:]
+    elif text.startswith("\r\n"):
+        text = text[2:]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def body_to_args(tool: str, body: str) -> dict[str, str]:
-    """Turn a CWM tool body into the named arguments shared with the openai format."""
+    """The named arguments (shared with the openai format) a CWM tool body stands for.
+
+    Never raises: an edit body without its markers keeps the raw ``body`` (the edit
+    tool reports the problem as its result); create and submit take the body as CWM's
+    plugins do (first line the path; the whole body the path).
+    """
     if tool == "bash":
         return {"command": body}
     if tool == "edit":
-        return parse_edit_body(body)
+        try:
+            return parse_edit_body(body)
+        except ToolError:
+            return {"path": body.split("\n", 1)[0].strip(), "body": body}
     if tool == "create":
         path, _, content = body.partition("\n")
-        path = path.strip()
-        if not path:
-            raise _format_error(
-                "The create body must start with the file path.", _EXAMPLES["create"]
-            )
-        return {"path": path, "content": content}
-    path = body.strip()  # submit
-    if "\n" in path:
-        raise _format_error("The submit body must be a single path.", _EXAMPLES["submit"])
-    return {"path": path}
-
-
-def parse_edit_body(body: str) -> dict[str, str]:
-    """``PATH\\n<<<<<<< SEARCH\\n...\\n=======\\n...\\n>>>>>>> REPLACE`` -> args.
-
-    ``search``/``replace`` hold whole lines, each ending in a newline ("" = no lines),
-    so a deleted block and a single blank line stay distinguishable.
-    """
-    lines = body.split("\n")
-    path = lines[0].strip()
-    if not path or path == SEARCH_MARK:
-        raise _format_error("The edit body must start with the file path.", EDIT_EXAMPLE)
-    marks = [line.rstrip() for line in lines]
-    searches = [i for i, m in enumerate(marks) if m == SEARCH_MARK]
-    replaces = [i for i, m in enumerate(marks) if m == REPLACE_MARK]
-    if not searches or not replaces:
-        missing = SEARCH_MARK if not searches else REPLACE_MARK
-        raise _format_error(f"The edit body has no '{missing}' line.", EDIT_EXAMPLE)
-    if len(searches) > 1 or len(replaces) > 1:
-        raise _format_error(
-            f"The edit body has {max(len(searches), len(replaces))} SEARCH/REPLACE blocks; "
-            "only one block per edit call is allowed (make one edit call per change).",
-            EDIT_EXAMPLE,
-        )
-    start, end = searches[0], replaces[0]
-    dividers = [i for i in range(start + 1, end) if marks[i] == DIVIDER_MARK]
-    if end < start or not dividers:
-        raise _format_error(
-            f"The edit body needs '{SEARCH_MARK}', then '{DIVIDER_MARK}', then '{REPLACE_MARK}'.",
-            EDIT_EXAMPLE,
-        )
-    if len(dividers) > 1:
-        raise _format_error(
-            f"The edit block has {len(dividers)} '{DIVIDER_MARK}' lines, so it is ambiguous where "
-            "the search text ends; make the search text avoid such a line.",
-            EDIT_EXAMPLE,
-        )
-    if any(line.strip() for line in lines[1:start] + lines[end + 1 :]):
-        raise _format_error(
-            "The edit body has text outside the SEARCH/REPLACE block.", EDIT_EXAMPLE
-        )
-    divider = dividers[0]
-    return {
-        "path": path,
-        "search": _join_lines(lines[start + 1 : divider]),
-        "replace": _join_lines(lines[divider + 1 : end]),
-    }
-
-
-def _join_lines(lines: list[str]) -> str:
-    return "".join(line + "\n" for line in lines)
+        return {"path": path.strip(), "content": content}
+    return {"path": body.strip()}  # submit
 
 
 # ------------------------------------------------------------------------ OpenAI format
@@ -257,16 +209,17 @@ _TOOL_SPECS = {
         {"command": "The command(s) to run."},
     ),
     "edit": (
-        "Replace one exact run of whole lines (indentation included) in a file.",
+        "Replace the one occurrence of a text in a file; it must start at the beginning of "
+        "a line (indentation included) and may end within a line.",
         {
-            "path": "File to edit.",
-            "search": "Exact consecutive lines to find; must occur exactly once.",
-            "replace": "Lines to put in their place.",
+            "path": "File to edit (absolute, or relative to the shell's current directory).",
+            "search": "Exact text to find, from the start of a line; must occur exactly once.",
+            "replace": "Text to put in its place.",
         },
     ),
     "create": (
         "Create a new file (it must not exist; its directory must).",
-        {"path": "File to create.", "content": "Full file content."},
+        {"path": "File to create.", "content": "Full file content, written as given."},
     ),
     "submit": (
         "Submit a patch file in git diff format; without path, the working-tree diff.",
@@ -310,9 +263,13 @@ def clean_text(text: str) -> str:
 
 
 def render_tool_result(output: str, remaining_turns: int, remaining_tokens: int) -> str:
-    """The content of a ``tool`` message: the output plus the remaining budget."""
+    """The content of a ``tool`` message: the output as it is, then the remaining budget.
+
+    As in CWM, nothing is stripped: an output ending in a newline leaves a blank line
+    before ``</output>``, an empty one an empty line.
+    """
     return (
-        f"<output>\n{output.rstrip(chr(10))}\n</output>\n\n"
+        f"<output>\n{output}\n</output>\n\n"
         f"<budget>\n* Remaining turns: {remaining_turns}\n"
         f"* Remaining tokens: {remaining_tokens}\n</budget>"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
 from cwm_agent.errors import UsageError
+from cwm_agent.protocol import CHARS_PER_TOKEN
 from cwm_agent.trajectory import new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -68,13 +69,17 @@ class AgentConfig:
     max_context: int = 131_072
     max_reply_tokens: int = 65_536
     timeout: float = 120.0
-    max_output_chars: int = 16_384
-    max_output_tokens: int = 32_768
+    max_output_tokens: int = 32_768  # one tool result (CWM's per-message limit)
     max_format_errors: int = 5
     issue_max_tokens: int = 8_192
     prompts: str | None = None  # None: the bundled prompt set
     submit_on_limit: bool = False
     trace_prediction: bool = False
+
+    @property
+    def max_output_chars(self) -> int:
+        """``max_output_tokens`` in characters, estimated as the agent does (4 a token)."""
+        return self.max_output_tokens * CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True)

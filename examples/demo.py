@@ -5,6 +5,11 @@ examples/demo_script.json, served by a scripted OpenAI-compatible HTTP server on
 127.0.0.1 and reached through the real `openai` client. Everything else is real: a
 temporary git repository, the bash session, the edit tool, patch validation.
 
+The model is named "scripted-cwm", so cwm-agent uses the transport it verifies for CWM
+(`--api auto` picks completions): it renders CWM's chat format itself and calls
+/v1/completions with a prompt that already ends in the `<think>` prefill. The scripted
+replies therefore start with the reasoning, not with `<think>`.
+
 The patch goes to stdout (as with `cwm-agent run`); the story goes to stderr.
 """
 

@@ -164,3 +164,32 @@ def test_the_agent_loop_runs_on_completions(buggy_repo, tmp_path):
         "<|start_header_id|>tool: bash<|end_header_id|>\n\n<output>\nhi\n"
     ) in second
     assert second.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n<think>\n")
+
+
+def test_the_demo_runs_on_the_completions_transport(tmp_path):
+    """`make demo` names its model "scripted-cwm": `--api auto` sends it to /v1/completions,
+    whose prompt already holds the `<think>` prefill, so no scripted reply repeats it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cwm_agent.settings import ModelSettings
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    script = json.loads((examples / "demo_script.json").read_text())
+    assert ModelSettings("scripted-cwm").transport == "completions"
+    assert not [entry for entry in script if entry.lstrip().startswith("<think>")]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "CWM_AGENT_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, str(examples / "demo.py")], capture_output=True, text=True, env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("diff --git a/calc/stats.py b/calc/stats.py")
+    data = json.loads((tmp_path / "cwm-demo-trajectory.json").read_text())
+    assert data["config"]["model"]["api"] == "completions"
+    replies = [m["content"] for m in data["messages"] if m["role"] == "assistant"]
+    assert len(replies) == len(script)
+    assert all(reply.count("<think>") == 1 for reply in replies)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cwm_agent.errors import FormatError
+from cwm_agent.editing import parse_edit_body
+from cwm_agent.errors import FormatError, ToolError
 from cwm_agent.protocol import (
     OPENAI_TOOLS,
     parse_cwm_reply,
@@ -101,19 +102,29 @@ def f():
 
 
 def test_edit_body_to_args():
+    """Search and replacement are the text between the markers, without the line break
+    before the next marker (CWM's plugin reads them so)."""
     _, action = parse_cwm_reply(reply(f"<tool: edit>\n{EDIT_BODY}\n</tool>"))
     assert action.args == {
         "path": "src/app.py",
-        "search": "def f():\n    return 1\n",
-        "replace": "def f():\n    return 2\n",
+        "search": "def f():\n    return 1",
+        "replace": "def f():\n    return 2",
     }
 
 
-def test_edit_with_empty_replace_deletes_and_blank_line_is_kept_distinct():
-    deleting = "a.py\n<<<<<<< SEARCH\nx = 1\n=======\n>>>>>>> REPLACE"
+def test_edit_body_empty_texts_are_one_empty_line():
     blank = "a.py\n<<<<<<< SEARCH\nx = 1\n=======\n\n>>>>>>> REPLACE"
-    assert parse_cwm_reply(reply(f"<tool: edit>\n{deleting}\n</tool>"))[1].args["replace"] == ""
-    assert parse_cwm_reply(reply(f"<tool: edit>\n{blank}\n</tool>"))[1].args["replace"] == "\n"
+    assert parse_cwm_reply(reply(f"<tool: edit>\n{blank}\n</tool>"))[1].args["replace"] == ""
+    two = "a.py\n<<<<<<< SEARCH\nx = 1\n\n=======\n\n\n>>>>>>> REPLACE"
+    args = parse_cwm_reply(reply(f"<tool: edit>\n{two}\n</tool>"))[1].args
+    assert (args["search"], args["replace"]) == ("x = 1\n", "\n")
+
+
+def test_edit_body_as_cwm_reads_it():
+    """The first divider ends the search; text before the path line and after the block
+    is not read; the path is the line right before SEARCH."""
+    body = "Here is my edit:\na.py\n<<<<<<< SEARCH\na\n=======\nb\n=======\nc\n>>>>>>> REPLACE!\nok"
+    assert parse_edit_body(body) == {"path": "a.py", "search": "a", "replace": "b\n=======\nc"}
 
 
 @pytest.mark.parametrize(
@@ -121,29 +132,43 @@ def test_edit_with_empty_replace_deletes_and_blank_line_is_kept_distinct():
     [
         ("<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE", "must start with the file path"),
         ("a.py\nold\nnew", "has no '<<<<<<< SEARCH' line"),
+        ("a.py\n<<<<<<< SEARCH \na\n=======\nb\n>>>>>>> REPLACE", "nothing after the marker"),
+        ("a.py\n<<<<<<< SEARCH\na\nb\n>>>>>>> REPLACE", "no '=======' line"),
         ("a.py\n<<<<<<< SEARCH\na\n=======\nb", "has no '>>>>>>> REPLACE' line"),
-        ("a.py\n<<<<<<< SEARCH\na\nb\n>>>>>>> REPLACE", "needs '<<<<<<< SEARCH', then"),
+        ("a.py\n<<<<<<< SEARCH\na\n=======\n>>>>>>> REPLACE", "written as one empty line"),
         (EDIT_BODY + "\n" + EDIT_BODY.split("\n", 1)[1], "has 2 SEARCH/REPLACE blocks"),
-        ("a.py\n<<<<<<< SEARCH\na\n=======\nb\n=======\nc\n>>>>>>> REPLACE", "ambiguous"),
-        (EDIT_BODY + "\nthanks!", "text outside the SEARCH/REPLACE block"),
     ],
 )
-def test_malformed_edit_bodies_are_format_errors(body, problem):
-    with pytest.raises(FormatError) as caught:
-        parse_cwm_reply(reply(f"<tool: edit>\n{body}\n</tool>"))
+def test_malformed_edit_bodies_are_the_edit_tools_business(body, problem):
+    """As in CWM: the call is well formed, so it is the edit tool that reports the body
+    (as its result, with the budget), not a FormatError."""
+    _, action = parse_cwm_reply(reply(f"<tool: edit>\n{body}\n</tool>"))
+    assert action.tool == "edit" and action.args["body"] == body and "search" not in action.args
+    with pytest.raises(ToolError) as caught:
+        parse_edit_body(body)
     assert problem in str(caught.value)
+    assert str(caught.value).startswith("No change was made: ")
     assert "Expected edit format:" in str(caught.value)
 
 
 def test_create_and_submit_bodies():
     _, create = parse_cwm_reply(reply("<tool: create>\nnew.py\nx = 1\ny = 2\n</tool>"))
     assert create.args == {"path": "new.py", "content": "x = 1\ny = 2"}
+    _, final_newline = parse_cwm_reply(reply("<tool: create>\nnew.py\nx = 1\n\n</tool>"))
+    assert final_newline.args == {"path": "new.py", "content": "x = 1\n"}
     _, empty = parse_cwm_reply(reply("<tool: create>\nempty.txt\n</tool>"))
     assert empty.args == {"path": "empty.txt", "content": ""}
     _, submit = parse_cwm_reply(reply("<tool: submit>\n fix.patch \n</tool>"))
     assert submit.args == {"path": "fix.patch"}
-    with pytest.raises(FormatError, match="single path"):
-        parse_cwm_reply(reply("<tool: submit>\na.patch\nb.patch\n</tool>"))
+    # Two lines are a path that does not exist: the submit tool says so, not the parser.
+    _, two = parse_cwm_reply(reply("<tool: submit>\na.patch\nb.patch\n</tool>"))
+    assert two.args == {"path": "a.patch\nb.patch"}
+
+
+def test_body_keeps_a_carriage_return_before_the_closing_line():
+    """Only the "\\n" before </tool> ends the body, as in CWM's parser."""
+    _, action = parse_cwm_reply(reply("<tool: bash>\r\nls\r\n</tool>"))
+    assert action.args == {"command": "ls\r"}
 
 
 @settings(max_examples=300, deadline=None)
@@ -241,10 +266,13 @@ def test_openai_tool_schemas():
 
 
 def test_render_tool_result_exact():
+    """The output as it is: a final newline leaves a blank line before </output>."""
     assert render_tool_result("hello\n", 12, 3400) == (
-        "<output>\nhello\n</output>\n\n<budget>\n* Remaining turns: 12\n"
+        "<output>\nhello\n\n</output>\n\n<budget>\n* Remaining turns: 12\n"
         "* Remaining tokens: 3400\n</budget>"
     )
+    assert render_tool_result("", 1, 2).startswith("<output>\n\n</output>\n\n<budget>")
+    assert render_tool_result("hi", 1, 2).startswith("<output>\nhi\n</output>\n\n")
 
 
 def test_truncate_middle_keeps_head_and_tail_and_says_how_much():

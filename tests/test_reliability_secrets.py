@@ -60,7 +60,7 @@ def test_a_whole_run_never_shows_the_key(buggy_repo, cli_env, tmp_path):
         for request in server.requests:  # what the model saw of the shell
             assert secret not in json.dumps(request.body)
     observations = [s["observation"]["output"] for s in json.loads(traj.read_text())["steps"][:6]]
-    assert observations[1] == "key=[]"
+    assert observations[1] == "key=[]\n"  # as the command wrote it
 
 
 def test_a_failed_run_does_not_show_the_key(buggy_repo, cli_env, tmp_path):

@@ -128,7 +128,7 @@ def test_hanging_command_is_killed_at_timeout(buggy_repo, cli_env):
         result = run_agent(server, buggy_repo, cli_env, "--timeout", "1")
     assert result.returncode == 0, result.stderr
     observation = server.requests[1]["body"]["messages"][-1]["content"]
-    assert "[command killed after 1 s" in observation
+    assert "did not finish within 1 seconds and was killed" in observation
     pwd_output = server.requests[2]["body"]["messages"][-1]["content"]
     assert "cwm-agent-" in pwd_output  # the session restarted in the private copy's root
 
