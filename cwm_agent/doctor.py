@@ -167,17 +167,29 @@ def check_git() -> Check:
     return Check("git", OK if proc.returncode == 0 else FAIL, proc.stdout.strip() or exe)
 
 
-def check_prompts() -> Check:
-    from cwm_agent import prompts
+def check_prompts(spec: str | None = None) -> Check:
+    """The bundled templates compile, and so does the prompt set in use (named, hashed)."""
+    from cwm_agent import prompt_sets, prompts
 
     try:
         folder = prompts.prompts_dir()
         names = sorted(p.name for p in folder.glob("*.j2"))
         for name in names:
-            prompts._environment().get_template(name)
+            prompts.environment(None).get_template(name)
     except Exception as exc:  # missing folder, broken template: either way, reinstall
         return Check("prompts", FAIL, f"{type(exc).__name__}: {exc}", "reinstall cwm-agent")
-    return Check("prompts", OK, f"{len(names)} templates in {folder}")
+    try:
+        chosen = prompt_sets.load(spec)
+        own = str(chosen.directory) if chosen.directory else None
+        for name in chosen.own:
+            prompts.environment(own).get_template(f"{name}.j2")
+    except UsageError as exc:
+        return Check("prompts", FAIL, exc.message, exc.hint)
+    except Exception as exc:  # a template of the set does not compile
+        hint = "fix the template, or re-import the set (cwm-agent prompts import-cwm PATH --force)"
+        return Check("prompts", FAIL, f"prompt set {spec}: {type(exc).__name__}: {exc}", hint)
+    used = f"prompt set {chosen.name} (sha256 {chosen.sha256[:12]})"
+    return Check("prompts", OK, f"{len(names)} templates in {folder}; {used}")
 
 
 def check_runs_dir() -> Check:
@@ -203,7 +215,7 @@ def run_checks(
         check_model(cfg["model"], served),
         *check_docker(cfg["runtime"], cfg["image"]),
         check_git(),
-        check_prompts(),
+        check_prompts(cfg["prompts"]),
         check_runs_dir(),
     ]
 
@@ -229,6 +241,7 @@ def render(checks: list[Check]) -> str:
 @setting_option("model", help="Model that must be served [env CWM_AGENT_MODEL].")
 @setting_option("runtime", help="With docker, a missing engine or image is a failure.")
 @setting_option("image", help="Docker image that must be present.")
+@setting_option("prompts", help="Prompt set whose templates must compile.")
 @click.option(
     "--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait."
 )
