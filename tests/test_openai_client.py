@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -321,3 +322,117 @@ def test_server_runs_standalone(tmp_path: Path) -> None:
         proc.terminate()
         stdout, _ = proc.communicate(timeout=5)
     assert stdout == ""
+
+
+def message_entry(message: dict, **extra: object) -> dict:
+    """A scripted 200 whose choice carries exactly ``message`` (any JSON in any field)."""
+    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}
+    return {"choices": [choice], **extra}
+
+
+def test_content_given_as_a_list_of_text_parts_is_joined() -> None:
+    """The OpenAI schema allows content as parts; text and refusal parts are text."""
+    parts = [
+        {"type": "text", "text": "<think>\nwhy\n</think>\n"},
+        {"type": "output_text", "text": "<tool: bash>\nls\n"},
+        {"type": "refusal", "refusal": "</tool>"},
+        "!",
+    ]
+    reasoning = [{"type": "text", "text": "first "}, {"type": "text", "text": "second"}]
+    entry = message_entry({"content": parts, "reasoning_content": reasoning})
+    with ScriptedServer([entry]) as server:
+        reply = model_for(server).complete(MESSAGES)
+    assert reply.content == "<think>\nwhy\n</think>\n<tool: bash>\nls\n</tool>!"
+    assert reply.reasoning == "first second"
+
+
+@pytest.mark.parametrize(
+    ("message", "usage", "said"),
+    [
+        ({"content": 5}, None, "the reply's content is a number, not text: 5"),
+        ({"content": {"text": "x"}}, None, "the reply's content is a JSON dict"),
+        ({"content": True}, None, "the reply's content is a boolean"),
+        ({"content": [{"type": "image_url", "image_url": {}}]}, None, "a part that is not text"),
+        ({"content": [{"type": "text", "text": 3}]}, None, "a part that is not text"),
+        ({"content": "ok", "reasoning_content": 7}, None, "the reply's reasoning is a number"),
+        ({"content": "ok"}, {"prompt_tokens": "lots"}, 'prompt_tokens is not a token count: "lo'),
+        ({"content": "ok"}, {"completion_tokens": -1}, "usage.completion_tokens is not a token"),
+        ({"content": "ok"}, {"prompt_tokens": 1.5}, "usage.prompt_tokens is not a token count"),
+        ({"content": "ok"}, {"prompt_tokens": True}, "usage.prompt_tokens is not a token count"),
+        ({"content": "ok"}, {"prompt_tokens": [1]}, "usage.prompt_tokens is not a token count"),
+        ({"content": "ok"}, "many", 'usage is not an object of token counts: "many"'),
+        ({"tool_calls": [{"id": "c", "function": {"name": 3}}]}, None, "name is not a string: 3"),
+    ],
+    ids=[
+        "number", "object", "bool", "image-part", "text-not-str", "reasoning", "usage-word",
+        "usage-negative", "usage-fraction", "usage-bool", "usage-list", "usage-str", "tool-name",
+    ],
+)  # fmt: skip
+def test_unusable_fields_are_a_bad_reply_tried_twice(message, usage, said) -> None:
+    entry = message_entry(message, **({} if usage is None else {"usage": usage}))
+    with ScriptedServer([entry, entry]) as server:
+        with pytest.raises(ModelError) as info:
+            model_for(server).complete(MESSAGES)
+    assert len(server.requests) == 2
+    assert str(info.value.message).startswith(f"Bad reply from {server.base_url}")
+    assert "(2 attempt(s))" in info.value.message and said in info.value.message
+    assert "--base-url" in info.value.hint and info.value.exit_code == 3
+
+
+def test_usable_usage_shapes() -> None:
+    """Counts as floats with no fraction or as digit strings (some proxies) are counts."""
+    shapes = [{"prompt_tokens": 12.0, "completion_tokens": "3"}, {"prompt_tokens": None}]
+    entries = [message_entry({"content": "ok"}, usage=u) for u in shapes]
+    with ScriptedServer(entries) as server:
+        model = model_for(server)
+        assert model.complete(MESSAGES).usage == Usage(12, 3)
+        assert model.complete(MESSAGES).usage == Usage(0, 0)
+
+
+def test_completion_text_as_a_number_is_a_bad_reply() -> None:
+    entry = {"choices": [{"index": 0, "text": 42, "finish_reason": "stop"}]}
+    with ScriptedServer([entry, entry]) as server:
+        with pytest.raises(ModelError, match="the reply's text is a number, not text: 42"):
+            model_for(server).complete_text("def f():")
+
+
+def test_a_retry_after_beyond_what_the_sdk_waits_reports_one_attempt() -> None:
+    """The SDK gives up at once on a Retry-After above its cap (120 s in openai 3.57) and
+    waits out a shorter one: the message says how many requests were really sent, and what
+    the server asked for."""
+    day = {"status": 429, "headers": {"Retry-After": "86400"}, "body": {"error": {"message": "x"}}}
+    with ScriptedServer([day]) as server:
+        started = time.monotonic()
+        with pytest.raises(ModelError) as info:
+            model_for(server, max_retries=4).complete(MESSAGES)
+        assert time.monotonic() - started < 5
+    assert len(server.requests) == 1
+    text = info.value.message
+    assert "after 1 attempt(s)" in text and "asked to wait 86400 s (about 24 h)" in text
+    assert "did not retry" in text and "86400 s" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [({"Retry-After": "0.2"}, "0.2 s"), ({"retry-after-ms": "200"}, "0.2 s")],
+    ids=["seconds", "milliseconds"],
+)
+def test_a_short_retry_after_is_waited_out_and_reported(headers, wait) -> None:
+    entry = {"status": 503, "headers": headers, "body": {"error": {"message": "busy"}}}
+    with ScriptedServer([entry] * 3) as server:
+        with pytest.raises(ModelError) as info:
+            model_for(server, max_retries=2).complete(MESSAGES)
+    assert len(server.requests) == 3
+    assert "after 3 attempt(s)" in info.value.message
+    assert f"asked to wait {wait} before trying again" in info.value.message
+    assert "did not retry" not in info.value.message
+
+
+def test_a_retry_after_date_far_ahead_is_reported() -> None:
+    later = {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}
+    entry = {"status": 429, "headers": later, "body": {"error": {"message": "quota"}}}
+    with ScriptedServer([entry]) as server:
+        with pytest.raises(ModelError) as info:
+            model_for(server, max_retries=3).complete(MESSAGES)
+    assert len(server.requests) == 1 and "after 1 attempt(s)" in info.value.message
+    assert re.search(r"asked to wait \d+ s \(about \d+ h\)", info.value.message)

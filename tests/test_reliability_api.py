@@ -103,6 +103,75 @@ def test_context_length_error_is_not_retried_and_exits_1(buggy_repo, cli_env, tm
     assert (data["exit_status"], data["exit_code"]) == ("context_exceeded", 1)
 
 
+def parts(reply: str) -> dict:
+    """A scripted 200 whose content is the OpenAI schema's list of text parts."""
+    halves = [reply[: len(reply) // 2], reply[len(reply) // 2 :]]
+    content = [{"type": "text", "text": half} for half in halves]
+    message = {"role": "assistant", "content": content}
+    return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+
+def test_content_as_text_parts_is_joined_and_the_run_succeeds(buggy_repo, cli_env, tmp_path):
+    traj = tmp_path / "t.json"
+    script = [cwm("edit", FIX), cwm("bash", "git diff > fix.patch"), cwm("submit", "fix.patch")]
+    with ScriptedServer([parts(reply) for reply in [*script, "Done."]]) as server:
+        result = run_agent(server, buggy_repo, cli_env, traj)
+    assert result.returncode == 0, result.stderr
+    assert "+    return a + b" in result.stdout
+    assert json.loads(traj.read_text())["exit_status"] == "submitted"
+
+
+@pytest.mark.parametrize(
+    ("message", "usage", "said"),
+    [
+        ({"content": 42}, None, "the reply's content is a number, not text: 42"),
+        ({"content": [{"type": "image_url"}]}, None, "content holds a part that is not text"),
+        ({"content": "hi"}, {"prompt_tokens": "n/a"}, "usage.prompt_tokens is not a token count"),
+    ],
+    ids=["number-content", "image-part", "usage-not-a-number"],
+)
+def test_unusable_reply_fields_exit_3_with_a_finished_trajectory(
+    buggy_repo, cli_env, tmp_path, message, usage, said
+):
+    """Was: a traceback (AttributeError, ValueError), exit 1, the trajectory left `running`."""
+    traj = tmp_path / "t.json"
+    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}
+    bad = {"choices": [choice], **({} if usage is None else {"usage": usage})}
+    with ScriptedServer([cwm("edit", FIX), bad, bad]) as server:
+        result = run_agent(server, buggy_repo, cli_env, traj)
+        assert server.remaining == 0  # tried twice
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    message_text = result.stderr[result.stderr.index("Error: ") :]
+    assert "Bad reply from" in message_text and "(2 attempt(s))" in message_text
+    assert said in message_text and "hint: Check that --base-url" in message_text
+    assert f"the trajectory so far is in {traj}" in message_text
+    data = json.loads(traj.read_text())
+    assert (data["exit_status"], data["exit_code"]) == ("ModelError", 3)
+    assert "+    return a + b" in data["working_tree_diff"]
+
+
+def test_a_retry_after_the_sdk_will_not_wait_reports_the_attempt_made(
+    buggy_repo, cli_env, tmp_path
+):
+    """Was: "failed after 5 attempt(s)" for one request. The installed SDK (openai 3.57)
+    does not retry when Retry-After exceeds its cap (120 s); shorter ones it waits out."""
+    traj = tmp_path / "t.json"
+    day = {**error(429, "daily quota used up"), "headers": {"Retry-After": "86400"}}
+    with ScriptedServer([cwm("edit", FIX), day, day]) as server:
+        started = time.monotonic()
+        result = run_agent(server, buggy_repo, cli_env, traj)
+        assert len(server.requests) == 2 and time.monotonic() - started < 30
+    assert result.returncode == 3, result.stderr
+    message = result.stderr[result.stderr.index("Error: ") :]
+    assert "Model request failed after 1 attempt(s): HTTP 429" in message
+    assert "daily quota used up" in message
+    assert "the server asked to wait 86400 s (about 24 h) before trying again" in message
+    assert "longer than the SDK waits, so it did not retry" in message
+    assert "hint: The server is rate limiting and asks to wait 86400 s" in message
+    assert json.loads(traj.read_text())["exit_code"] == 3
+
+
 # ------------------------------------------------------------- in-process, small limits
 
 

@@ -8,7 +8,9 @@ the whole message list, whose cost grows with the conversation.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import os
 import re
 import time
@@ -29,6 +31,11 @@ _CONTEXT_RE = re.compile(
     re.IGNORECASE,
 )
 _CHAT_ONLY_KEYS = ("chat_template_kwargs",)  # extra_body keys /v1/completions must not get
+_RETRY_COUNT = "x-stainless-retry-count"  # the SDK numbers each request's retry in this header
+
+
+class _BadReply(ValueError):
+    """A 200 whose body is JSON but not a usable reply (content a number, usage not counts)."""
 
 
 class OpenAIModel:
@@ -160,10 +167,10 @@ class OpenAIModel:
                 data = self._client.post(path, body=body, cast_to=object)
             except openai.APIStatusError as exc:
                 raise self._status_error(exc, url) from None
-            except openai.APITimeoutError:
+            except openai.APITimeoutError as exc:
                 raise ModelError(
                     f"No reply from {url} within {self.timeout:g} s "
-                    f"({self.max_retries + 1} attempts).",
+                    f"({self._attempts(exc.request)} attempts).",
                     "The server may be overloaded or the reply too long: check the server log, "
                     "or raise the model timeout.",
                 ) from None
@@ -171,7 +178,7 @@ class OpenAIModel:
                 cause = exc.__cause__ or exc
                 raise ModelError(
                     f"Could not reach the model server at {url} "
-                    f"({self.max_retries + 1} attempts): {type(cause).__name__}: {cause}",
+                    f"({self._attempts(exc.request)} attempts): {type(cause).__name__}: {cause}",
                     "Check --base-url (it usually ends in /v1) and that the server is running.",
                 ) from None
             except json.JSONDecodeError as exc:  # 200, application/json, but not JSON
@@ -183,6 +190,8 @@ class OpenAIModel:
                 elif isinstance(data, dict):
                     try:
                         reply = parse(data)
+                    except _BadReply as exc:
+                        problem = str(exc)
                     except (KeyError, IndexError, TypeError, AttributeError) as exc:
                         problem = f"the reply has an unexpected shape ({type(exc).__name__}: {exc})"
                     else:
@@ -194,6 +203,13 @@ class OpenAIModel:
             "Check that --base-url points at an OpenAI-compatible API (usually ending in /v1) "
             f"serving model {self.model!r}, and look at the server log.",
         )
+
+    def _attempts(self, request: Any) -> int:
+        """Requests the SDK actually sent (it may give up early, e.g. on a long Retry-After)."""
+        try:
+            return int(request.headers[_RETRY_COUNT]) + 1
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return self.max_retries + 1
 
     def _url(self, path: str) -> str:
         """The endpoint URL without credentials, for messages."""
@@ -225,9 +241,16 @@ class OpenAIModel:
             )
         retried = status in (408, 409, 429) or status >= 500
         retried = retried and exc.response.headers.get("x-should-retry") != "false"
-        attempts = self.max_retries + 1 if retried else 1
+        attempts = self._attempts(exc.response.request) if retried else 1
+        message = f"Model request failed after {attempts} attempt(s): {what}"
+        wait = _retry_after(exc.response.headers)
+        if wait:
+            message += f"; the server asked to wait {_duration(wait)} before trying again"
+            if retried and attempts < self.max_retries + 1:
+                message += ", longer than the SDK waits, so it did not retry"
         if status == 429:
-            hint = "The server is rate limiting: wait, or run fewer workers."
+            asked = f" and asks to wait {_duration(wait)}: run again after that" if wait else ""
+            hint = f"The server is rate limiting{asked or ': wait'}, or run fewer workers."
         elif status >= 500:
             hint = "The server failed or is overloaded: check the server log, then run again."
         else:
@@ -235,7 +258,32 @@ class OpenAIModel:
                 "Check the server log; the model name and request options may be wrong "
                 "for this server (check --model and --base-url)."
             )
-        return ModelError(f"Model request failed after {attempts} attempt(s): {what}", hint)
+        return ModelError(message, hint)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The wait a Retry-After (or retry-after-ms) header asks for, in seconds."""
+    for name, unit in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        try:
+            seconds = float(value) * unit
+        except (TypeError, ValueError):
+            continue
+        return seconds if math.isfinite(seconds) else None
+    try:  # the HTTP-date form
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
+        return when.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _duration(seconds: float) -> str:
+    text = f"{seconds:.3g} s" if seconds < 100 else f"{seconds:.0f} s"
+    if seconds >= 7200:
+        text += f" (about {seconds / 3600:.0f} h)"
+    elif seconds >= 120:
+        text += f" (about {seconds / 60:.0f} min)"
+    return text
 
 
 def _server_message(body: object) -> str:
@@ -270,7 +318,48 @@ def _raise_embedded_error(data: dict[str, Any], url: str) -> None:
 
 def _usage(data: dict[str, Any]) -> Usage:
     usage = data.get("usage") or {}
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    if not isinstance(usage, dict):
+        raise _BadReply(f"the reply's usage is not an object of token counts: {_shown(usage)}")
+    return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+
+
+def _count(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        if float(value).is_integer():
+            return int(value)
+    raise _BadReply(f"the reply's usage.{key} is not a token count: {_shown(value)}")
+
+
+def _text(value: Any, field: str) -> str:
+    """A reply field as text: a string, or the OpenAI schema's list of content parts joined."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise _BadReply(f"the reply's {field} is {_kind(value)}, not text: {_shown(value)}")
+    pieces = []
+    for part in value:
+        kind = part.get("type", "text") if isinstance(part, dict) else None
+        piece = part.get("refusal" if kind == "refusal" else "text") if kind else part
+        if kind not in (None, "text", "output_text", "refusal") or not isinstance(piece, str):
+            raise _BadReply(f"the reply's {field} holds a part that is not text: {_shown(part)}")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, (int, float)) else f"a JSON {type(value).__name__}"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _parse_chat(data: dict[str, Any]) -> ModelReply:
@@ -279,27 +368,33 @@ def _parse_chat(data: dict[str, Any]) -> ModelReply:
     calls = []
     for i, call in enumerate(message.get("tool_calls") or ()):
         fn = call.get("function") or {}
-        args = fn.get("arguments")
+        name, args = fn.get("name") or "", fn.get("arguments")
+        if not isinstance(name, str):
+            raise _BadReply(f"a tool call's name is not a string: {_shown(name)}")
         args = args if isinstance(args, str) else json.dumps(args or {})
-        calls.append(
-            ToolCall(id=call.get("id") or f"call_{i}", name=fn.get("name", ""), arguments=args)
-        )
+        calls.append(ToolCall(id=str(call.get("id") or f"call_{i}"), name=name, arguments=args))
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
     return ModelReply(
-        content=message.get("content") or "",
+        content=_text(message.get("content"), "content"),
         tool_calls=tuple(calls),
-        reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
+        reasoning=_text(reasoning, "reasoning"),
         usage=_usage(data),
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=_finish(choice),
     )
 
 
 def _parse_text(data: dict[str, Any]) -> ModelReply:
     choice = data["choices"][0]
     return ModelReply(
-        content=choice.get("text") or "",
+        content=_text(choice.get("text"), "text"),
         usage=_usage(data),
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=_finish(choice),
     )
+
+
+def _finish(choice: dict[str, Any]) -> str | None:
+    reason = choice.get("finish_reason")
+    return None if reason is None else str(reason)
 
 
 def _redacted(exc: CwmError, key: str | None) -> CwmError:
