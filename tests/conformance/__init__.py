@@ -1,0 +1,1 @@
+"""Conformance: CWM's own released code, run beside cwm-agent on the same inputs."""
