@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import Agent, ProgressFn, RunResult
-from cwm_agent.errors import CwmError, Interrupted, PatchError
+from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
 from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory, default_runs_dir
@@ -76,7 +78,14 @@ def emit_patch(patch: str, output: str | None) -> None:
     """Write the patch byte-exact: lines of non-UTF-8 files survive as their own bytes."""
     data = patch.encode("utf-8", "surrogateescape")
     if output:
-        Path(output).write_bytes(data)
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:  # the folder checked before the run may be gone by now
+            raise UsageError(
+                f"cannot write the patch to {output}: {exc.strerror or exc}",
+                hint='the patch is also in the trajectory (its "patch" field; '
+                "`cwm-agent show` prints it)",
+            ) from None
     else:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -84,32 +93,102 @@ def emit_patch(patch: str, output: str | None) -> None:
 
 
 def apply_to_repo(patch: str, repo: Path) -> None:
-    """``--apply``: the only time the user's repository is written to."""
+    """``--apply``: the only time the user's repository is written to.
+
+    The patch's paths are relative to the top of the git repository holding REPO (the
+    runtime works on the enclosing repository when REPO is a subdirectory), so it is
+    applied there: run from a subdirectory, ``git apply`` would skip every file outside it
+    and still exit 0. All or nothing: a hunk that would not apply, or a file git would
+    skip, fails the check and nothing is written.
+    """
+    top = _toplevel(repo)
+    data = patch.encode("utf-8", "surrogateescape")  # non-UTF-8 lines keep their bytes
+    check = _git_apply(top, data, "--check", "--verbose")
+    skipped = [line for line in check.splitlines() if line.startswith("Skipped patch")]
+    if skipped:
+        raise PatchError(
+            f"git apply in {top} would skip part of the patch ({'; '.join(skipped)}); "
+            "nothing was applied",
+            hint="apply the printed patch by hand from the repository's top directory",
+        )
+    _git_apply(top, data)
+
+
+def _toplevel(repo: Path) -> Path:
     proc = subprocess.run(
-        ["git", "apply", "--whitespace=nowarn", "-"],
-        cwd=repo,
-        input=patch.encode(),
+        ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, check=False
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return repo  # not a work tree any more: git apply says what is wrong
+    return Path(os.fsdecode(proc.stdout.rstrip(b"\n")))
+
+
+def _git_apply(top: Path, data: bytes, *flags: str) -> str:
+    """``git apply FLAGS -`` in ``top``; its stderr (where --verbose reports), or PatchError."""
+    proc = subprocess.run(
+        ["git", "apply", "--whitespace=nowarn", *flags, "-"],
+        cwd=top,
+        input=data,
         capture_output=True,
     )
+    report = proc.stderr.decode(errors="replace").strip()
     if proc.returncode != 0:
         raise PatchError(
-            f"git apply failed in {repo}: {proc.stderr.decode(errors='replace').strip()}",
+            f"git apply failed in {top}; nothing was applied: {report}",
             hint="the working tree changed during the run; apply the printed patch by hand",
         )
+    return report
 
 
 def result_document(result: RunResult, traj: Trajectory) -> dict[str, Any]:
-    """The one public shape of a run's outcome (``--json`` and batch results)."""
+    """The one public shape of a run's outcome (``--json`` and batch results).
+
+    A JSON string holds text, not bytes: ``patch`` is the patch exactly when it is UTF-8
+    (the usual case), with U+FFFD where a touched file has bytes that are not;
+    ``patch_base64`` always holds the exact bytes (``jq -r .patch_base64 | base64 -d``).
+    """
     data = traj.data
     return {
         "run_id": data["run_id"],
         "status": result.status,
         "exit_code": result.exit_code,
         "reason": result.reason,
-        "patch": result.patch,
+        **patch_fields(result.patch),
         "steps": result.steps,
         "usage": data["usage"],
         "wall_seconds": data.get("wall_seconds"),
         "submissions": len(data["submissions"]),
         "trajectory": str(traj.path),
     }
+
+
+def patch_fields(patch: str | None) -> dict[str, str | None]:
+    """``patch`` (valid Unicode, lossless where the patch is UTF-8) and ``patch_base64``."""
+    if patch is None:
+        return {"patch": None, "patch_base64": None}
+    data = patch.encode("utf-8", "surrogateescape")
+    return {
+        "patch": data.decode("utf-8", "replace"),
+        "patch_base64": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def is_result_document(data: Any) -> bool:
+    """A ``--json`` result document (not a trajectory): ``steps`` is a count, not a list."""
+    return (
+        isinstance(data, dict) and "trajectory" in data and not isinstance(data.get("steps"), list)
+    )
+
+
+def trajectory_of_result(data: dict[str, Any], path: Path) -> Path:
+    """The trajectory a result document points at; UsageError when it is gone."""
+    named = data.get("trajectory")
+    named = named if isinstance(named, str) else ""
+    found = [p for p in (Path(named), path.parent / named) if p.is_file()] if named else []
+    if not found:
+        raise UsageError(
+            f"{path} is a result document (what `run --json` prints), not a trajectory, "
+            f"and the trajectory it names ({named or 'none'}) is not there",
+            hint="pass the trajectory file itself (run --traj PATH keeps it where you want)",
+        )
+    return found[0]

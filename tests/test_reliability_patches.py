@@ -9,11 +9,14 @@ cases, benchmarks/bench_patches.py runs the real data.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import run_cli
+from conftest import CliResult, cwm, git, run_cli
 
 from cwm_agent.errors import PatchError
 from cwm_agent.patches import check_structure
+from cwm_agent.scripted_server import ScriptedServer
 
 HUNK = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
 GIT = "diff --git a/x.py b/x.py\nindex 1111111..2222222 100644\n" + HUNK
@@ -121,3 +124,65 @@ def test_validate_command_exits_5_naming_the_problem(buggy_repo, cli_env, tmp_pa
     result = run_cli(["validate", str(patch), "--repo", str(buggy_repo)], cli_env)
     assert result.returncode == 5
     assert result.stderr.startswith("Error: ") and words in result.stderr
+
+
+# ------------------------------------------------ --apply when REPO is a subdirectory
+
+
+def monorepo(tmp_path: Path) -> Path:
+    """A repository whose REPO argument will be its subdirectory svc/."""
+    top = tmp_path / "mono"
+    (top / "svc").mkdir(parents=True)
+    (top / "lib").mkdir()
+    (top / "svc" / "app.py").write_text("x = 1\n")
+    (top / "lib" / "util.py").write_text("y = 1\n")
+    git(top, "init", "-q")
+    git(top, "add", "-A")
+    git(top, "commit", "-q", "-m", "two folders")
+    return top
+
+
+# The runtime works on the enclosing repository: the patch's paths are from its top.
+BOTH = 'cd "$(git rev-parse --show-toplevel)" && sed -i s/1/2/ svc/app.py lib/util.py'
+SUBMIT_BOTH = [cwm("bash", f"{BOTH} && git diff > fix.patch"), cwm("submit", "fix.patch")]
+
+
+def run_apply(server: ScriptedServer, top: Path, env: dict) -> CliResult:
+    args = ["run", str(top / "svc"), "--issue", "bump both", "--base-url", server.base_url]
+    return run_cli([*args, "--model", "m", "--apply", "--traj", str(top.parent / "t.json")], env)
+
+
+def test_apply_from_a_subdirectory_applies_every_hunk(tmp_path, cli_env):
+    """Was: git apply ran in svc/ and silently skipped lib/util.py, exit 0."""
+    top = monorepo(tmp_path)
+    with ScriptedServer([*SUBMIT_BOTH, "Done."]) as server:
+        result = run_apply(server, top, cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "diff --git a/lib/util.py" in result.stdout
+    assert (top / "svc" / "app.py").read_text() == "x = 2\n"
+    assert (top / "lib" / "util.py").read_text() == "y = 2\n"
+
+
+def test_apply_that_cannot_apply_every_hunk_changes_nothing_and_exits_5(tmp_path, cli_env):
+    """The user edits lib/util.py while the agent works: its hunk no longer applies."""
+    top = monorepo(tmp_path)
+
+    def script(body: dict) -> object:
+        posts = len(server.requests)
+        if posts <= len(SUBMIT_BOTH):
+            return SUBMIT_BOTH[posts - 1]
+        if posts == len(SUBMIT_BOTH) + 1:
+            (top / "lib" / "util.py").write_text("y = 3\n")  # the user, meanwhile
+            return "Done."
+        return None
+
+    with ScriptedServer(script) as server:
+        result = run_apply(server, top, cli_env)
+    assert result.returncode == 5, result.stderr
+    assert "diff --git a/svc/app.py" in result.stdout  # the patch is still printed
+    message = result.stderr[result.stderr.index("Error: ") :]
+    assert f"git apply failed in {top}; nothing was applied" in message
+    assert "lib/util.py" in message and "hint: " in message
+    assert (top / "svc" / "app.py").read_text() == "x = 1\n"  # all or nothing
+    assert (top / "lib" / "util.py").read_text() == "y = 3\n"
+    assert git(top, "status", "--porcelain") == " M lib/util.py\n"
