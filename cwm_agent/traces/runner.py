@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ DEFAULT_MAX_STEPS = 10_000
 DEFAULT_TIME_LIMIT = 10.0
 DEFAULT_MAX_REPR = 1000
 STARTUP_GRACE = 20.0  # interpreter start and imports, on top of the tracer's own limit
+_MARK = "CWM_AGENT_TRACE"  # in the environment of everything a trace run starts
 
 
 class TraceError(CwmError):
@@ -160,31 +163,55 @@ def run_trace(
             str(TRACER_PATH), target, call, root=str(root_path), out=out,
             max_steps=max_steps, time_limit=time_limit, max_repr=max_repr,
         )  # fmt: skip
-        try:
-            proc = subprocess.run(
-                [exe, *argv],
-                cwd=root_path,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=time_limit + STARTUP_GRACE,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TraceError(
-                f"the tracer did not finish within {time_limit + STARTUP_GRACE:.0f} s",
-                hint="lower --max-steps or look for code that blocks outside Python",
-            ) from exc
+        returncode, stderr = _run_tracer([exe, *argv], root_path, time_limit + STARTUP_GRACE)
         try:
             text = Path(out).read_text(encoding="utf-8")
         except OSError:
             text = ""
     if not text:
-        stderr = proc.stderr.decode("utf-8", "replace").strip()[-2000:]
-        raise TraceError(
-            f"the tracer exited with status {proc.returncode} and wrote no trace",
-            hint=stderr or f"run {exe} {TRACER_PATH} --help to check the interpreter",
-        )
+        hint = stderr.strip()[-2000:] or f"run {exe} {TRACER_PATH} --help to check it"
+        raise TraceError(f"the tracer exited with status {returncode} and wrote no trace", hint)
     return parse_tracer_output(text)
+
+
+def _run_tracer(argv: list[str], root: Path, timeout: float) -> tuple[int, str]:
+    """Run the tracer; (exit status, stderr). Whatever the traced code started goes with it.
+
+    The traced code may leave children behind (``subprocess.Popen``, ``os.fork``, a shell's
+    ``&``). They inherit the tracer's output, so reading pipes to their end would wait for
+    them: output goes to a file and only the tracer is waited for. The tracer gets its own
+    process group and a marker in its environment; at the end the group is killed, and so is
+    every process still carrying the marker (a child that called setsid()).
+    """
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    env = {**os.environ, _MARK: token}
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=err, start_new_session=True,
+        )  # fmt: skip
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TraceError(
+                f"the tracer did not finish within {timeout:.0f} s",
+                hint="lower --max-steps or look for code that blocks outside Python",
+            ) from None
+        finally:
+            _kill_all(proc, f"{_MARK}={token}".encode())
+        err.seek(0)
+        return returncode, err.read().decode("utf-8", "replace")
+
+
+def _kill_all(proc: subprocess.Popen[bytes], mark: bytes) -> None:
+    from cwm_agent.runtimes.reaper import kill_marked
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader while members live
+    except (ProcessLookupError, PermissionError):
+        pass
+    kill_marked(mark)
+    proc.wait()
 
 
 def _find_python(python: str | None) -> str:

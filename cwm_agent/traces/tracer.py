@@ -38,6 +38,7 @@ STDOUT_LIMIT = 20000
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _HERE = os.path.realpath(__file__)
 _FOR_ITER = dis.opmap.get("FOR_ITER")
+_STARTED_AS = os.getpid()
 
 
 class TraceCut(BaseException):
@@ -376,6 +377,8 @@ def main(argv=None):
     except TargetError as exc:
         doc, status = {"version": FORMAT_VERSION, "fatal": str(exc), "frames": []}, 2
         sys.stderr.write("tracer: %s\n" % exc)
+    if os.getpid() != _STARTED_AS:  # a child the traced code forked, returning: not ours
+        os._exit(0)
     text = json.dumps(doc)
     if args.out:
         with open(args.out, "w") as handle:
@@ -385,5 +388,17 @@ def main(argv=None):
     return status
 
 
+def exit_now(status):
+    """End at once, once the trace is written: a non-daemon thread the traced code started
+    would otherwise hold the interpreter open until the caller's timeout."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
