@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from cwm_agent import tools
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import open_runtime
+from cwm_agent.run import is_result_document, trajectory_of_result
 from cwm_agent.settings import RuntimeSettings
 from cwm_agent.trajectory import load
 from cwm_agent.types import Action
@@ -35,11 +37,30 @@ def recorded_actions(data: dict[str, Any]) -> list[Action]:
     return actions
 
 
-def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResult:
+def read_recorded(traj_path: str | Path) -> dict[str, Any]:
+    """The trajectory; a result document (`run --json`) is followed to the one it names."""
+    data = _read(Path(traj_path))
+    if is_result_document(data):
+        target = trajectory_of_result(data, Path(traj_path))
+        sys.stderr.write(f"{traj_path} is a result document; replaying its trajectory {target}\n")
+        data = _read(target)
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise UsageError(
+            f"{traj_path} is not a cwm-agent trajectory (no list of 'steps')",
+            hint="pass the trajectory file a run wrote (--traj PATH, or the runs folder)",
+        )
+    return data
+
+
+def _read(path: Path) -> Any:
     try:
-        data = load(traj_path)
+        return load(path)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the trajectory {traj_path}: {exc}") from exc
+        raise UsageError(f"cannot read the trajectory {path}: {exc}") from exc
+
+
+def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResult:
+    data = read_recorded(traj_path)
     config = data.get("config", {})
     repo_path = Path(repo or config.get("repo") or ".")
     if not repo_path.is_dir():

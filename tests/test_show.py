@@ -18,8 +18,8 @@ from test_trace_consult import PREDICTION, PYTEST  # a canned prediction of test
 from cwm_agent.cli import main
 from cwm_agent.errors import UsageError
 from cwm_agent.scripted_server import ScriptedServer
-from cwm_agent.show.cli import read_trajectory
-from cwm_agent.show.view import diff_lines, hook_parts, load_view, split_reply
+from cwm_agent.show.cli import HTML_MAX_LINE, TERMINAL_MAX_LINE, read_trajectory
+from cwm_agent.show.view import cut_long_lines, diff_lines, hook_parts, load_view, split_reply
 
 TEST_COMMAND = f"{PYTEST} tests/test_ops.py::test_add -q"
 LONG_COMMAND = "seq 1 200"
@@ -210,3 +210,62 @@ def test_view_of_the_openai_tool_format():
 
     page = render_html(load_view(data))
     assert '<span class="d-del">-x' in page and '<span class="d-add">+y' in page
+
+
+BIG = 5_000_000
+
+
+@pytest.fixture(scope="module")
+def one_huge_line(trajectory, tmp_path_factory) -> Path:
+    """The real run with one 5 MB line in an observation, a command and the reasoning."""
+    data = json.loads(trajectory.read_text())
+    step = next(s for s in data["steps"] if s["observation"])
+    step["observation"]["output"] = "HEAD" + "x" * BIG + "TAIL\nsecond line\n"
+    step["action"]["args"]["command"] = "echo " + "c" * BIG
+    step["reply"] = "<think>\n" + "r" * BIG + "\n</think>\n" + step["reply"].split("</think>")[-1]
+    out = tmp_path_factory.mktemp("huge") / "huge.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_a_5mb_line_is_cut_in_the_transcript(one_huge_line):
+    """Was: 10.7 MB, 104,000 terminal rows and 5.7 s for one `show` (width 100)."""
+    result = run_cli(["show", str(one_huge_line), "--width", "100"], dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) < 100_000
+    cut = f"{BIG + 8 - TERMINAL_MAX_LINE:,} characters cut (--full keeps them)"
+    assert cut in result.stdout  # the observation's line: its head and tail stay
+    assert "HEADxxx" in result.stdout and "xxxTAIL" in result.stdout
+    assert "second line" in result.stdout
+    assert result.stdout.count("characters cut") >= 3  # command and reasoning too
+
+
+def test_a_5mb_line_is_cut_in_the_html_page(one_huge_line, tmp_path):
+    page = tmp_path / "huge.html"
+    result = run_cli(["show", str(one_huge_line), "--html", str(page)], dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    text = page.read_text()
+    assert len(text) < 300_000  # was 10 MB in one <pre>
+    assert f"{BIG + 8 - HTML_MAX_LINE:,} characters cut (--full keeps them)" in text
+    assert "HEADxxx" in text and "xxxTAIL" in text and text.rstrip().endswith("</html>")
+
+
+def test_cut_long_lines_keeps_head_and_tail_and_short_lines():
+    line = "a" * 60 + "b" * 40
+    text = f"short\n{line}\nend"
+    assert cut_long_lines(text, 200) == text
+    cut = cut_long_lines(text, 40).split("\n")
+    assert cut[0] == "short" and cut[2] == "end"
+    assert cut[1] == "a" * 30 + " … 60 characters cut (--full keeps them) … " + "b" * 10
+
+
+def test_full_keeps_long_lines_whole(trajectory, tmp_path):
+    data = json.loads(trajectory.read_text())
+    step = next(s for s in data["steps"] if s["observation"])
+    step["observation"]["output"] = "y" * 3 * TERMINAL_MAX_LINE
+    long = tmp_path / "long.json"
+    long.write_text(json.dumps(data))
+    args = ["show", str(long), "--width", "100"]
+    folded, full = (CliRunner().invoke(main, args + extra) for extra in ([], ["--full"]))
+    assert "characters cut" in folded.output and "characters cut" not in full.output
+    assert full.output.count("y") >= 3 * TERMINAL_MAX_LINE

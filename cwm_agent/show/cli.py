@@ -12,6 +12,11 @@ import click
 
 from cwm_agent.errors import UsageError
 
+# Longer lines are cut (head and tail kept, a marker between) unless --full: a terminal
+# wraps a 5 MB line into 50,000 rows, a browser stalls laying it out.
+TERMINAL_MAX_LINE = 2_000
+HTML_MAX_LINE = 20_000
+
 
 def find_trajectory(name: str | None) -> Path:
     """A path, a run id from the runs folder, or (no name) the newest run there."""
@@ -31,8 +36,12 @@ def find_trajectory(name: str | None) -> Path:
     return newest
 
 
-def read_trajectory(path: Path, attempts: int = 5) -> dict[str, Any]:
-    """The document; a read that races a live run's write (a torn page) is tried again."""
+def read_trajectory(path: Path, attempts: int = 5, *, follow: bool = True) -> dict[str, Any]:
+    """The document; a read that races a live run's write (a torn page) is tried again.
+
+    A result document (what `run --json` prints, batch's result.json) is followed to the
+    trajectory it names, with a note on stderr.
+    """
     for attempt in range(1, attempts + 1):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -43,8 +52,22 @@ def read_trajectory(path: Path, attempts: int = 5) -> dict[str, Any]:
             time.sleep(0.05 * attempt)
         except OSError as exc:
             raise UsageError(f"cannot read the trajectory {path}: {exc}") from exc
-    if not isinstance(data, dict) or "steps" not in data:
-        raise UsageError(f"{path} is not a cwm-agent trajectory (no 'steps')")
+    if follow and not (isinstance(data, dict) and isinstance(data.get("steps"), list)):
+        from cwm_agent.run import is_result_document  # only then: it imports the agent
+
+        if is_result_document(data):
+            return _followed(data, path, attempts)
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise UsageError(f"{path} is not a cwm-agent trajectory (no list of 'steps')")
+    return data
+
+
+def _followed(result: dict[str, Any], path: Path, attempts: int) -> dict[str, Any]:
+    from cwm_agent.run import trajectory_of_result
+
+    target = trajectory_of_result(result, path)
+    data = read_trajectory(target, attempts, follow=False)
+    click.echo(f"{path} is a result document; showing its trajectory {target}", err=True)
     return data
 
 
@@ -56,7 +79,11 @@ def read_trajectory(path: Path, attempts: int = 5) -> dict[str, Any]:
     metavar="OUT.html",
     help="Write one self-contained HTML page (no network needed) instead; - for stdout.",
 )
-@click.option("--full", is_flag=True, help="Do not fold long observations, reasoning or issue.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Do not fold long observations, reasoning or issue, nor cut long lines.",
+)
 @click.option("--width", type=int, help="Terminal width for the transcript (default: detected).")
 def show(traj: str | None, html_out: str | None, full: bool, width: int | None) -> None:
     """Show a trajectory: a readable transcript, or an HTML page with --html.
@@ -75,8 +102,14 @@ def show(traj: str | None, html_out: str | None, full: bool, width: int | None) 
     """
     from cwm_agent.show.view import load_view
 
+    limit = None if full else HTML_MAX_LINE if html_out else TERMINAL_MAX_LINE
+    folder = Path(html_out or ".").resolve().parent
+    if html_out not in (None, "-") and not folder.is_dir():  # refused before the work
+        raise UsageError(
+            f"--html {html_out}: the folder {folder} does not exist", f"mkdir -p {folder}"
+        )
     path = find_trajectory(traj)
-    view = load_view(read_trajectory(path))
+    view = load_view(read_trajectory(path), limit)
     if html_out:
         from cwm_agent.show.html import render_html
 
@@ -84,7 +117,10 @@ def show(traj: str | None, html_out: str | None, full: bool, width: int | None) 
         if html_out == "-":
             click.echo(page, nl=False)
         else:
-            Path(html_out).write_text(page, encoding="utf-8")
+            try:
+                Path(html_out).write_text(page, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {html_out}: {exc}") from exc
             click.echo(f"wrote {html_out} ({len(view.steps)} steps)", err=True)
         return
     from rich.console import Console

@@ -85,7 +85,37 @@ def split_reply(content: str) -> tuple[str, str]:
     return reasoning.replace("<think>", "", 1).strip(), rest.strip()
 
 
-def load_view(data: dict[str, Any]) -> RunView:
+def cut_long_lines(text: str, limit: int) -> str:
+    """Each line longer than ``limit`` keeps its head and tail around a marker saying how
+    much was cut: one 5 MB line would otherwise fill a terminal or stall a browser."""
+    if len(text) <= limit:  # no line can be longer: the common case costs one len()
+        return text
+    head, tail = limit * 3 // 4, limit // 4
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if len(line) > limit:
+            cut = len(line) - head - tail
+            lines[i] = (
+                f"{line[:head]} … {cut:,} characters cut (--full keeps them) … {line[-tail:]}"
+            )
+    return "\n".join(lines)
+
+
+def _cut_all(value: Any, limit: int) -> Any:
+    """Every string inside ``value`` (dicts, lists) with its long lines cut."""
+    if isinstance(value, str):
+        return cut_long_lines(value, limit)
+    if isinstance(value, dict):
+        return {key: _cut_all(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_all(item, limit) for item in value]
+    return value
+
+
+def load_view(data: dict[str, Any], max_line: int | None = None) -> RunView:
+    """The view of a trajectory; with ``max_line``, lines longer than that are cut."""
+    if max_line is not None:
+        data = _cut_all(data, max_line)
     assistant = [m for m in data.get("messages", []) if m.get("role") == "assistant"]
     steps = [
         _step(raw, assistant[i] if i < len(assistant) else {})
