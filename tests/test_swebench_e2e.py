@@ -126,3 +126,26 @@ def test_scaled_selection_never_sees_the_grading_fields(engine, cli_env, tmp_pat
     assert [s for s in SECRETS if any(s in body for body in bodies)] == []
     assert read_preds(outdir)[0]["model_patch"].count("key=Version") == 1
     assert leftover_containers(engine, run_ids(outdir)) == []
+
+
+def test_the_image_head_is_checked_against_the_records_base_commit(engine, cli_env, tmp_path):
+    records = sr.records(1, SWEBENCH_IMAGE)
+    records[0]["base_commit"] = "0123456789ab" + "0" * 28  # not what the image holds
+    dataset = write_jsonl(tmp_path / "verified.jsonl", records)
+    outdir = tmp_path / "run"
+    scripts = ByPhrase({"newest": SCRIPTS["newest"]}, {"newest": PHRASES["newest"]})
+    with ScriptedServer(scripts) as server:
+        args = ["batch", str(dataset), "-o", str(outdir), "--runtime", "docker", "--model", "m"]
+        args += ["--base-url", server.base_url, "--max-steps", "8"]
+        result = run_cli(args, cli_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    iid = sr.instance_id(1)
+    notices = read_json(outdir / iid / "trajectory.json")["config"]["runtime_notices"]
+    expected = f"at {sr.BASE_COMMIT[:12]}, not at the record's base_commit 0123456789ab"
+    assert any(expected in notice for notice in notices), notices
+    assert f"{iid}: warning: " in result.stderr and expected in result.stderr
+    assert expected in (outdir / iid / "stderr.log").read_text()
+    image_head = engine.containers.run(
+        SWEBENCH_IMAGE, ["git", "-C", "/testbed", "rev-parse", "HEAD"], remove=True
+    )
+    assert image_head.decode().strip() == sr.BASE_COMMIT  # the records' constant is right

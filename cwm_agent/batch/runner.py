@@ -157,7 +157,13 @@ class BatchRunner:
         folder = self.ledger.begin(instance)
         with open(folder / LOG_NAME, "a", encoding="utf-8", buffering=1) as log:
             doc = solve_instance(
-                self.config, instance, folder, log, self._on_step(instance), self.stop.is_set
+                self.config,
+                instance,
+                folder,
+                log,
+                self._on_step(instance),
+                self.stop.is_set,
+                lambda text: self.display.message(f"{instance.instance_id}: warning: {text}"),
             )
         self.ledger.end(instance, doc)
 
@@ -176,6 +182,7 @@ def solve_instance(
     log: TextIO,
     on_step: Callable[[int], None] | None = None,
     stopping: Callable[[], bool] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """One instance, isolated: its result document, or None if it was interrupted.
 
@@ -183,6 +190,8 @@ def solve_instance(
     ``--attempts``, the scaled run's records) into ``folder`` and its progress to ``log``;
     whatever it raises is caught and recorded. ``stopping`` is polled at every step and
     action: when it turns true the agent aborts the way Ctrl-C makes it (runtime closed).
+    ``on_warning`` gets the run's warnings too (e.g. the image's HEAD is not the record's
+    base_commit), for the batch's own display.
     """
     started = time.monotonic()
     model = config.base.model.name
@@ -197,7 +206,7 @@ def solve_instance(
                 issue = instance.problem_statement
                 doc = solve_scaled(settings, issue, folder, log)
             else:
-                progress = _progress(log, on_step, stopping)
+                progress = _progress(log, on_step, stopping, on_warning)
                 result, traj = execute(settings, instance.problem_statement, progress)
                 doc = result_document(result, traj)
         doc["prediction"] = _prediction(instance, model, doc["patch"])
@@ -232,7 +241,10 @@ def finish_document(
 
 
 def _progress(
-    log: TextIO, on_step: Callable[[int], None] | None, stopping: Callable[[], bool] | None
+    log: TextIO,
+    on_step: Callable[[int], None] | None,
+    stopping: Callable[[], bool] | None,
+    on_warning: Callable[[str], None] | None,
 ) -> Any:
     lines = StderrProgress(verbosity=1, stream=log)
 
@@ -240,6 +252,8 @@ def _progress(
         lines(event, data)
         if event == "step" and on_step is not None:
             on_step(data["step"])
+        if event == "warning" and on_warning is not None:
+            on_warning(str(data.get("message", "")))
         if event in _STOP_EVENTS and stopping is not None and stopping():
             raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
 
