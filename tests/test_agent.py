@@ -175,3 +175,33 @@ def test_an_unknown_prompt_set_is_a_usage_error(runtime, tmp_path):
         run(runtime, tmp_path, FakeModel(), prompts="no-such-set")
     assert "no prompt set 'no-such-set'" in caught.value.message
     assert "cwm-agent prompts list" in caught.value.hint
+
+
+def test_the_last_valid_submission_wins(runtime, tmp_path):
+    """As in CWM, where every accepted submit replaces the one before."""
+    second = FIX.replace("a + b", "b + a")
+    replies = [
+        cwm("edit", FIX),
+        cwm("bash", "git diff > one.patch"),
+        cwm("submit", "one.patch"),
+        cwm("edit", second.replace("a - b", "a + b", 1)),
+        cwm("bash", "git diff > two.patch"),
+        cwm("submit", "two.patch"),
+        cwm("bash", "echo not a patch > bad.patch"),
+        cwm("submit", "bad.patch"),
+    ]
+    result, data = run(runtime, tmp_path, FakeModel(replies, default=summary()))
+    assert result.status == "submitted" and "+    return b + a" in result.patch
+    assert len(data["submissions"]) == 2
+    assert "Submission rejected" in tool_results(data)[-1]
+
+
+def test_a_long_issue_loses_its_middle_not_the_instructions(runtime, tmp_path):
+    """CWM cuts the whole user turn to 8,192 tokens from the left; here the issue's middle
+    goes (issue_max_tokens) and the task and summary template stay whole."""
+    issue = "START " + "word " * 20_000 + " END"
+    traj = Trajectory(tmp_path / "traj.json", "run-1", {"run_id": "run-1"}, issue)
+    agent = Agent(FakeModel(), runtime, AgentConfig(issue_max_tokens=100), traj)
+    user = agent._initial_messages(issue)[1]["content"]
+    assert "START" in user and "END" in user and "characters (" in user
+    assert len(user) < 2_000 and user.rstrip().endswith("## Testing and Verification")

@@ -159,3 +159,12 @@ def test_documented_difference_too_much_output_keeps_the_session(cwm_session, ru
     assert "cut" in ours.output and len(ours.output) < 5000
     assert ours.output.startswith("x" * 1000) and ours.output.endswith("x" * 1000)
     assert runtime.cwd == f"{runtime.root}/sub"
+
+
+def test_documented_difference_bytes_that_are_not_utf8(cwm_session, runtime):
+    """CWM's session drops them (errors="ignore"); cwm-agent shows U+FFFD in their place,
+    so the model can tell that something was there."""
+    theirs = cwm_session("printf 'caf\\xe9\\n'")
+    assert theirs["output"] == "caf\n"
+    ours = run_bash(runtime, "printf 'caf\\xe9\\n'", timeout=10, max_output=1000)
+    assert ours.output == "caf\ufffd\n"
