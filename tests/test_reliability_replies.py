@@ -168,7 +168,9 @@ def fuzz_runtime():
     (repo / "latin1.txt").write_bytes(LATIN1)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a file that is not UTF-8")
-    runtime = LocalRuntime.create(repo, env={"PATH": str(bin_dir)})
+    # Unsandboxed: the shell's PATH is this fixture's guard, and the sandbox's own helper
+    # (unshare) is looked up on the session's PATH, where it is not (runtimes/sandbox.py).
+    runtime = LocalRuntime.create(repo, sandbox="none", env={"PATH": str(bin_dir)})
     yield runtime, top
     runtime.close()
     shutil.rmtree(top, ignore_errors=True)
