@@ -183,7 +183,8 @@ class LocalRuntime:
         """
         self.shell.ensure_running()  # the sandbox's view lives as long as its shell
         transport = self.shell.transport
-        if isinstance(transport, SandboxTransport) and transport.spec.layers:
+        overlay = isinstance(transport, SandboxTransport) and transport.spec.layers is not None
+        if isinstance(transport, SandboxTransport) and overlay:
             prefix = transport.beside(self.root)  # where the overlay is, stores read-only
         else:
             prefix = read_only(self._stores)
@@ -203,7 +204,7 @@ class LocalRuntime:
                 for rel in map(self._relative, exclude)
                 if rel != ".." and not rel.startswith("../")
             ]
-            cwd = self._top if "nsenter" in prefix else self.root
+            cwd = self._top if overlay else self.root
             stage_all(cwd, self.view, env, prefix=prefix)
             out = run_git(
                 cwd, "diff", *_DIFF_FLAGS, self.base, "--", ".", *specs, env=env, prefix=prefix

@@ -18,6 +18,7 @@ runs bubblewrap. That outer process keeps the merged view: the harness reaches i
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -98,7 +99,7 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.layers is None:
         return argv
     args = [*_mount_args(spec), *spec.protect, "--"]
-    return [*_outer(), "sh", "-c", _MOUNT, "sh", *args, *argv]
+    return [*_outer(), _tool("sh"), "-c", _with_mount(_MOUNT), "sh", *args, *argv]
 
 
 _READ_ONLY = (
@@ -118,11 +119,21 @@ def read_only(paths: Sequence[str]) -> tuple[str, ...]:
         _can_unshare = probe.returncode == 0
     if not _can_unshare or not paths:
         return ()
-    return (*_outer(), "sh", "-c", _READ_ONLY, "sh", *paths, "--")
+    return (*_outer(), _tool("sh"), "-c", _with_mount(_READ_ONLY), "sh", *paths, "--")
+
+
+def _tool(name: str) -> str:
+    """A program as this process finds it: the sessions' PATH may be narrower (and the
+    commands inside may change theirs), the harness's own helpers must not depend on it."""
+    return shutil.which(name) or name
+
+
+def _with_mount(script: str) -> str:
+    return f"m={shlex.quote(_tool('mount'))}; " + script.replace("mount ", '"$m" ')
 
 
 def _outer() -> list[str]:
-    outer = ["unshare", "--mount", "--propagation", "private"]
+    outer = [_tool("unshare"), "--mount", "--propagation", "private"]
     return outer if os.geteuid() == 0 else [*outer, "--user", "--map-root-user"]
 
 
@@ -196,5 +207,5 @@ class SandboxTransport(PipeTransport):
         if self.spec.layers is None:
             return ()
         user = () if os.geteuid() == 0 else ("--user", "--preserve-credentials")
-        enter = ("nsenter", f"--target={self.pid}", *user, "--mount", "--")
-        return (*enter, "sh", "-c", 'cd -- "$0" && exec "$@"', cwd)
+        enter = (_tool("nsenter"), f"--target={self.pid}", *user, "--mount", "--")
+        return (*enter, _tool("sh"), "-c", 'cd -- "$0" && exec "$@"', cwd)
