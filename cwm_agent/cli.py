@@ -16,6 +16,7 @@ from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.options import (
     agent_options,
     check_output,
+    check_record_path,
     install_signal_handlers,
     issue_options,
     model_options,
@@ -114,6 +115,7 @@ def run(**opts: Any) -> None:
     settings = build(resolve_options(opts), Path(opts["repo"]).resolve(), traj)
     issue = read_issue(opts["issue"], opts["issue_file"])
     check_output(opts["output"])
+    check_record_path("--traj", opts["traj"])
     level = verbosity(opts)
     install_signal_handlers()
     if settings.scaling.enabled:

@@ -150,6 +150,21 @@ def check_output(path: str | None) -> None:
         )
 
 
+def check_record_path(flag: str, path: str | None) -> None:
+    """``--traj`` / ``--traj-dir``: refused before the run when a file stands where one of
+    its folders must go (the first save would fail after the first model request)."""
+    if path is None:
+        return
+    for parent in Path(path).resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(
+                    f"{flag} {path}: {parent} is a file, not a folder",
+                    hint=f"choose another {flag} path",
+                )
+            return
+
+
 def read_issue(issue: str | None, issue_file: str | None) -> str:
     if issue and issue_file:
         raise UsageError("give either --issue or --issue-file, not both")

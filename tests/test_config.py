@@ -282,3 +282,12 @@ def test_nonsense_values_from_env_and_file_are_refused_too(tmp_path):
     assert (resolved["network"], resolved["pids_limit"]) == (True, 64)
     kwargs = resolve_in(tmp_path, env={"CWM_AGENT_CHAT_TEMPLATE_KWARGS": '{"a": 1}'})
     assert kwargs["chat_template_kwargs"] == {"a": 1}
+
+
+def test_a_trajectory_path_under_a_file_is_refused_before_the_run(buggy_repo, cli_env, tmp_path):
+    blocker = tmp_path / "some_file"
+    blocker.write_text("not a folder\n")
+    args = ["run", str(buggy_repo), "--issue", "x", "--model", "m", "--base-url", "http://x:1/v1"]
+    result = run_cli([*args, "--traj", str(blocker / "t.json")], cli_env)
+    assert result.returncode == 2, result.stderr
+    assert "is a file, not a folder" in result.stderr and "Traceback" not in result.stderr
