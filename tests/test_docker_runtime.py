@@ -519,3 +519,46 @@ def test_a_container_broken_by_a_command_is_not_blamed_on_the_image(client, bugg
             runtime.run("true", 10)
         assert "could not start again" in info.value.message
         assert "a command may have removed bash" in info.value.hint
+
+
+def test_interrupting_a_docker_batch_mid_command_stops_it_at_once(
+    client, buggy_repo, cli_env, tmp_path
+):
+    """Instances inside a long command stop at once (they did after a 10 s grace, then
+    crashed with EBADF when the exit closed their sockets): their trajectories say
+    interrupted, summary.json too, and no container is left."""
+    import signal
+
+    from batch_support import Scripts, batch_args, read_json, start_cli, wait_for
+    from conftest import cwm
+
+    from cwm_agent.runtimes.docker_engine import LABEL
+    from cwm_agent.scripted_server import ScriptedServer
+
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    keys = ["a", "b"]
+    for key in keys:
+        (issues / f"{key}.md").write_text(f"[{key}] add() subtracts")
+    scripts = Scripts({key: [cwm("bash", "sleep 60; echo done")] * 3 for key in keys})
+    outdir = tmp_path / "out"
+    existing = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+    with ScriptedServer(scripts) as server:
+        args = batch_args(server, issues, outdir, "--repo", str(buggy_repo), "--workers", "2")
+        args += ["--runtime", "docker", "--image", IMAGE, "--timeout", "120"]
+        proc = start_cli(args, cli_env)
+        wait_for(lambda: len(server.requests) >= 2, 60)
+        time.sleep(1.0)  # both instances are inside `sleep 60`
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    assert proc.returncode == 130, stderr
+    assert took < 8, f"took {took:.1f} s"  # no waiting out a grace period
+    assert "crashed" not in stderr and "Bad file descriptor" not in stderr
+    summary = read_json(outdir / "summary.json")
+    assert summary["interrupted"] is True and summary["failed"] == 0
+    for key in keys:
+        assert read_json(outdir / key / "trajectory.json")["exit_status"] == "interrupted"
+    left = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+    assert left - existing == set()

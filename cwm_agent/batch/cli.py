@@ -299,7 +299,8 @@ def _run(
             except (Interrupted, KeyboardInterrupt):
                 if grading is not None:
                     grading.stop()
-                store.write_summary(tally.summary(interrupted=True))
+                tally.mark_interrupted()
+                store.write_summary(tally.summary())
                 raise
         summary = tally.summary()
         store.write_summary(summary)

@@ -31,7 +31,8 @@ from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import TOKEN_KEYS, Tally
 from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.progress import StderrProgress
-from cwm_agent.run import execute, result_document
+from cwm_agent.run import execute, patch_fields, result_document
+from cwm_agent.runtimes.shell import stop_commands
 from cwm_agent.trajectory import load as load_trajectory
 
 STOP_GRACE = 10.0  # seconds the running instances get to wind down after Ctrl-C
@@ -128,6 +129,8 @@ class BatchRunner:
 
     def _wind_down(self) -> None:
         self.stop.set()
+        self.tally.mark_interrupted()
+        stop_commands()  # a worker in a long command stops now, not at its next step
         running = len(self.tally.counts()["running"])
         self.display.message(f"stopping: {running} running instance(s), finished ones are kept")
         try:
@@ -281,7 +284,7 @@ def _error_document(exc: BaseException, traj_path: Path, error: dict[str, Any]) 
         "status": type(exc).__name__,
         "exit_code": getattr(exc, "exit_code", None),
         "reason": message,
-        "patch": None,
+        **patch_fields(None),
         "steps": len(traj.get("steps", [])),
         "usage": traj.get("usage") or dict.fromkeys(TOKEN_KEYS, 0),
         "wall_seconds": traj.get("wall_seconds"),

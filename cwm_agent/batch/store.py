@@ -16,6 +16,7 @@ An instance is finished when it has both ``result.json`` with a prediction and i
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -31,12 +32,13 @@ from cwm_agent.errors import UsageError
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Readers see the old file or the new one, never a half-written one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -157,7 +159,9 @@ class OutputStore:
     def record(self, instance: Instance, doc: dict[str, Any]) -> None:
         """Store an attempt's outcome in the crash-safe order: patch, prediction, result."""
         folder = self.instance_dir(instance)
-        if doc.get("patch"):
+        if doc.get("patch_base64"):  # the exact bytes (a non-UTF-8 file's lines too)
+            write_atomic(folder / "patch.diff", base64.b64decode(doc["patch_base64"]))
+        elif doc.get("patch"):
             write_atomic(folder / "patch.diff", doc["patch"])
         if doc.get("prediction"):
             self._append_prediction(doc["prediction"])

@@ -74,7 +74,15 @@ class Tally:
             "eta": eta,
         }
 
-    def summary(self, *, interrupted: bool = False) -> dict[str, Any]:
+    interrupted = False
+
+    def mark_interrupted(self) -> None:
+        self.interrupted = True
+
+    def summary(self, *, interrupted: bool | None = None) -> dict[str, Any]:
+        """``interrupted``: default, whether the batch was (``mark_interrupted``): an
+        instance that ends while the batch winds down must not write it back to false."""
+        interrupted = self.interrupted if interrupted is None else interrupted
         with self._lock:
             docs = dict(self.results)
         finished = [i for i, d in docs.items() if is_finished(d)]
