@@ -128,6 +128,9 @@ class Agent:
             saved = f"the trajectory so far is in {self.traj.path}"
             exc.hint = f"{exc.hint}\n  {saved}" if exc.hint else saved
             raise
+        except Exception as exc:  # a bug: the record still ends, then the traceback
+            self._abort("crashed", 1, f"{type(exc).__name__}: {exc}")
+            raise
 
     def _step(self, step: int) -> None:
         cfg = self.config

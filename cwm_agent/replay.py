@@ -11,7 +11,7 @@ from cwm_agent import tools
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import open_runtime
 from cwm_agent.run import is_result_document, trajectory_of_result
-from cwm_agent.settings import RuntimeSettings
+from cwm_agent.settings import AgentConfig, RuntimeSettings
 from cwm_agent.trajectory import load
 from cwm_agent.types import Action
 
@@ -68,9 +68,7 @@ def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResul
             f"the trajectory's repository {repo_path} does not exist",
             hint="pass --repo PATH pointing at the same repository",
         )
-    agent = config.get("agent", {})
-    timeout = float(agent.get("timeout", 120))
-    max_output = int(agent.get("max_output_chars", 16_384))
+    agent = recorded_agent(config)
     actions = recorded_actions(data)
     patch = None
     submitted: list[str] = []
@@ -85,12 +83,25 @@ def replay(traj_path: str | Path, repo: str | Path | None = None) -> ReplayResul
                 )
                 patch = valid if valid is not None else patch
             else:
-                tools.execute(action, runtime, timeout=timeout, max_output=max_output)
+                tools.execute(
+                    action,
+                    runtime,
+                    timeout=agent.timeout,
+                    max_output=agent.max_output_chars,
+                    tool_format=agent.tool_format,
+                )
         if patch is None and data.get("patch"):  # emitted by --submit-on-limit, not submitted
             patch = runtime.diff(exclude=tuple(submitted)) or None
     finally:
         runtime.close()
     return ReplayResult(patch, data.get("patch"), len(actions))
+
+
+def recorded_agent(config: dict[str, Any]) -> AgentConfig:
+    """The limits and format the trajectory ran with (defaults for what it does not say)."""
+    known = {f.name for f in fields(AgentConfig)}
+    recorded = config.get("agent") or {}
+    return AgentConfig(**{k: v for k, v in recorded.items() if k in known})
 
 
 def recorded_runtime(config: dict[str, Any]) -> RuntimeSettings:

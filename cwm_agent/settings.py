@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cwm_agent import prompt_sets
 from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
 from cwm_agent.errors import UsageError
 from cwm_agent.protocol import CHARS_PER_TOKEN
@@ -173,6 +174,8 @@ def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettin
         traj_path=traj_path,
     )
     check_sampling(settings)
+    # An unknown prompt set is refused now, not once the runtime has been set up.
+    prompt_sets.load(settings.agent.prompts).check_tool_format(settings.agent.tool_format)
     return settings
 
 

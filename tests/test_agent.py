@@ -205,3 +205,12 @@ def test_a_long_issue_loses_its_middle_not_the_instructions(runtime, tmp_path):
     user = agent._initial_messages(issue)[1]["content"]
     assert "START" in user and "END" in user and "characters (" in user
     assert len(user) < 2_000 and user.rstrip().endswith("## Testing and Verification")
+
+
+def test_an_unexpected_exception_still_finishes_the_trajectory(runtime, tmp_path):
+    model = FakeModel([cwm("bash", "true"), RuntimeError("a bug somewhere")])
+    with pytest.raises(RuntimeError):
+        run(runtime, tmp_path, model)
+    data = json.loads((tmp_path / "traj.json").read_text())
+    assert data["exit_status"] == "crashed" and "RuntimeError: a bug somewhere" in data["reason"]
+    assert len(data["steps"]) == 1

@@ -26,6 +26,8 @@ FRONT_DOORS = {
     "cwm_agent.traces.cli",
     "cwm_agent.show.cli",
     "cwm_agent.runtimes.cleanup_cli",
+    "cwm_agent.prompts_cli",
+    "cwm_agent.evaluate.cli",
 }
 # Only these may build a model client or a runtime; everyone else asks factory.py.
 BUILDERS = {"OpenAIModel", "CompletionsModel", "LocalRuntime", "DockerRuntime"}

@@ -226,7 +226,9 @@ def diff_lines(patch: str) -> list[tuple[str, str]]:
 
 
 def edit_diff(args: dict[str, str]) -> str:
-    """An edit action's SEARCH/REPLACE shown as -/+ lines."""
+    """An edit action's SEARCH/REPLACE shown as -/+ lines (a malformed one: its body)."""
+    if "search" not in args and "body" in args:
+        return args["body"]
     old = [f"-{line}" for line in args.get("search", "").splitlines()]
     new = [f"+{line}" for line in args.get("replace", "").splitlines()]
     return "\n".join(old + new)
