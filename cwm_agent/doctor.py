@@ -203,6 +203,21 @@ def check_runs_dir() -> Check:
     return Check("trajectories", FAIL, f"{existing} is not writable", hint)
 
 
+def check_sandbox(runtime: str, choice: str) -> Check:
+    """The local runtime's sandbox: available, asked for but missing, or turned off."""
+    if runtime != "local":
+        return Check("sandbox", SKIP, f"not used with --runtime {runtime}")
+    if choice == "none":
+        return Check("sandbox", WARN, "turned off (--sandbox none): commands run with your rights")
+    from cwm_agent.runtimes.sandbox import works
+
+    why_not = works()
+    if why_not is None:
+        return Check("sandbox", OK, "bubblewrap works: commands run sandboxed")
+    hint = "apt-get install bubblewrap (or the distribution's package); --sandbox none to opt out"
+    return Check("sandbox", FAIL if choice == "bwrap" else WARN, f"no sandbox: {why_not}", hint)
+
+
 def run_checks(
     flags: dict[str, Any], config: str | None, profile: str | None, timeout: float
 ) -> list[Check]:
@@ -214,6 +229,7 @@ def run_checks(
         endpoint,
         check_model(cfg["model"], served),
         *check_docker(cfg["runtime"], cfg["image"]),
+        check_sandbox(cfg["runtime"], cfg["sandbox"]),
         check_git(),
         check_prompts(cfg["prompts"]),
         check_runs_dir(),
@@ -242,6 +258,7 @@ def render(checks: list[Check]) -> str:
 @setting_option("runtime", help="With docker, a missing engine or image is a failure.")
 @setting_option("image", help="Docker image that must be present.")
 @setting_option("prompts", help="Prompt set whose templates must compile.")
+@setting_option("sandbox", help="The local runtime's sandbox that must work (bwrap: a failure).")
 @click.option(
     "--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait."
 )

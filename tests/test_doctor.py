@@ -119,3 +119,14 @@ def test_text_report_in_a_subprocess(env, cli_env):
 def test_render_puts_hints_only_under_problems():
     text = render([Check("a", OK, "fine", "never shown"), Check("bb", FAIL, "broken", "do X")])
     assert "never shown" not in text and "fix: do X" in text
+
+
+def test_the_sandbox_check_says_whether_commands_run_sandboxed():
+    from cwm_agent.doctor import SKIP, check_sandbox
+    from cwm_agent.runtimes import sandbox
+
+    assert check_sandbox("docker", "auto").status == SKIP
+    off = check_sandbox("local", "none")
+    assert off.status == WARN and "your rights" in off.detail
+    here = check_sandbox("local", "bwrap")
+    assert here.status == (OK if sandbox.works() is None else FAIL)
