@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cwm_agent import prompts, protocol
-from cwm_agent.agent import CHARS_PER_TOKEN, Agent, ProgressFn
+from cwm_agent import protocol
+from cwm_agent.agent import Agent, ProgressFn
 from cwm_agent.errors import CwmError, Interrupted, ToolError
 from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
@@ -43,9 +43,9 @@ class ReproAgent(Agent):
 
     def _initial_messages(self, issue: str) -> list[dict[str, Any]]:
         messages = super()._initial_messages(issue)
-        limit = self.config.issue_max_tokens * CHARS_PER_TOKEN
+        limit = self.config.issue_max_tokens * protocol.CHARS_PER_TOKEN
         text = protocol.truncate_middle(protocol.clean_text(issue), limit)
-        task = prompts.render(
+        task = self.render_prompt(  # the run's prompt set: CWM's own text when imported
             "repro_user", issue=text, root=self.runtime.root, test_name=TEST_NAME,
             python=self.python, tool_format=self.config.tool_format,
         )  # fmt: skip
@@ -55,7 +55,7 @@ class ReproAgent(Agent):
         if action.tool != "submit":
             return super()._execute(action)
         path = (action.args.get("path") or "").strip()
-        observation, script = submit_test(self.runtime, path, self.config.max_output_chars)
+        observation, script = submit_test(self.runtime, path, self.output_limit)
         if script is not None:
             self.patch = script
             self.traj.data["submissions"].append({"path": path, "test": script})
