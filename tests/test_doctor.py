@@ -130,3 +130,14 @@ def test_the_sandbox_check_says_whether_commands_run_sandboxed():
     assert off.status == WARN and "your rights" in off.detail
     here = check_sandbox("local", "bwrap")
     assert here.status == (OK if sandbox.works() is None else FAIL)
+
+
+def test_the_docker_runtime_without_an_image_is_a_failure():
+    import os
+
+    checks = {c.name: c for c in check_docker("docker", None)}
+    if checks["docker"].status != OK:  # the image is checked once the engine answers
+        if os.environ.get("CWM_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"CWM_REQUIRE_DOCKER=1 but {checks['docker'].detail}")
+        pytest.skip(f"needs a Docker engine: {checks['docker'].detail}")
+    assert checks["image"].status == FAIL and "needs an image" in checks["image"].detail
