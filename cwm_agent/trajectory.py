@@ -142,6 +142,26 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def mark_interrupted(path: Path, reason: str) -> bool:
+    """Finish a trajectory whose run was abandoned while it was still ``running`` (its
+    thread waits on the model and will not write again); True if it was."""
+    try:
+        data = load(path)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("exit_status") != "running":
+        return False
+    data.update(exit_status="interrupted", exit_code=130, reason=reason, ended_at=time.time())
+    started = data.get("started_at")
+    if isinstance(started, (int, float)):
+        data["wall_seconds"] = round(data["ended_at"] - started, 3)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".traj-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(_encode(data))
+    os.replace(tmp, path)
+    return True
+
+
 def tokens_in(path: Path) -> int:
     """Tokens a run spent, from its trajectory file (0 when it cannot be read)."""
     try:

@@ -278,3 +278,39 @@ def test_a_scaled_run_over_completions_sends_no_chat_request(buggy_repo, cli_env
     prompts = [r.body["prompt"] for r in posts]
     repro = [p for p in prompts if "Issue reproduced" in p]
     assert len(repro) == 2 and len(prompts) - len(repro) == 2  # 2 fix + 2 test rollouts
+
+
+def test_ctrl_c_during_best_of_finishes_every_rollout_and_leaves_nothing(
+    buggy_repo, cli_env, tmp_path
+):
+    """Rollouts inside a long command stop at once and close their runtimes: every
+    trajectory says interrupted (they stayed `running`, or ended `crashed` when the exit
+    closed their runtimes under them), no false warning, no temporary folder left."""
+    import signal
+    import subprocess
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**cli_env, "TMPDIR": str(tmp)}
+    traj_dir = tmp_path / "rollouts"
+    with ScriptedServer(lambda body: cwm("bash", "sleep 60; echo done")) as server:
+        args = [sys.executable, "-m", "cwm_agent", "best-of", str(buggy_repo), "--issue", "x"]
+        args += ["--model", "m", "--base-url", server.base_url, "--attempts", "2"]
+        args += ["--traj-dir", str(traj_dir)]
+        proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # both fix rollouts are inside `sleep 60`
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - started < 8
+    for bad in ("session is closed", "check that git works", "crashed", "Traceback"):
+        assert bad not in stderr
+    records = [json.loads(p.read_text()) for p in traj_dir.glob("*-*.json")]
+    assert len(records) >= 2
+    assert {r["exit_status"] for r in records} == {"interrupted"}
+    assert os.listdir(tmp) == []

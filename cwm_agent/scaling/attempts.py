@@ -25,8 +25,9 @@ from typing import Any
 
 from cwm_agent.agent import ProgressFn, RunResult
 from cwm_agent.errors import Interrupted, UsageError
+from cwm_agent.runtimes.shell import STOPPING, stop_commands
 from cwm_agent.settings import RunSettings, check_sampling
-from cwm_agent.trajectory import default_runs_dir
+from cwm_agent.trajectory import default_runs_dir, mark_interrupted
 
 from . import report
 from .pool import DaemonPool
@@ -78,14 +79,15 @@ def run_with_attempts(
     tests_too = f" + {attempts} reproduction tests" if scaling.repro_tests else ""
     note(f"sampling {attempts} attempts{tests_too} with {workers} workers; records in {out_dir}")
     pool = DaemonPool(workers)
+    sampler = Sampler(settings, issue, out_dir, bench, note)
     try:
-        sampler = Sampler(settings, issue, out_dir, bench, note)
         runs, tests = sampler.sample(pool, attempts, with_tests=scaling.repro_tests > 0)
         candidates = [run.candidate for run in runs]
         found = _verify(
             pool, bench, candidates, tests, scaling.repro_tests, scaling.early_stop, note
         )
     except KeyboardInterrupt:
+        _wind_down(pool, sampler, out_dir)
         raise Interrupted("interrupted", hint=f"the trajectories so far are in {out_dir}") from None
     finally:
         pool.shutdown()
@@ -97,6 +99,27 @@ def run_with_attempts(
         "early_stop": scaling.early_stop,
     }
     return _conclude(settings, runs, tests, found, bench, out_dir, started, options, note)
+
+
+STOP_GRACE = 10.0  # seconds the rollouts get to end after Ctrl-C
+
+
+def _wind_down(pool: DaemonPool, sampler: Sampler, out_dir: Path) -> None:
+    """After Ctrl-C: every rollout stops (a running command at once, the others at their
+    next step) and closes its runtime; a rollout still waiting on the model after the grace
+    is abandoned, its trajectory marked interrupted. The process-wide stop of commands
+    ends with the wind-down, so a caller of this function can go on."""
+    pool.cancel_pending()  # rollouts not started yet never start
+    sampler.stop.set()
+    stop_commands()
+    try:
+        pool.wait_running(STOP_GRACE)
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: stop waiting
+    finally:
+        STOPPING.clear()
+    for path in (*out_dir.glob("attempt-*.json"), *out_dir.glob("repro-*.json")):
+        mark_interrupted(path, "interrupted (Ctrl-C or SIGTERM) while waiting for the model")
 
 
 def _check(settings: RunSettings, workers: int | None) -> None:

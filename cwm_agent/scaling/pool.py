@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -40,6 +41,14 @@ class DaemonPool:
         """Cancel jobs that have not started; running ones finish on their own."""
         for future in self._pending:
             future.cancel()
+
+    def wait_running(self, seconds: float) -> None:
+        """Wait (polling: Ctrl-C-safe) up to ``seconds`` for the jobs that started to end."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(
+            f.running() for f in self._pending if not f.done()
+        ):
+            time.sleep(0.05)
 
     def shutdown(self) -> None:
         self.cancel_pending()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class Sampler:
     out_dir: Path
     bench: Bench
     note: Note
+    stop: threading.Event = field(default_factory=threading.Event)  # set: wind down
 
     def sample(
         self, pool: DaemonPool, attempts: int, with_tests: bool
@@ -108,5 +110,7 @@ class Sampler:
         def forward(event: str, data: dict[str, Any]) -> None:
             if event == "warning":
                 self.note(f"{label}: warning: {data['message']}")
+            if event in ("step", "action") and self.stop.is_set():
+                raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
 
         return forward
