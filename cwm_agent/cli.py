@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -124,12 +123,13 @@ def run(**opts: Any) -> None:
         sys.exit(run_scaled(settings, issue, opts, level))
     with make_progress(level) as progress:
         result, trajectory = run_mod.execute(settings, issue, progress)
-    if opts["as_json"]:
-        click.echo(json.dumps(run_mod.result_document(result, trajectory), indent=2))
-    elif result.patch is not None:
-        run_mod.emit_patch(result.patch, opts["output"])
-    if result.patch is not None and opts["apply_patch"]:
-        run_mod.apply_to_repo(result.patch, settings.repo)
+    run_mod.deliver(
+        result.patch,
+        lambda: run_mod.result_document(result, trajectory),
+        as_json=opts["as_json"],
+        output=opts["output"],
+        apply_to=settings.repo if opts["apply_patch"] else None,
+    )
     if level:
         click.echo(f"{result.status}: {result.reason} (trajectory: {trajectory.path})", err=True)
     sys.exit(result.exit_code)

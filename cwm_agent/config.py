@@ -204,9 +204,11 @@ SETTINGS: dict[str, Setting] = _settings(
         "test_cmd",
         str,
         None,
-        "The repository's tests, run on every distinct patch (exit 0 = pass) "
-        "[default: 'python3 -m pytest -x -q' when the repository has a tests folder "
-        "or test_*.py files; '' for none].",
+        "The repository's tests: run once on the unpatched base and on every distinct "
+        "patch; the tests that pass on the base count, one each (from pytest's per-test "
+        "report; a command that writes none counts by its exit code) [default: 'python3 -m "
+        "pytest -q -p no:cacheprovider' when the repository has a tests folder or test_*.py "
+        "files; '' for none].",
         "scaling",
     ),
     Setting(
@@ -222,7 +224,9 @@ SETTINGS: dict[str, Setting] = _settings(
         "repro_tests",
         int,
         5,
-        "Model-written reproduction tests kept for the selection (0: none written).",
+        "Groups of model-written reproduction tests (same normalized text) kept for the "
+        "selection: the largest among those that reproduce the issue on the base (0: none "
+        "written).",
         "scaling",
         minimum=0,
     ),
@@ -235,7 +239,7 @@ SETTINGS: dict[str, Setting] = _settings(
         minimum=1,
     ),
     Setting(
-        "early_stop", bool, False, "Stop verifying once one patch passes every check.", "scaling"
+        "early_stop", bool, False, "Stop verifying once one patch passes every test.", "scaling"
     ),
 )
 

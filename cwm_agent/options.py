@@ -113,7 +113,10 @@ issue_options = stack(
 def output_options(patch_help: str = "Apply the patch to REPO.") -> Callable[[F], F]:
     return stack(
         click.option(
-            "-o", "--output", type=click.Path(dir_okay=False), help="Write the patch here."
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False),
+            help="Write the patch here (with --json too: the document goes to stdout).",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON result document."),
         click.option("--apply", "apply_patch", is_flag=True, help=patch_help),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,25 @@ def _revalidate(patch: str, runtime: Runtime) -> None:
             f"the final patch failed validation: {exc.message}",
             hint="this is a bug in cwm-agent; please report it with the trajectory file",
         ) from exc
+
+
+def deliver(
+    patch: str | None,
+    document: Callable[[], dict[str, Any]],
+    *,
+    as_json: bool,
+    output: str | None,
+    apply_to: Path | None,
+) -> None:
+    """What a run gives back: the patch on stdout (or ``-o``), or with ``--json`` the result
+    document on stdout (and the patch in ``-o`` when given); ``--apply`` last."""
+    if as_json:
+        sys.stdout.write(json.dumps(document(), indent=2) + "\n")
+        sys.stdout.flush()
+    if patch is not None and (output or not as_json):
+        emit_patch(patch, output)
+    if patch is not None and apply_to is not None:
+        apply_to_repo(patch, apply_to)
 
 
 def emit_patch(patch: str, output: str | None) -> None:

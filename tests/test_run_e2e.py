@@ -240,3 +240,14 @@ def test_validate_command(buggy_repo, cli_env, tmp_path):
     bad = run_cli(["validate", str(chatty), "--repo", str(buggy_repo)], cli_env)
     assert bad.returncode == 5
     assert "Error:" in bad.stderr and "not part of a diff" in bad.stderr
+
+
+def test_json_with_output_writes_the_document_to_stdout_and_the_patch_to_the_file(
+    buggy_repo, cli_env, tmp_path
+):
+    patch_file = tmp_path / "fix.diff"
+    with ScriptedServer(FIXING_SCRIPT) as server:
+        result = run_agent(server, buggy_repo, cli_env, "--json", "-o", str(patch_file))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert patch_file.read_text() == doc["patch"] and doc["patch"].startswith("diff --git")

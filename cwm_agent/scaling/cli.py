@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import click
 
 from cwm_agent.settings import RunSettings
 
@@ -50,7 +47,7 @@ def run_scaled(settings: RunSettings, issue: str, opts: dict[str, Any], verbosit
 
     Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``.
     """
-    from cwm_agent.run import apply_to_repo, emit_patch
+    from cwm_agent.run import deliver
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
@@ -64,12 +61,13 @@ def run_scaled(settings: RunSettings, issue: str, opts: dict[str, Any], verbosit
         progress=printer,
     )
     result = outcome.result
-    if opts.get("as_json"):
-        click.echo(json.dumps(report.document(outcome), indent=2))
-    elif result.patch is not None:
-        emit_patch(result.patch, opts.get("output"))
-    if result.patch is not None and opts.get("apply_patch"):
-        apply_to_repo(result.patch, settings.repo)
+    deliver(
+        result.patch,
+        lambda: report.document(outcome),
+        as_json=bool(opts.get("as_json")),
+        output=opts.get("output"),
+        apply_to=settings.repo if opts.get("apply_patch") else None,
+    )
     printer.echo(report.table(outcome.selection))
     printer.echo(f"{result.status}: {result.reason} (selection: {outcome.path})")
     return result.exit_code
