@@ -12,6 +12,8 @@ composed the way CWM's SWE environments compose them in their ``start()``:
 - user: ``USER_ISSUE_SOLVING`` with the issue and the repository root;
 - repro_user: ``USER_TESTGEN`` of the test-generation environment, likewise;
 - submission: ``SUBMISSION_FEEDBACK_PROMPT`` around the accepted patch;
+- repro_submission: the test-generation environment's own ``SUBMISSION_FEEDBACK_PROMPT``
+  around the accepted test file;
 - format_error: the error's class name and message, as CWM's loop writes it.
 
 If CWM's code has changed shape (a constant gone, a placeholder we do not know), the
@@ -42,6 +44,7 @@ PLACEHOLDERS = {
     "issue": "{{ issue }}",
     "repo_root": "{{ root }}",
     "pred_patch": "{{ patch }}",
+    "test": "{{ test }}",
 }
 FORMAT_ERROR = "FormatError: {{ problem }}"  # CWM: f"{type(e).__name__}: {e}"
 _JINJA_OPENERS = ("{{", "{%", "{#")
@@ -73,6 +76,9 @@ def import_templates(checkout: Path) -> tuple[dict[str, str], dict[str, Any]]:
         ),
         "submission": to_jinja(
             _need(env, "SUBMISSION_FEEDBACK_PROMPT", checkout / SWE_ENV), PLACEHOLDERS
+        ),
+        "repro_submission": to_jinja(
+            _need(testgen, "SUBMISSION_FEEDBACK_PROMPT", checkout / TESTGEN_ENV), PLACEHOLDERS
         ),
         "format_error": FORMAT_ERROR,
     }

@@ -25,7 +25,9 @@ from typing import Any
 
 from .errors import UsageError
 
-SET_TEMPLATES = ("system", "user", "format_error", "repro_user", "submission")
+SET_TEMPLATES = (
+    "system", "user", "format_error", "repro_user", "submission", "repro_submission",
+)  # fmt: skip
 BUNDLED = "bundled"
 MANIFEST = "set.json"
 TOOL_FORMATS = ("cwm", "openai")

@@ -72,3 +72,24 @@ def test_a_rollout_sends_them_with_the_fix_rollouts_prompt_set(
     text = user["content"]
     assert text.startswith(before) and text.endswith(after)
     assert text[len(before) : len(text) - len(after)].startswith("/")
+
+
+def test_the_accepted_test_is_shown_as_cwms_test_generation_environment_shows_it(
+    runtime,
+    imported_set,  # noqa: F811
+    tmp_path,
+):
+    from conformance.conftest import TESTGEN_ENV, cwm_constants
+
+    script = 'print("Issue reproduced")\n'
+    replies = [
+        cwm("create", f"test_issue.py\n{script}"),
+        cwm("submit", "test_issue.py"),
+        "<think>\nDone.\n</think>\nThe test prints the verdict.",
+    ]
+    config = AgentConfig(prompts=str(imported_set), max_steps=5)
+    traj = Trajectory(tmp_path / "t.json", "r", {}, ISSUE)
+    ReproAgent(FakeModel(replies), runtime, config, traj).run(ISSUE)
+    tool_messages = [m["content"] for m in traj.messages if m["role"] == "tool"]
+    feedback = cwm_constants(TESTGEN_ENV)["SUBMISSION_FEEDBACK_PROMPT"].format(test=script)
+    assert tool_messages[-1].startswith(f"<output>\n{feedback}\n</output>\n\n<budget>")

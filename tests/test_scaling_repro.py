@@ -56,7 +56,7 @@ def test_the_test_file_itself_is_submitted_and_ends_the_episode(runtime, tmp_pat
     agent, result, data = run_agent(runtime, tmp_path, model)
     assert agent.script == SCRIPT and result.status == "submitted" and result.steps == 3
     accepted = tool_results(model)[-1]
-    assert f"<submission>\n{SCRIPT.rstrip()}\n</submission>" in accepted
+    assert f"<submission>\n{SCRIPT}\n</submission>" in accepted  # as `cat` shows it
     assert data["submissions"] == [{"path": "test_issue.py", "test": SCRIPT}]
     task = model.calls[0]["messages"][1]["content"]
     assert "<tool: submit>\ntest_issue.py\n</tool>" in task and "not a patch" in task

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,12 @@ class ReproAgent(Agent):
         if action.tool != "submit":
             return super()._execute(action)
         path = (action.args.get("path") or "").strip()
-        observation, script = submit_test(self.runtime, path, self.output_limit)
+        observation, script = submit_test(
+            self.runtime,
+            path,
+            self.output_limit,
+            lambda **values: self.render_prompt("repro_submission", **values),
+        )
         if script is not None:
             self.patch = script
             self.traj.data["submissions"].append({"path": path, "test": script})
@@ -66,8 +72,11 @@ class ReproAgent(Agent):
         return self.patch
 
 
-def submit_test(runtime: Runtime, path: str, max_output: int) -> tuple[Observation, str | None]:
-    """Accept a test file: what the model sees, and the script (None: rejected)."""
+def submit_test(
+    runtime: Runtime, path: str, max_output: int, render: Callable[..., str]
+) -> tuple[Observation, str | None]:
+    """Accept a test file: what the model sees (``render``: the prompt set's
+    ``repro_submission`` with ``path`` and ``test``), and the script (None: rejected)."""
     if not path:
         return _rejected(f"no file was named; give the path of the test, e.g. {TEST_NAME}"), None
     # Relative to the session's directory, like CWM's submit (it runs `cat PATH` there).
@@ -81,15 +90,9 @@ def submit_test(runtime: Runtime, path: str, max_output: int) -> tuple[Observati
     script = data.decode("utf-8", "surrogateescape")
     if not script.strip():
         return _rejected(f"{path} is empty; write the test into it first"), None
-    shown = protocol.truncate_middle(script, max_output).rstrip("\n")
-    return Observation(
-        output=(
-            f"Submitted {path} as the test:\n\n<submission>\n{shown}\n</submission>\n\n"
-            "It will be run as a standalone script from the repository root. You may keep "
-            "working and submit again (the last submission counts), or reply without a tool "
-            "call to finish with a short summary of how the test works."
-        )
-    ), script
+    # As CWM's submit shows it: the file's content as `cat` prints it, final newline kept.
+    shown = protocol.truncate_middle(script, max_output)
+    return Observation(output=render(path=path, test=shown)), script
 
 
 def _rejected(problem: str) -> Observation:

@@ -106,6 +106,7 @@ def imported_set(oracle, tmp_path_factory) -> Path:
     assert result.stdout == ""  # what it did goes to stderr
     folder = config_home / "cwm-agent" / "prompts" / "cwm"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "format_error.j2", "repro_user.j2", "set.json", "submission.j2", "system.j2", "user.j2",
+        "format_error.j2", "repro_submission.j2", "repro_user.j2", "set.json", "submission.j2",
+        "system.j2", "user.j2",
     ]  # fmt: skip
     return folder
