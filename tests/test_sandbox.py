@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -172,3 +174,25 @@ def test_the_overlay_copies_nothing_at_start_and_stores_only_changes(tmp_path):
 
 def _bytes_under(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_a_venv_under_tmp_stays_usable_in_the_private_tmp(buggy_repo, tmp_path):
+    """The sandbox's /tmp is its own; a project checked out there (its venv on PATH) would
+    lose its interpreter. Folders on PATH under /tmp stay visible, read-only."""
+    import subprocess
+    import sys
+
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    venv = Path(tempfile.mkdtemp(prefix="cwm-venv-", dir="/tmp")) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {"PATH": f"{venv}/bin:{os.environ['PATH']}"}
+    try:
+        with LocalRuntime.create(buggy_repo, sandbox="bwrap", env=env) as runtime:
+            result = runtime.run(
+                "python -c 'import sys; print(sys.prefix)'; touch $VIRTUAL_ENV/x", 30
+            )
+            assert result.output.splitlines()[0] == str(venv)
+            assert not (venv / "x").exists()
+    finally:
+        shutil.rmtree(venv.parent, ignore_errors=True)

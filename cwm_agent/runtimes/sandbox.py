@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,17 +80,34 @@ def works() -> str | None:
     return None
 
 
+def tools_under_tmp(env: Mapping[str, str]) -> list[str]:
+    """Programs the sandbox's private /tmp would hide: the folders on PATH that live under
+    /tmp (a venv's bin/: the venv itself) and this Python's own prefix. They stay visible,
+    read-only, at their paths, so a project checked out under /tmp keeps its interpreter."""
+    candidates = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    candidates += [sys.prefix, sys.base_prefix]
+    found: list[str] = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if not real.startswith("/tmp/") or not os.path.isdir(real):
+            continue
+        root = os.path.dirname(real) if os.path.basename(real) == "bin" else real
+        if root != "/tmp" and not any(root == f or root.startswith(f + "/") for f in found):
+            found = [f for f in found if not f.startswith(root + "/")] + [root]
+    return found
+
+
 def _isolation(network: bool) -> list[str]:
     flags = ["--die-with-parent", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc"]
     flags += ["--unshare-uts", "--unshare-cgroup-try"]
     return flags if network else [*flags, "--unshare-net"]
 
 
-def command(spec: SandboxSpec) -> list[str]:
-    """The argv that starts bash in the sandbox."""
+def command(spec: SandboxSpec, env: Mapping[str, str] | None = None) -> list[str]:
+    """The argv that starts bash in the sandbox (``env``: the session's, for its PATH)."""
     argv = [bwrap_path() or "bwrap", *_isolation(spec.network)]
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for path in spec.read_only:
+    for path in (*tools_under_tmp(env or os.environ), *spec.read_only):
         argv += ["--ro-bind", path, path]
     argv += ["--bind", spec.root, spec.root]
     if spec.gitfile and spec.model_git:
@@ -170,7 +188,7 @@ class SandboxTransport(PipeTransport):
     """bash inside the sandbox; ``pid`` is the process that holds its view of the files."""
 
     def __init__(self, spec: SandboxSpec, cwd: str, env: Mapping[str, str]) -> None:
-        super().__init__(cwd, env, argv=command(spec))
+        super().__init__(cwd, env, argv=command(spec, env))
         self.spec = spec
         self._handshake()
 
