@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import posixpath
-import re
 import secrets
 import shlex
 import shutil
@@ -34,83 +33,26 @@ from .docker_engine import (
     sdk,
     start_container,
 )
-from .gitcmd import GIT_IDENTITY, run_git
+from .docker_scripts import (
+    BASELINE,
+    DIFF,
+    EXPORT,
+    FORK_FAILED,
+    GIT,
+    HAS_TESTBED,
+    KEEP,
+    KILL_ALL,
+    READ,
+    RESOLVE,
+    SWEBENCH_ACTIVATE,
+    WRITE,
+    fill,
+)
+from .gitcmd import run_git
 from .shell import QUIET_ENV, ShellSession
 from .snapshot import Snapshot
 
 FILES_LIMIT = 256 << 20  # the most a file read or a diff may return (as base64)
-_GIT = "git -c safe.directory='*' -c core.hooksPath=/dev/null -c commit.gpgsign=false"
-_ID = " ".join(f"{k}={shlex.quote(v)}" for k, v in GIT_IDENTITY.items())
-
-# Scripts for the internal session. A command file is sourced, so `return N` ends
-# it with status N (`exit` would end the shell). @ROOT@ & co. are filled in quoted.
-_RESOLVE = """p=$(cd @ROOT@ && realpath -m -- @PATH@) || return 90
-case $p in @ROOT@|@ROOT@/*) ;; *) return 91;; esac
-"""
-_READ = """[ -d "$p" ] && { echo 'Is a directory'; return 92; }
-[ -e "$p" ] || { echo 'No such file or directory'; return 92; }
-base64 -- "$p"
-"""
-_WRITE = """d=${p%/*}; [ -d "${d:-/}" ] || return 94
-[ -d "$p" ] && { echo 'Is a directory'; return 92; }
-base64 -d >| "$p" <<'@MARK@'
-@DATA@@MARK@
-"""
-_DIFF = f"""cd @ROOT@ && i=$(mktemp) && o=$(mktemp) || return 95
-x=$({_GIT} rev-parse --git-path index)
-if [ -f "$x" ]; then cp -p -- "$x" "$i"; else rm -f -- "$i"; fi
-if GIT_INDEX_FILE=$i {_GIT} add -A >"$o" 2>&1 && GIT_INDEX_FILE=$i {_GIT} diff --cached \\
-  --binary --no-color --no-ext-diff --no-textconv --no-renames --src-prefix=a/ \\
-  --dst-prefix=b/ @BASE@ -- . @SPECS@ >"$o" 2>"$i.e"
-then base64 <"$o"; s=0; else cat -- "$o" "$i.e"; s=1; fi
-rm -f -- "$i" "$o" "$i.e"; return $s
-"""
-# The repository already in the image (SWE-bench): only HEAD's ancestors stay reachable
-# (no remotes, other branches, tags, stash or reflog, then unreachable objects pruned), so
-# no later commit, the fix included, can be found; then the base is HEAD, or a commit of
-# the working tree on top of it when the tree is not clean. Prints HEAD, then the base.
-_BASELINE = f"""cd @ROOT@ || return 1
-{_GIT} rev-parse --git-dir >/dev/null 2>&1 || {_GIT} init -q || return 1
-for kv in user.name=cwm-agent user.email=cwm-agent@localhost commit.gpgsign=false \\
-  core.hooksPath=/dev/null gc.auto=0; do {_GIT} config "${{kv%%=*}}" "${{kv#*=}}" || return 1; done
-x=$({_GIT} rev-parse --git-path info/exclude) && mkdir -p -- "${{x%/*}}" &&
-  printf '\\n%s\\n' '__pycache__/' '*.py[cod]' '.pytest_cache/' >>"$x" || return 1
-for r in $({_GIT} remote); do {_GIT} remote remove "$r" || return 1; done
-cur=$({_GIT} symbolic-ref -q HEAD)
-{_GIT} for-each-ref --format='%(refname)' | while read -r ref; do
-  [ "$ref" = "$cur" ] || {_GIT} update-ref -d "$ref" || exit 1; done || return 1
-{_GIT} reflog expire --expire=now --all && {_GIT} gc -q --prune=now || return 1
-head=$({_GIT} rev-parse -q --verify HEAD) || head=-
-{_ID} {_GIT} add -A >/dev/null || return 1
-if [ "$head" = - ] || ! {_GIT} diff --cached --quiet HEAD --; then
-  {_ID} {_GIT} commit -q --no-verify --allow-empty -m 'cwm-agent baseline' || return 1; fi
-{_GIT} update-ref {BASE_REF} HEAD && echo "$head" && {_GIT} rev-parse HEAD
-"""
-# SWE-bench's images keep the instance's dependencies in a conda env, activated the way
-# the harness's own eval script does it.
-SWEBENCH_ACTIVATE = "source /opt/miniconda3/bin/activate && conda activate testbed"
-_HAS_TESTBED = "[ -f /opt/miniconda3/bin/activate ] && [ -d /opt/miniconda3/envs/testbed ]"
-_EXPORT = f"""c=$({_ID} {_GIT} commit-tree '@BASE@^{{tree}}' -m 'cwm-agent base') &&
-  {_GIT} update-ref refs/cwm-agent/export "$c" && echo "$c"
-"""
-
-
-# The container's init (pid 1) and its children at start (the main process): what a
-# clearing of the container must spare. Then: kill every other process but ourselves.
-_KEEP = """k=1; for p in /proc/[0-9]*; do read -r s <"$p/stat" 2>/dev/null || continue
-  set -- ${s##*) }; [ "$2" = 1 ] && k="$k ${p#/proc/}"; done; echo "$k"
-"""
-_KILL_ALL = """for p in /proc/[0-9]*; do p=${p#/proc/}; case " @KEEP@ $$ " in *" $p "*) ;;
-  *) builtin kill -9 "$p" 2>/dev/null;; esac; done; true
-"""
-# What bash says when the container's process limit leaves it no new process.
-_FORK_FAILED = re.compile(r"fork: (?:retry: )?Resource temporarily unavailable|Cannot fork")
-
-
-def _fill(template: str, **values: str) -> str:
-    for key, value in values.items():
-        template = template.replace(f"@{key}@", value)
-    return template
 
 
 class DockerRuntime:
@@ -196,13 +138,13 @@ class DockerRuntime:
         if self._host:
             self._copy_in(workdir)
         files = self._files = self._session(workdir, FILES_LIMIT, 0, internal=True)
-        self._keep = self._call(_KEEP)[1].split()
+        self._keep = self._call(KEEP)[1].split()
         code, out = self._call("builtin pwd -P")
         if code != 0:
             raise RuntimeFailure(f"workdir {workdir} is unusable in the container: {out}")
         self.root = out.strip()
         if not self._host:
-            code, out = self._call(_fill(_BASELINE, ROOT=shlex.quote(self.root)))
+            code, out = self._call(fill(BASELINE, ROOT=shlex.quote(self.root)))
             if code != 0:
                 raise RuntimeFailure(
                     f"cannot commit the baseline in {self.root}: {out.strip()}",
@@ -215,7 +157,7 @@ class DockerRuntime:
                     f"base_commit {base_commit[:12]}: the patch is made against {head[:12]}"
                 )
         if shell_init is None:
-            has_testbed = not self._host and self._call(_HAS_TESTBED)[0] == 0
+            has_testbed = not self._host and self._call(HAS_TESTBED)[0] == 0
             shell_init = SWEBENCH_ACTIVATE if has_testbed else ""
 
         def killer(target: str) -> bool:  # the builtin kill works even with no pid left
@@ -287,7 +229,7 @@ class DockerRuntime:
 
     def run(self, command: str, timeout: float) -> CommandResult:
         result = self.shell.run(command, timeout)
-        if not _FORK_FAILED.search(result.output):
+        if not FORK_FAILED.search(result.output):
             return result
         # The process limit is reached and stays so (processes that left the shell's
         # group, e.g. with setsid): nothing can start, not even the next command. Every
@@ -302,7 +244,7 @@ class DockerRuntime:
     def _kill_all(self) -> None:
         # Builtins and globbing only (no process left to fork), sparing the container's
         # init, its main process (the container would stop) and this internal shell.
-        self._files.run(_fill(_KILL_ALL, KEEP=" ".join(self._keep)), 10)
+        self._files.run(fill(KILL_ALL, KEEP=" ".join(self._keep)), 10)
         self.shell.restart()
 
     @property
@@ -310,9 +252,9 @@ class DockerRuntime:
         return self.shell.cwd
 
     def _file_op(self, path: str, body: str) -> tuple[int | None, str]:
-        resolve = _fill(_RESOLVE, ROOT=shlex.quote(self.root), PATH=shlex.quote(path))
+        resolve = fill(RESOLVE, ROOT=shlex.quote(self.root), PATH=shlex.quote(path))
         code, out = self._call(resolve + body)
-        if code != 0 and _FORK_FAILED.search(out):  # see run(): free the process table
+        if code != 0 and FORK_FAILED.search(out):  # see run(): free the process table
             self._kill_all()
             code, out = self._call(resolve + body)
         if code == 91:
@@ -330,7 +272,7 @@ class DockerRuntime:
         return code, out
 
     def read_file(self, path: str) -> bytes:
-        code, out = self._file_op(path, _READ)
+        code, out = self._file_op(path, READ)
         if code != 0:
             raise ToolError(f"{path}: cannot read: {out.strip()}")
         return base64.b64decode(out)
@@ -338,7 +280,7 @@ class DockerRuntime:
     def write_file(self, path: str, data: bytes) -> None:
         encoded = base64.encodebytes(data).decode()
         mark = f"CWM_EOF_{secrets.token_hex(8)}"
-        code, out = self._file_op(path, _fill(_WRITE, MARK=mark, DATA=encoded))
+        code, out = self._file_op(path, fill(WRITE, MARK=mark, DATA=encoded))
         if code == 94:
             raise ToolError(f"{path}: the parent directory does not exist; create it first")
         if code != 0:
@@ -351,8 +293,8 @@ class DockerRuntime:
         """The agent's changes against the base as a git patch ("" if none), as local's:
         staged in a throwaway copy of the index, here inside the container."""
         specs = [f":(exclude,literal){self._relative(p)}" for p in exclude]
-        script = _fill(
-            _DIFF, ROOT=shlex.quote(self.root), BASE=self._base_in, SPECS=shlex.join(specs)
+        script = fill(
+            DIFF, ROOT=shlex.quote(self.root), BASE=self._base_in, SPECS=shlex.join(specs)
         )
         code, out = self._call(script)
         if code != 0:
@@ -380,11 +322,11 @@ class DockerRuntime:
         # With repo_in_image the base exists only in the container. On first use, bundle
         # its tree as a parentless commit (no history to carry) and fetch it on the host.
         if self._exported is None:
-            code, out = self._call(_fill(_EXPORT, BASE=self._base_in))
+            code, out = self._call(fill(EXPORT, BASE=self._base_in))
             if code != 0:
                 raise RuntimeFailure(f"cannot export the base commit: {out.strip()}")
             repo, bundle = os.path.join(self._tmp, "base"), os.path.join(self._tmp, "bundle")
-            self._stream_to(bundle, f"{_GIT} bundle create - refs/cwm-agent/export")
+            self._stream_to(bundle, f"{GIT} bundle create - refs/cwm-agent/export")
             os.mkdir(repo)
             run_git(repo, "init", "-q")
             run_git(repo, "fetch", "-q", bundle, f"refs/cwm-agent/export:{BASE_REF}")
