@@ -47,7 +47,7 @@ from .sandbox import (
     read_only,
     works,
 )
-from .shell import ShellSession, Transport, overwrite_file
+from .shell import PipeTransport, ShellSession, Transport, overwrite_file
 from .snapshot import remove_tree
 
 __all__ = ["GIT_IDENTITY", "LocalRuntime", "run_git"]
@@ -121,7 +121,7 @@ class LocalRuntime:
                     spec = SandboxSpec(root, (top, *stores), network)
                     shell = session(lambda cwd, e: SandboxTransport(spec, cwd, e))
                 else:
-                    shell = session(_plain)
+                    shell = session(PipeTransport)
         except BaseException:
             remove_tree(top)
             raise
@@ -276,12 +276,6 @@ def _real_path(path: str, outer: str) -> str:
 
 
 # -- set-up ----------------------------------------------------------------------------
-
-
-def _plain(cwd: str, env: Mapping[str, str]) -> Transport:
-    from .shell import PipeTransport
-
-    return PipeTransport(cwd, env)
 
 
 def _use_sandbox(choice: str, notices: list[str]) -> bool:
