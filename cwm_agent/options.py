@@ -104,6 +104,27 @@ def scaling_options(default_attempts: int, *, with_workers: bool = True) -> Call
     return stack(attempts, *([workers] if with_workers else []), rest)
 
 
+def executor_options(what: str) -> Callable[[F], F]:
+    """``--executor thread|ray`` and ``--ray-address``, for the commands that run many
+    ``what`` (instances, predictions) at once."""
+    return stack(
+        click.option(
+            "--executor",
+            type=click.Choice(["thread", "ray"]),
+            default="thread",
+            show_default=True,
+            help=f"What runs the {what}: --workers threads here, or Ray tasks, one per "
+            "item (needs: pip install 'cwm-agent[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            help="With --executor ray: join this Ray cluster (head:6379 from a node, or "
+            "ray://head:10001) [default: start a local Ray instance with --workers CPUs].",
+        ),
+    )
+
+
 issue_options = stack(
     click.option("--issue", help="The issue text."),
     click.option("--issue-file", help="File holding the issue; - reads stdin."),

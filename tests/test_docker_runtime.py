@@ -222,20 +222,8 @@ def test_works_in_an_image_without_python(client, buggy_repo):
 
 def test_repo_already_in_the_image(client, buggy_repo):
     """SWE-bench style: the repository (with uncommitted state) is baked into the image."""
-    builder = client.containers.run(
-        IMAGE, ["sleep", "infinity"], detach=True, network_disabled=True
-    )
-    tag = f"cwm-agent-test-inimage:{secrets.token_hex(4)}"
-    try:
-        with tempfile.TemporaryFile() as buf:
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                tar.add(buggy_repo, arcname="testbed")
-            buf.seek(0)
-            builder.put_archive("/", buf)
-        builder.exec_run(["bash", "-c", "cd /testbed && echo dirty >> README && chown -R 0:0 ."])
-        builder.commit(*tag.split(":"))
-    finally:
-        builder.remove(force=True)
+    setup = "cd /testbed && echo dirty >> README && chown -R 0:0 ."
+    tag, _ = image_with_testbed(client, buggy_repo, "inimage", setup, ())
     try:
         with make(None, client, image=tag, workdir="/testbed", repo_in_image=True) as runtime:
             assert runtime.root == "/testbed"
@@ -421,6 +409,28 @@ def test_best_of_runs_its_attempts_in_containers(client, buggy_repo, cli_env, tm
 SWEBENCH_IMAGE = os.environ.get("CWM_TEST_SWEBENCH_IMAGE", "cwm-agent-swebench:latest")
 
 
+def image_with_testbed(
+    client, repo: Path, label: str, setup: str, read_back: tuple[str, ...]
+) -> tuple[str, list[str]]:
+    """An image of the test image with ``repo`` at /testbed after ``setup`` ran there; its
+    tag, and the contents of the files ``read_back`` names (written by ``setup``)."""
+    builder = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True)
+    tag = f"cwm-agent-test-{label}:{secrets.token_hex(4)}"
+    try:
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(repo, arcname="testbed")
+            buf.seek(0)
+            builder.put_archive("/", buf)
+        exit_code, output = builder.exec_run(["bash", "-c", setup])
+        assert exit_code == 0, output
+        found = [builder.exec_run(["cat", p]).output.decode().strip() for p in read_back]
+        builder.commit(*tag.split(":"))
+    finally:
+        builder.remove(force=True)
+    return tag, found
+
+
 def image_with_history(client, buggy_repo) -> tuple[str, str, str]:
     """An image whose /testbed is at a base commit with a later fix reachable in every way
     a clone leaves one: a branch, a tag, a remote-tracking ref, the reflog, a stash."""
@@ -437,21 +447,8 @@ def image_with_history(client, buggy_repo) -> tuple[str, str, str]:
             "git rev-parse HEAD > /base && chown -R 0:0 .",
         ]
     )
-    builder = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True)
-    tag = f"cwm-agent-test-history:{secrets.token_hex(4)}"
-    try:
-        with tempfile.TemporaryFile() as buf:
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                tar.add(buggy_repo, arcname="testbed")
-            buf.seek(0)
-            builder.put_archive("/", buf)
-        exit_code, output = builder.exec_run(["bash", "-c", setup])
-        assert exit_code == 0, output
-        future = builder.exec_run(["cat", "/future"]).output.decode().strip()
-        base = builder.exec_run(["cat", "/base"]).output.decode().strip()
-        builder.commit(*tag.split(":"))
-    finally:
-        builder.remove(force=True)
+    tag, found = image_with_testbed(client, buggy_repo, "history", setup, ("/future", "/base"))
+    future, base = found
     return tag, base, future
 
 

@@ -11,6 +11,7 @@ import click
 from cwm_agent.errors import Interrupted, UsageError
 from cwm_agent.options import (
     agent_options,
+    executor_options,
     install_signal_handlers,
     model_options,
     resolve_options,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
 
-from cwm_agent.batch import RAY_INSTALL_HINT as INSTALL_HINT
 
 BATCH_EXIT_HELP = (
     "Exit codes: 0 the batch completed (some instances may have failed: see summary.json; "
@@ -100,20 +100,7 @@ BATCH_EXIT_HELP = (
     show_default=True,
     help="Instances at a time.",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["thread", "ray"]),
-    default="thread",
-    show_default=True,
-    help="What runs the instances: --workers threads here, or Ray tasks, one per "
-    f"instance (needs: {INSTALL_HINT}).",
-)
-@click.option(
-    "--ray-address",
-    metavar="ADDR",
-    help="With --executor ray: join this Ray cluster (head:6379 from a node, or "
-    "ray://head:10001) [default: start a local Ray instance with --workers CPUs].",
-)
+@executor_options("instances")
 @stack(
     setting_option("runtime"),
     setting_option(

@@ -16,7 +16,7 @@ import click
 
 from cwm_agent.errors import Interrupted, UsageError
 from cwm_agent.evaluate import require_swebench
-from cwm_agent.options import install_signal_handlers
+from cwm_agent.options import executor_options, install_signal_handlers
 
 EVALUATE_EXIT_HELP = (
     "Exit codes: 0 every prediction was graded (see report.json: resolved, unresolved and "
@@ -58,14 +58,7 @@ EVALUATE_EXIT_HELP = (
     show_default=True,
     help="Predictions graded at a time.",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["thread", "ray"]),
-    default="thread",
-    show_default=True,
-    help="Grade on threads here (this Docker engine), or as Ray tasks on the nodes' engines.",
-)
-@click.option("--ray-address", metavar="ADDR", help="With --executor ray: the cluster to join.")
+@executor_options("predictions")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
