@@ -16,11 +16,12 @@ from cwm_agent.batch import instances as inst
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
 from cwm_agent.batch.plan import BatchConfig
-from cwm_agent.batch.sources import locate
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
 from cwm_agent.errors import RuntimeFailure, UsageError
 from cwm_agent.settings import ModelSettings, RunSettings, RuntimeSettings
+from cwm_agent.verification.sources import locate
+from cwm_agent.verification.store import image_from_template
 
 DATA = SHARED_DATA
 SWEBENCH_FILES = {"swebench_lite_dev.jsonl": 23, "swebench_verified_test.jsonl": 500}
@@ -47,7 +48,7 @@ def test_reads_the_real_swebench_files_unchanged(name):
     template = "swebench/sweb.eval.x86_64.{instance_id_1776}:latest"
     for instance in loaded:
         if instance.image:  # the Verified file names each instance's image: same scheme
-            assert inst.image_from_template(template, instance.instance_id) == instance.image
+            assert image_from_template(template, instance.instance_id) == instance.image
     owner = loaded[0].repo.split("/")[0]
     picked = inst.select(loaded, inst.Selection(f"^{owner}__", limit=2))
     assert len(picked) == 2 and all(i.repo.startswith(owner + "/") for i in picked)
@@ -83,10 +84,10 @@ def test_folder_input_filter_limit_and_templates(tmp_path):
         inst.select(loaded, inst.Selection("("))
     assert inst.Instance("a/../b", "x").dirname == "a_.._b"
     assert inst.Instance(".hidden", "x").dirname == "_.hidden"
-    image = inst.image_from_template("r/{instance_id}:{instance_id_1776}", "Org__Proj-7")
+    image = image_from_template("r/{instance_id}:{instance_id_1776}", "Org__Proj-7")
     assert image == "r/Org__Proj-7:org_1776_proj-7"
     with pytest.raises(UsageError, match="placeholders"):
-        inst.image_from_template("r/{nope}", "a")
+        image_from_template("r/{nope}", "a")
 
 
 def test_selection_filter_shuffle_slice_limit(tmp_path):

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from cwm_agent.scaling.identity import normalize_test, patch_hash, script_key
 from cwm_agent.scaling.pool import DaemonPool, OnceCache
 from cwm_agent.scaling.records import Candidate, ExistingCount, Group, ReproTest, Score, SuiteRun
 from cwm_agent.scaling.select import (
@@ -19,6 +18,7 @@ from cwm_agent.scaling.select import (
     top_tests,
 )
 from cwm_agent.scaling.verify import classify
+from cwm_agent.verification.identity import normalize_test, patch_hash, script_key
 
 
 def diff(body: str, start: int = 1, path: str = "pkg/mod.py") -> str:

@@ -115,6 +115,31 @@ def test_nothing_imports_a_command_module():
     assert upward == []
 
 
+# The layers, lowest first: a package imports nothing from a package above it.
+LAYERS = (
+    ("cwm_agent.verification",),
+    ("cwm_agent.evaluate", "cwm_agent.scaling"),
+    ("cwm_agent.batch", "cwm_agent.select"),
+)
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_package_imports_one_above_it():
+    rank = {package: level for level, layer in enumerate(LAYERS) for package in layer}
+    upward = [
+        (module, target)
+        for module, imports in GRAPH.items()
+        for target, _ in imports
+        if _package(module) in rank
+        and _package(target) in rank
+        and rank[_package(target)] > rank[_package(module)]
+    ]
+    assert upward == []
+
+
 def test_models_and_runtimes_are_built_only_by_the_factory():
     builders = []
     for module, path in MODULES.items():

@@ -28,9 +28,9 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
     from cwm_agent.batch.plan import BatchConfig
     from cwm_agent.batch.ray_executor import RayRunner
     from cwm_agent.batch.runner import BatchRunner
-    from cwm_agent.batch.sources import Source
     from cwm_agent.batch.store import OutputStore
     from cwm_agent.batch.summary import Tally
+    from cwm_agent.verification.sources import Source
 
 
 BATCH_EXIT_HELP = (
@@ -181,12 +181,13 @@ def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance], list[dict[str
     """INPUT located and read, then the selection flags applied; and the records, whole
     (for --evaluate only: the agents get Instances)."""
     from cwm_agent.batch import instances as inst
-    from cwm_agent.batch.sources import locate, read_records
+    from cwm_agent.verification.sources import locate, read_records
+    from cwm_agent.verification.store import image_from_template
 
     if opts["seed"] is not None and not opts["shuffle"]:
         raise UsageError("--seed is for --shuffle", hint="add --shuffle, or leave --seed out")
     if opts["image_template"]:
-        inst.image_from_template(opts["image_template"], "owner__name-1")  # fail early
+        image_from_template(opts["image_template"], "owner__name-1")  # fail early
     source = locate(opts["input_spec"], opts["split"] or "test")
     if opts["split"] is not None and source.kind != "dataset":
         raise UsageError("--split is for a dataset INPUT", hint="a file holds one split")
@@ -224,7 +225,7 @@ def _config(opts: dict[str, Any]) -> BatchConfig:
 
 def _check_executor(opts: dict[str, Any]) -> None:
     if opts["executor"] == "ray":
-        from cwm_agent.batch.ray_executor import require_ray
+        from cwm_agent.verification.ray_support import require_ray
 
         require_ray()
     elif opts["ray_address"]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch.sources import Placed, Source, read_records
 from cwm_agent.errors import UsageError
+from cwm_agent.verification.sources import Placed, Source, read_records
+from cwm_agent.verification.store import folder_name
 
 ISSUE_SUFFIXES = (".md", ".txt")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,6 @@ class Instance:
     @property
     def dirname(self) -> str:
         return folder_name(self.instance_id)
-
-
-def folder_name(instance_id: str) -> str:
-    """An instance's folder name in OUTDIR: the id, made safe for any filesystem."""
-    name = _UNSAFE.sub("_", instance_id)
-    return "_" + name if name.startswith(".") else name
 
 
 @dataclass(frozen=True)
@@ -108,19 +102,6 @@ def parse_slice(text: str) -> slice:
             hint="give START:STOP as in Python, e.g. 0:50, 100:, -20: (or START:STOP:STEP)",
         ) from None
     return slice(*bounds)
-
-
-def image_from_template(template: str, instance_id: str) -> str:
-    """``{instance_id}`` as is; ``{instance_id_1776}`` the way SWE-bench names its images."""
-    # Docker image names are lower-case; SWE-bench lower-cases ids for its images too.
-    id_1776 = instance_id.replace("__", "_1776_").lower()
-    try:
-        return template.format(instance_id=instance_id, instance_id_1776=id_1776)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(
-            f"--image-template {template!r} is not a valid template: {exc!r}",
-            hint="use the placeholders {instance_id} and {instance_id_1776}",
-        ) from exc
 
 
 def _from_record(record: dict[str, Any], where: str) -> Instance:

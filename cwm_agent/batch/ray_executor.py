@@ -21,20 +21,12 @@ runtime); those that have not come back after ``STOP_GRACE`` seconds are cancell
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
-import logging
-import os
-import signal
-import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch import RAY_INSTALL_HINT as INSTALL_HINT
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.runner import (
@@ -47,26 +39,15 @@ from cwm_agent.batch.runner import (
     finish_document,
     solve_instance,
 )
-from cwm_agent.batch.store import OutputStore, write_atomic
+from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
-from cwm_agent.errors import Interrupted, RuntimeFailure, UsageError
+from cwm_agent.errors import Interrupted
+from cwm_agent.verification.ray_support import TASK_RETRIES, session
+from cwm_agent.verification.store import write_atomic
 
-FORWARDED_ENV = ("OPENAI_API_KEY",)  # the model key, for nodes that do not have it
 POLL = 0.2  # seconds between looks at the tasks out (Ctrl-C is seen between them)
-CONNECT_TIMEOUT = 10.0  # seconds to reach --ray-address before giving up
-TASK_RETRIES = 1  # a worker or node lost mid-instance: run it once more elsewhere
 
 Outcome = tuple[dict[str, Any] | None, dict[str, bytes], str]
-
-
-def require_ray() -> None:
-    """A usage error (exit 2), before anything runs, when Ray is not installed."""
-    try:
-        installed = importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):
-        installed = False
-    if not installed:
-        raise UsageError("--executor ray needs Ray, which is not installed", hint=INSTALL_HINT)
 
 
 def solve_remote(config: BatchConfig, instance: Instance) -> Outcome:
@@ -179,62 +160,6 @@ class RayRunner:
             for ref, instance in out.items():  # stuck past the grace: kill the worker
                 ray.cancel(ref, force=True)
                 self.ledger.end(instance, None)
-
-
-@contextmanager
-def session(address: str | None, workers: int, say: Callable[[str], None]) -> Iterator[Any]:
-    """Ray, connected: to the cluster at ``address``, or to a new local instance (with
-    ``workers`` CPUs); ``say`` tells which. Shared with `evaluate --executor ray`."""
-    import ray
-
-    common: dict[str, Any] = {
-        "logging_level": logging.ERROR,  # Ray's start-up chatter would cut into the display
-        "log_to_driver": False,  # workers' own output: the instance logs have what matters
-        "runtime_env": {"env_vars": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}},
-    }
-    if address:
-        _check_reachable(address)
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        if address:
-            say(f"ray: joining the cluster at {address}")
-            ray.init(address=address, **common)
-        else:
-            say(f"ray: starting a local instance with {workers} CPU(s)")
-            # "local": a new instance even when RAY_ADDRESS names a cluster.
-            ray.init(address="local", num_cpus=workers, include_dashboard=False, **common)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        ray.shutdown()
-        raise RuntimeFailure(
-            f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
-            hint="check the address (ray status --address ADDR) or leave --ray-address out",
-        ) from exc
-    except BaseException:
-        ray.shutdown()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)  # ray.init replaces it with sys.exit
-    try:
-        yield ray
-    finally:
-        ray.shutdown()  # only disconnects from a cluster; stops a local instance
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast: ray.init waits for an unreachable cluster without end, retrying."""
-    if address in ("auto", "local"):
-        return  # resolved by Ray from this machine's running instance
-    scheme, _, hostport = address.rpartition("://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():  # no port: Ray's defaults
-        host, port = hostport, "10001" if scheme == "ray" else "6379"
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
-    except OSError as exc:
-        raise RuntimeFailure(
-            f"cannot reach the Ray cluster at {address}: {exc}",
-            hint="is its head node up? (ray status --address ADDR), or leave --ray-address out",
-        ) from None
 
 
 def _relocate(doc: dict[str, Any] | None, scratch: str, folder: Path) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ import base64
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,24 +27,9 @@ from typing import Any
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.scaled import SCALED_FILES
 from cwm_agent.errors import UsageError
+from cwm_agent.verification.store import write_atomic
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class OutputStore:

@@ -114,7 +114,7 @@ def evaluate(**opts: Any) -> None:
 
 
 def load_records(dataset: str, split: str | None) -> list[dict[str, Any]]:
-    from cwm_agent.batch.sources import locate, read_records
+    from cwm_agent.verification.sources import locate, read_records
 
     source = locate(dataset, split or "test")
     if split is not None and source.kind != "dataset":
@@ -128,7 +128,7 @@ def load_records(dataset: str, split: str | None) -> list[dict[str, Any]]:
 
 def _check_executor(opts: dict[str, Any]) -> None:
     if opts["executor"] == "ray":
-        from cwm_agent.batch.ray_executor import require_ray
+        from cwm_agent.verification.ray_support import require_ray
 
         require_ray()
     elif opts["ray_address"]:

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch.ray_executor import TASK_RETRIES, session
 from cwm_agent.evaluate.grade import ERROR, Grader, Outcome
 from cwm_agent.evaluate.runner import POLL, EvalSettings, Say, Verdicts
 from cwm_agent.evaluate.tasks import Task
+from cwm_agent.verification.ray_support import TASK_RETRIES, session
 
 Graded = tuple[Outcome, dict[str, bytes]]
 

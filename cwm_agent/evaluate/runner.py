@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch.instances import folder_name
-from cwm_agent.batch.store import write_atomic
 from cwm_agent.evaluate.grade import ERROR, RESOLVED, UNRESOLVED, Grader, Outcome
 from cwm_agent.evaluate.report import run_report, verdict_line
 from cwm_agent.evaluate.tasks import Task
+from cwm_agent.verification.store import folder_name, write_atomic
 
 OUTCOME = "outcome.json"
 REPORT = "report.json"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.batch.instances import image_from_template
 from cwm_agent.errors import UsageError
+from cwm_agent.verification.store import image_from_template
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
 GRADING_KEYS = (

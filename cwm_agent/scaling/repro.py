@@ -26,8 +26,8 @@ from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Observation, Runtime
+from cwm_agent.verification.identity import script_key
 
-from .identity import script_key
 from .records import ReproTest
 
 TEST_NAME = "test_issue.py"

@@ -15,8 +15,8 @@ from cwm_agent.errors import CwmError
 from cwm_agent.run import execute
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import tokens_in
+from cwm_agent.verification.identity import patch_hash
 
-from .identity import patch_hash
 from .pool import DaemonPool
 from .records import Attempt, Candidate, ReproTest
 from .repro import run_repro_rollout
