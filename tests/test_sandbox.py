@@ -196,3 +196,55 @@ def test_a_venv_under_tmp_stays_usable_in_the_private_tmp(buggy_repo, tmp_path):
             assert not (venv / "x").exists()
     finally:
         shutil.rmtree(venv.parent, ignore_errors=True)
+
+
+# A process in the sandbox that keeps swapping the directory `d` with a symlink `l` to a
+# folder of this machine (renameat2 RENAME_EXCHANGE), as fast as it can.
+SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+os.makedirs("d/a"); os.symlink(sys.argv[1], "l")
+print("swapping", flush=True)
+n = 0
+while True:
+    if libc.renameat2(-100, b"d", -100, b"l", 2) != 0:
+        sys.exit(f"renameat2: errno {ctypes.get_errno()}")
+    n += 1
+    if n % 1000 == 0:
+        with open("/tmp/swaps", "w") as f:
+            f.write(str(n))
+"""
+
+
+def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_repo, tmp_path):
+    """Issue 21, item 1: `create` of d/ + a/../ x 2000 + name while a sandboxed process
+    swaps d with a symlink to a host folder the sandbox cannot even see."""
+    from cwm_agent.editing import create_file, edit_file
+    from cwm_agent.errors import ToolError
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    host = tmp_path / "host-folder"  # under /tmp: hidden in the sandbox, not from here
+    host.mkdir()
+    (host / "victim.txt").write_text("victim\n")
+    tries, created, refused = 300, 0, 0
+    with LocalRuntime.create(buggy_repo, sandbox="bwrap") as runtime:
+        runtime.run(f"cat > /tmp/swap.py <<'EOF'\n{SWAPPER}\nEOF", 10)
+        started = runtime.run(f"python3 /tmp/swap.py {host} > /tmp/swap.log 2>&1 &", 10)
+        assert started.exit_code == 0, started.output
+        assert "swapping" in runtime.run("sleep 0.5; cat /tmp/swap.log", 10).output
+        for n in range(tries):
+            try:
+                create_file(runtime, "d/" + "a/../" * 2000 + f"f{n}", "x\n")
+                created += 1
+            except ToolError:  # d was the symlink: refused
+                refused += 1
+            try:
+                edit_file(runtime, "d/" + "a/../" * 200 + "../l/victim.txt", "victim", "pwned")
+            except ToolError:
+                pass
+        swaps = runtime.run("cat /tmp/swaps", 10).output
+    landed = sorted(p.name for p in host.iterdir())
+    assert landed == ["victim.txt"], f"{len(landed) - 1} of {tries} creates landed outside"
+    assert (host / "victim.txt").read_text() == "victim\n"
+    assert int(swaps) > 1000  # the race ran the whole time
+    assert created + refused == tries

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..errors import RuntimeFailure, ToolError
+from ..errors import RuntimeFailure
 from ..types import CommandResult
 from .baseline import (
     Base,
@@ -37,6 +37,7 @@ from .baseline import (
     stage_all,
     submodules,
 )
+from .confined import Confined
 from .gitcmd import GIT_IDENTITY, run_git
 from .reaper import kill_inside
 from .sandbox import (
@@ -47,12 +48,11 @@ from .sandbox import (
     read_only,
     works,
 )
-from .shell import PipeTransport, ShellSession, Transport, overwrite_file
+from .shell import PipeTransport, ShellSession, Transport
 from .snapshot import remove_tree
 
 __all__ = ["GIT_IDENTITY", "LocalRuntime", "run_git"]
 
-_MAX_LINKS = 40  # symlinks followed resolving one path, as the kernel allows
 _DIFF_FLAGS = (
     "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
     "--src-prefix=a/", "--dst-prefix=b/",
@@ -154,24 +154,13 @@ class LocalRuntime:
         return self.shell.run(command, timeout)
 
     def read_file(self, path: str) -> bytes:
-        full = self._resolve(path)
-        try:
-            with open(full, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise ToolError(f"{path}: cannot read: {exc.strerror}") from exc
+        return self._files().read(path)
 
     def write_file(self, path: str, data: bytes) -> None:
-        full = self._resolve(path)
-        if not os.path.isdir(os.path.dirname(full)):
-            raise ToolError(f"{path}: the parent directory does not exist; create it first")
-        try:
-            overwrite_file(full, data)
-        except OSError as exc:
-            raise ToolError(f"{path}: cannot write: {exc.strerror}") from exc
+        self._files().write(path, data)
 
     def exists(self, path: str) -> bool:
-        return os.path.exists(self._resolve(path))
+        return self._files().exists(path)
 
     def diff(self, exclude: tuple[str, ...] = ()) -> str:
         """The agent's changes against the base as a git patch ("" if none).
@@ -228,51 +217,10 @@ class LocalRuntime:
         full = posixpath.normpath(posixpath.join(self.root, path))
         return posixpath.relpath(full, self.root)
 
-    def _resolve(self, path: str) -> str:
-        """The file ``path`` names (relative: to the root) as this machine reaches it;
-        refused when it resolves outside the repository, symlinks included."""
+    def _files(self) -> Confined:
+        """The copy's files as the commands see them (the view lives with the shell)."""
         self.shell.ensure_running()
-        view = self.view
-        outer = view[: -len(self.root)] if view != self.root else ""
-        try:
-            if "\0" in path:
-                raise ValueError("a NUL byte")
-            os.fsencode(path)  # lone surrogates that stand for no byte
-            real = _real_path(posixpath.join(self.root, path), outer)
-        except (ValueError, OSError):  # a NUL byte, lone surrogates, a symlink loop
-            raise ToolError(f"{path!r}: refused, not a valid file path") from None
-        if real != self.root and not real.startswith(self.root + "/"):
-            raise ToolError(
-                f"{path}: refused, the path is outside the repository "
-                f"({self.root}); only files inside it can be read or written"
-            )
-        return outer + real
-
-
-def _real_path(path: str, outer: str) -> str:
-    """``os.path.realpath`` as seen from inside the mount namespace at ``outer`` (its
-    ``/proc/PID/root``; "" for this machine's own): symlinks are resolved against that
-    root, not against ours. Raises OSError on a loop."""
-    pending = [p for p in path.split("/") if p][::-1]
-    current, links = "/", 0
-    while pending:
-        part = pending.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            current = posixpath.dirname(current)
-            continue
-        candidate = posixpath.join(current, part)
-        if os.path.islink(outer + candidate):
-            links += 1
-            if links > _MAX_LINKS:
-                raise OSError("too many levels of symbolic links")
-            target = os.readlink(outer + candidate)
-            pending.extend([p for p in target.split("/") if p][::-1])
-            current = "/" if target.startswith("/") else current
-            continue
-        current = candidate
-    return current
+        return Confined(self.view, self.root)
 
 
 # -- set-up ----------------------------------------------------------------------------
