@@ -145,6 +145,9 @@ def test_network_is_given_only_when_asked(buggy_repo):
             assert "reached" not in closed.run(probe, 10).output
         with LocalRuntime.create(buggy_repo, sandbox="bwrap", network=True) as opened:
             assert "reached" in opened.run(probe, 10).output
+            if os.path.isfile("/etc/resolv.conf"):  # kept even where it links into /run
+                resolver = Path("/etc/resolv.conf").read_text()
+                assert opened.run("cat /etc/resolv.conf", 10).output == resolver
     finally:
         listener.close()
     assert listener.accepted == 1
@@ -248,3 +251,94 @@ def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_r
     assert (host / "victim.txt").read_text() == "victim\n"
     assert int(swaps) > 1000  # the race ran the whole time
     assert created + refused == tries
+
+
+# Run in the sandbox: tries every socket path named in sys.argv[1] (one a line) with every
+# socket type, and prints those it reached.
+PROBE = r"""
+import socket, sys
+for path in open(sys.argv[1]).read().split("\n"):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.connect(path)
+            print("REACHED", path)
+            break
+        except OSError:
+            pass
+        finally:
+            s.close()
+print("probed")
+"""
+SELF_TEST = r"""
+import socket
+server = socket.socket(socket.AF_UNIX); server.bind("/tmp/own.sock"); server.listen()
+client = socket.socket(socket.AF_UNIX); client.connect("/tmp/own.sock")
+print("own socket works")
+"""
+
+
+def _host_socket_paths() -> list[str]:
+    """Every pathname socket bound on this machine (read here, not with the code tested)."""
+    with open("/proc/net/unix") as f:
+        rows = [line.split(None, 7) for line in f.read().splitlines()[1:]]
+    return sorted({r[7] for r in rows if len(r) == 8 and r[7].startswith("/")})
+
+
+def _writable_folder(*candidates: str | None) -> Path | None:
+    for folder in candidates:
+        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix=".cwm-sock-", dir=folder))
+    return None
+
+
+def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
+    buggy_repo, tmp_path, monkeypatch
+):
+    """Issue 21, item 3: a read-only mount does not stop connect(). Servers this test
+    starts under /run, in a folder the sandbox sees ($HOME) and in the user's tree, plus
+    every bound socket of the host, must all be out of reach."""
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    run_dir = _writable_folder("/run", os.environ.get("XDG_RUNTIME_DIR"))
+    seen_dir = _writable_folder(str(Path.home()))
+    if run_dir is None or seen_dir is None:
+        pytest.skip("needs a writable folder under /run and a writable $HOME")
+    servers = []
+    for path, kind in [
+        (run_dir / "engine.sock", socket.SOCK_STREAM),  # like /run/docker.sock
+        (seen_dir / "agent.sock", socket.SOCK_STREAM),  # like ~/.gnupg/S.gpg-agent
+        (seen_dir / "log.sock", socket.SOCK_DGRAM),  # bound, never listening
+        (buggy_repo / "dev.sock", socket.SOCK_STREAM),  # a dev server in the tree
+    ]:
+        server = socket.socket(socket.AF_UNIX, kind)
+        server.bind(str(path))
+        if kind == socket.SOCK_STREAM:
+            server.listen()
+        servers.append(server)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(seen_dir / "agent.sock"))
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={run_dir}/bus")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run_dir))
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    try:
+        with LocalRuntime.create(buggy_repo, sandbox="bwrap") as runtime:
+            targets = [*_host_socket_paths(), f"{runtime.root}/dev.sock"]
+            assert str(run_dir / "engine.sock") in targets  # the host lists them all
+            assert str(seen_dir / "log.sock") in targets
+            runtime.write_file("targets.txt", "\n".join(targets).encode())
+            runtime.run(f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF", 10)
+            probed = runtime.run("python3 /tmp/probe.py targets.txt", 60).output
+            env = runtime.run("env", 10).output
+            run_listing = runtime.run("ls -A /run /var/run", 10).output
+            runtime.run(f"cat > /tmp/self.py <<'EOF'\n{SELF_TEST}\nEOF", 10)
+            own = runtime.run("python3 /tmp/self.py", 30).output
+    finally:
+        for server in servers:
+            server.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(seen_dir, ignore_errors=True)
+    assert "probed" in probed and "REACHED" not in probed, probed
+    for name in ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "WAYLAND"):
+        assert name not in env
+    assert run_listing.split() == ["/run:", "/var/run:"]  # empty, the sandbox's own
+    assert own == "own socket works\n"
