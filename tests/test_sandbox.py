@@ -342,3 +342,44 @@ def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
         assert name not in env
     assert run_listing.split() == ["/run:", "/var/run:"]  # empty, the sandbox's own
     assert own == "own socket works\n"
+
+
+def test_alternates_bind_only_real_object_stores(tmp_path):
+    """Issue 21, item 8: `objects/info/alternates` is the checkout's to write, and the
+    sandbox binds what it names. /proc showed the host's processes, /dev broke every
+    command, / and /tmp failed with a misleading message; a real shared store must still
+    give the history."""
+    from conftest import git
+
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q")
+    for n in range(3):
+        (origin / "f.txt").write_text(f"{n}\n")
+        git(origin, "add", "-A")
+        git(origin, "commit", "-qm", f"c{n}")
+    repo = tmp_path / "repo"
+    git(tmp_path, "clone", "-q", "--shared", str(origin), str(repo))  # borrows origin's store
+    alternates = repo / ".git" / "objects" / "info" / "alternates"
+    hostile = ["/proc", "/dev", "/", "/tmp"]
+    alternates.write_text(alternates.read_text() + "".join(f"{p}\n" for p in hostile))
+    secret = tmp_path.parent / f"host-tmp-{uuid.uuid4().hex}"  # on the host's /tmp
+    secret.write_text("host\n")
+    try:
+        with LocalRuntime.create(repo, sandbox="bwrap") as runtime:
+            processes = runtime.run("ls /proc | grep -c '^[0-9]'", 10).output
+            devnull = runtime.run("echo x > /dev/null && echo written", 10).output
+            log = runtime.run("git log --format=%s 2>/dev/null", 10).output  # (git warns about /)
+            host_tmp = runtime.run(f"cat {secret} 2>&1; true", 10).output
+            notices = runtime.notices
+    finally:
+        secret.unlink()
+    assert int(processes.split()[0]) < 10, processes  # the sandbox's own, not the host's
+    assert devnull == "written\n"
+    assert log == "c2\nc1\nc0\n"  # the real alternate store: history readable
+    assert "No such file" in host_tmp
+    for line in hostile:
+        assert any(f"store {line} named in" in n and "left out" in n for n in notices), notices
+    assert not any(str(origin) in n for n in notices)

@@ -99,7 +99,8 @@ class LocalRuntime:
         top = os.path.realpath(tempfile.mkdtemp(prefix="cwm-agent-"))
         try:
             notices = _repo_notices(user)
-            stores = object_stores(user)
+            found = object_stores(user)
+            stores, notices = found.paths, notices + list(found.notices)
             base = make_base(user, top, read_only(stores))
             notices += _submodule_notice(user, base)
             root = os.path.join(top, user.top.name or "repo")
@@ -114,7 +115,7 @@ class LocalRuntime:
 
             shell = None
             if sandboxed:
-                shell = _overlay_session(session, user, base, top, root, network, notices)
+                shell = _overlay_session(session, user, base, (top, root), stores, network, notices)
             if shell is None:
                 _check_out(user, base, root)
                 if sandboxed:
@@ -125,7 +126,7 @@ class LocalRuntime:
         except BaseException:
             remove_tree(top)
             raise
-        return cls(root, base, top, shell, notices, tuple(stores))
+        return cls(root, base, top, shell, notices, stores)
 
     # -- the Runtime protocol -----------------------------------------------------------
     @property
@@ -248,13 +249,15 @@ def _overlay_session(
     session: Callable[[Callable[[str, Mapping[str, str]], Transport]], ShellSession],
     user: UserRepo,
     base: Base,
-    top: str,
-    root: str,
+    folders: tuple[str, str],
+    stores: tuple[str, ...],
     network: bool,
     notices: list[str],
 ) -> ShellSession | None:
     """The shell over an overlay of the user's tree; None when the overlay cannot be
-    mounted here (the caller checks the base out instead, and says why)."""
+    mounted here (the caller checks the base out instead, and says why). ``folders``: the
+    run's folder and the copy's root in it."""
+    top, root = folders
     layers = os.path.join(top, "layers")
     prepare_layers(layers)
     model_git = os.path.join(top, "model.git")
@@ -264,7 +267,6 @@ def _overlay_session(
     if not (user.top / ".git").is_dir():  # a worktree or submodule: `.git` is a file
         gitfile = os.path.join(top, "gitfile")
         Path(gitfile).write_text(f"gitdir: {model_git}\n", encoding="utf-8")
-    stores = tuple(object_stores(user))
     spec = SandboxSpec(
         root, (top, *stores), network, str(user.top), layers, model_git, gitfile, stores
     )

@@ -4,8 +4,9 @@ Inside, the commands see the whole filesystem read-only except the working copy,
 private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own, and every other Unix
 socket of the host they could see covered (``sockets.py``): a read-only mount does not
 stop ``connect()``; no network unless asked; their own PID namespace, so nothing of the
-agent's process is visible and everything dies with the session; no capabilities. ``HOME`` stays the user's (read-only: writes there fail instead of
-landing), caches go to the private ``/tmp``.
+agent's process is visible and everything dies with the session; no capabilities.
+``HOME`` stays the user's (read-only: writes there fail instead of landing), caches go
+to the private ``/tmp``.
 
 Overlay mode (``layers`` given): the working copy is an overlayfs whose lower layer is the
 user's work tree itself, read-only, and whose upper layer holds only what the commands
