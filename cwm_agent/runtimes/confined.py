@@ -54,10 +54,7 @@ class Confined:
             fd = _open_final(parent, name, os.O_RDONLY)
             try:
                 _regular(fd)
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                return _read_all(fd)
             finally:
                 os.close(fd)
 
@@ -95,6 +92,32 @@ class Confined:
 
         # A missing directory on the way, a file there or a loop: nothing to be found.
         return self._at(path, exists_at, "read", missing=False)
+
+    def entry(self, path: str) -> tuple[object, ...] | None:
+        """What git sees at ``path`` (relative to the root; no symlink followed anywhere
+        on it, as git follows none): None when nothing is there, else its kind and its
+        content, for comparing."""
+        parts = _parts(path)
+        if not parts or ".." in parts:
+            return None
+        stack = [self._open_root()]
+        try:
+            for part in parts[:-1]:
+                stack.append(os.open(part, _DIR, dir_fd=stack[-1]))
+            st = os.stat(parts[-1], dir_fd=stack[-1], follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                return ("link", os.readlink(parts[-1], dir_fd=stack[-1]))
+            if not stat.S_ISREG(st.st_mode):
+                return ("other", stat.S_IFMT(st.st_mode))
+            fd = _open_final(stack[-1], parts[-1], os.O_RDONLY)
+            stack.append(fd)
+            _regular(fd)
+            return ("file", bool(st.st_mode & 0o100), _read_all(fd))
+        except (OSError, _Link):  # a link or a file on the way, gone, swapped: nothing
+            return None
+        finally:
+            for fd in stack:
+                os.close(fd)
 
     # -- resolution ---------------------------------------------------------------------
     def _at(
@@ -210,6 +233,13 @@ def _link_or_raise(name: str, parent: int, exc: OSError) -> str:
         return os.readlink(name, dir_fd=parent)
     except OSError:
         raise OSError(exc.errno, exc.strerror, name) from None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _regular(fd: int) -> None:
