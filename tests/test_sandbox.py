@@ -303,3 +303,41 @@ def test_alternates_bind_only_real_object_stores(tmp_path):
     for line in hostile:
         assert any(f"store {line} named in" in n and "left out" in n for n in notices), notices
     assert not any(str(origin) in n for n in notices)
+
+
+UNPRIVILEGED = """
+import os, subprocess, sys
+from cwm_agent.runtimes.local import LocalRuntime
+os.chdir(sys.argv[1])
+subprocess.run("git init -q r && mkdir r/d && echo x > r/d/x && git -C r add -A && "
+               "git -C r -c user.name=u -c user.email=u@x commit -qm c", shell=True, check=True)
+with LocalRuntime.create("r", sandbox="bwrap") as runtime:
+    print(runtime.run("rm -rf d && echo removed; mkdir d && echo y > d/y", 20).output)
+    print(runtime.diff())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_a_user_who_is_not_root_can_remove_a_directory_of_the_tree():
+    """A user who is not root mounts the overlay in a user namespace, where overlayfs cannot
+    write its trusted.* attributes: `rm -rf` of a directory of the user's tree failed with
+    "Input/output error" (found testing issue 21). Run here as nobody."""
+    import subprocess
+    import sys
+
+    import cwm_agent
+
+    folder = tempfile.mkdtemp(prefix="cwm-nobody-", dir="/tmp")
+    os.chown(folder, 65534, 65534)
+    env = {**os.environ, "HOME": folder, "PYTHONPATH": str(Path(cwm_agent.__file__).parents[1])}
+    try:
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             UNPRIVILEGED, folder],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "removed" in proc.stdout and "Input/output error" not in proc.stdout
+    assert "deleted file mode 100644" in proc.stdout and "+++ b/d/y" in proc.stdout

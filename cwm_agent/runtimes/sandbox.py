@@ -184,13 +184,16 @@ def _outer() -> list[str]:
 
 
 # $1 user's tree, $2 staging dir for it, $3 layers dir, $4 mount point, $5 the model's .git,
-# $6 what to bind over $4/.git; then the paths to make read-only up to "--" (the user's
-# object stores: the harness's git beside the sandbox must not touch them either); the
-# rest is the bubblewrap command line.
-_MOUNT = f"""mount --bind "$1" "$2" &&
-  mount -t overlay overlay -o "lowerdir=$2,upperdir=$3/upper,workdir=$3/work" "$4" &&
+# $6 what to bind over $4/.git, $7 overlay options tried first (kernels before 5.11 do not
+# know userxattr); then the paths to make read-only up to "--" (the user's object stores:
+# the harness's git beside the sandbox must not touch them either); the rest is the
+# bubblewrap command line.
+_MOUNT = f"""o="lowerdir=$2,upperdir=$3/upper,workdir=$3/work"
+mount --bind "$1" "$2" &&
+  {{ {{ [ -n "$7" ] && mount -t overlay overlay -o "$o,$7" "$4" 2>/dev/null; }} ||
+    mount -t overlay overlay -o "$o" "$4"; }} &&
   mount --bind "$6" "$4/.git" || exit {MOUNT_FAILED}
-shift 6; {_READ_ONLY}
+shift 7; {_READ_ONLY}
 """
 
 
@@ -204,6 +207,9 @@ def _mount_args(spec: SandboxSpec) -> list[str]:
         spec.root,
         spec.model_git,
         spec.gitfile or spec.model_git,
+        # In a user namespace overlayfs cannot write its trusted.* attributes: without
+        # user.* ones instead, removing a directory of the user's tree fails with EIO.
+        "" if os.geteuid() == 0 else "userxattr",
     ]
 
 
