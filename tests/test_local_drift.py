@@ -89,20 +89,21 @@ def test_a_patch_file_the_models_git_diff_wrote_drops_the_users_edit(
         return script[reply.n - 1] if reply.n <= len(script) else None
 
     reply.n = 0  # type: ignore[attr-defined]
+    out = tmp_path / "fix.patch"
     with ScriptedServer(reply) as server:
-        args = ["run", str(buggy_repo), "--issue", "add() is wrong", "--model", "m"]
+        args = ["run", str(buggy_repo), "--issue", "add() is wrong", "--model", "m", "--json"]
         args += ["--base-url", server.base_url, "--traj", str(traj), "--sandbox", "bwrap"]
-        result = run_cli(args, cli_env)
+        result = run_cli([*args, "-o", str(out)], cli_env)
     assert result.returncode == 0, result.stderr
     if "full checkout" in result.stderr:
         pytest.skip("no overlay here: the copy is a checkout, which the user's edits miss")
     data = json.loads(traj.read_text())
     seen = data["steps"][1]["observation"]["output"]
     assert "tests/test_ops.py" in seen  # the model's copy did show the user's edit
-    assert _files_of(result.stdout) == ["mathlib/ops.py"]
+    patch = out.read_text()
+    assert _files_of(patch) == ["mathlib/ops.py"]
     assert "tests/test_ops.py" in result.stderr and "left out of its patch" in result.stderr
     assert any("tests/test_ops.py" in n for n in data["config"]["runtime_notices"])
-    check = subprocess.run(
-        ["git", "apply", "--check", "-"], cwd=buggy_repo, input=result.stdout, text=True
-    )
+    assert any("tests/test_ops.py" in n for n in json.loads(result.stdout)["notices"])
+    check = subprocess.run(["git", "apply", "--check", "-"], cwd=buggy_repo, input=patch, text=True)
     assert check.returncode == 0  # onto the user's tree with the user's edit in it
