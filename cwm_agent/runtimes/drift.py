@@ -27,9 +27,10 @@ from .confined import Confined
 from .gitcmd import run_git
 
 
-def user_changes(top: str, base: Base, scratch: str, prefix: tuple[str, ...]) -> list[str]:
+def user_changes(top: str, base: Base, scratch: str) -> list[str]:
     """Paths (relative to ``top``) that differ between the user's tree and the base:
-    changed, deleted, or new and not ignored. ``scratch``: a folder for a throw-away index."""
+    changed, deleted, or new and not ignored. ``scratch``: a folder for a throw-away index.
+    (No git command here writes an object, so none can touch the user's store.)"""
     fd, index = tempfile.mkstemp(prefix="drift-", dir=scratch)
     os.close(fd)
     try:
@@ -40,13 +41,11 @@ def user_changes(top: str, base: Base, scratch: str, prefix: tuple[str, ...]) ->
             "GIT_INDEX_FILE": index,
         }
         try:  # touched but unchanged files are not changes
-            run_git(top, "update-index", "-q", "--refresh", env=env, prefix=prefix)
+            run_git(top, "update-index", "-q", "--refresh", env=env)
         except RuntimeFailure:  # "needs update": exactly what diff-files lists next
             pass
-        changed = run_git(top, "diff-files", "--name-only", "-z", env=env, prefix=prefix)
-        new = run_git(
-            top, "ls-files", "-z", "--others", "--exclude-standard", env=env, prefix=prefix
-        )
+        changed = run_git(top, "diff-files", "--name-only", "-z", env=env)
+        new = run_git(top, "ls-files", "-z", "--others", "--exclude-standard", env=env)
     finally:
         os.unlink(index)
     names = {os.fsdecode(n) for n in (changed + new).split(b"\0") if n}

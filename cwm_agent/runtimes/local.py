@@ -202,7 +202,7 @@ class LocalRuntime:
         if not isinstance(transport, SandboxTransport) or transport.spec.lower is None:
             return TreeDrift()
         tree = transport.spec.lower
-        paths = drift.user_changes(tree, self.baseline, self._top, read_only(self._stores))
+        paths = drift.user_changes(tree, self.baseline, self._top)
         found = drift.classify(paths, Confined(self.view, self.root), Confined(tree, tree))
         self.notices.extend(drift.notices(found, self._told))
         return found
