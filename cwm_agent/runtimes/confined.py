@@ -11,9 +11,10 @@ below the copy's root or ends in a refusal; the file itself is created with
 ``O_CREAT|O_EXCL|O_NOFOLLOW``, or opened without following a link to be overwritten,
 and read or written only if it is a regular file (a FIFO cannot block us).
 
-The effect is ``openat2(RESOLVE_NO_MAGICLINKS)`` plus a check that each step stays in
-the copy, done portably. Paths outside the copy are refused, as before, so a symlink
-whose target leaves the copy and comes back into it (``../repo/x``) still works.
+This is what ``openat2`` with ``RESOLVE_IN_ROOT`` does, done portably and with the
+commands' whole filesystem as the root, plus a refusal of every step out of the copy
+(the root's own ancestors may be passed through, so a link to ``../repo/x`` from the
+copy's top still works, as it did when paths were checked by name).
 """
 
 from __future__ import annotations

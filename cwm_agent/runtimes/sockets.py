@@ -1,13 +1,13 @@
 """The host's Unix sockets, which the sandbox must not reach.
 
-Without a network namespace of its own's loopback, a sandboxed command can still talk to
-the host through a *pathname* Unix socket it can see: a read-only mount does not stop
-``connect()``. Behind them are the Docker engine (root on the host), the session bus
-(``systemd-run --user`` runs code outside), an ssh or gpg agent, a display server. So the
-sandbox gets a fresh ``/run`` (``/var/run``) and ``/tmp``, where most of them live, and
-every other bound socket it could still see is covered with ``/dev/null`` (``connect``
-then fails with "Connection refused"). Abstract sockets (``@name``) belong to a network
-namespace: unreachable without ``--network``.
+A sandbox without network can still talk to the host through a *pathname* Unix socket
+it can see: a read-only mount does not stop ``connect()``. Behind them are the Docker
+engine (root on the host), the session bus (``systemd-run --user`` runs code outside), an
+ssh or gpg agent, a display server. So the sandbox gets a fresh ``/run`` (``/var/run``)
+and ``/tmp``, where most of them live, and every other bound socket it could still see
+is covered with ``/dev/null`` (``connect`` then fails with "Connection refused").
+Abstract sockets (``@name``) belong to a network namespace: unreachable without
+``--network``.
 
 The sockets are those bound when the shell starts (its restarts look again), in this
 network namespace and in every other one this user's processes are in.
