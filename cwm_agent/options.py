@@ -160,14 +160,14 @@ def resolve_options(params: Mapping[str, Any], **defaults: Any) -> Resolved:
     ctx = click.get_current_context()
     flags = typed_settings(ctx, params)
     cfg = resolve(flags, params.get("config_path"), params.get("profile"), defaults=defaults)
-    say_notices(cfg, quiet=bool(params.get("quiet")))
+    say_notices(cfg)
     return cfg
 
 
-def say_notices(cfg: Resolved, quiet: bool = False) -> None:
-    if not quiet:
-        for notice in cfg.notices:
-            click.echo(f"notice: {notice}", err=True)
+def say_notices(cfg: Resolved) -> None:
+    """A project file is never read silently, not even with -q."""
+    for notice in cfg.notices:
+        click.echo(f"notice: {notice}", err=True)
 
 
 def verbosity(opts: Mapping[str, Any]) -> int:
