@@ -136,21 +136,28 @@ class Agent:
         cfg = self.config
         self.progress("step", {"step": step, "max_steps": cfg.max_steps})
         reply = self._ask_model()
-        self.progress("reply", {"step": step, "reply": reply})
+        # The action runs as the model wrote it; what is stored, shown and sent back (its
+        # reply in the next request included) has no secret in it.
+        shown = conversation.redacted_reply(reply, self._secrets)
+        self.progress("reply", {"step": step, "reply": shown})
         action, error, extra_results = conversation.interpret(
             reply, self.config.tool_format, submitted=self.patch is not None
         )
-        self.traj.messages.append(conversation.assistant_message(reply))
+        error = None if error is None else redact(error, self._secrets)
+        extra_results = [(i, redact(text, self._secrets)) for i, text in extra_results]
+        self.traj.messages.append(conversation.assistant_message(shown))
         observation: Observation | None = None
+        stored: Action | None = None
         tool_seconds = 0.0
         if error is not None:
             self._handle_format_error(error, reply)
         elif action is None:  # a reply without a tool call after a valid submit: the summary
-            self._record(reply, None, None, None, 0.0)
+            self._record(shown, None, None, None, 0.0)
             raise _EpisodeEnd("submitted", "the model finished after a valid submission")
         else:
             self._format_errors_in_row = 0
-            self.progress("action", {"step": step, "action": action})
+            stored = conversation.redacted_action(action, self._secrets)
+            self.progress("action", {"step": step, "action": stored})
             started = time.perf_counter()
             observation = self._execute(action)
             # Output of non-UTF-8 files or commands must not break the request or the record,
@@ -160,7 +167,7 @@ class Agent:
             tool_seconds = time.perf_counter() - started
             self._send_observation(action, observation, step, extra_results)
             self.progress("observation", {"step": step, "observation": observation})
-        self._record(reply, action, observation, error, tool_seconds)
+        self._record(shown, stored, observation, error, tool_seconds)
         if error is not None and self._format_errors_in_row >= cfg.max_format_errors:
             raise _EpisodeEnd(  # after _record: the last reply is in the trajectory too
                 "format_errors",
@@ -178,7 +185,7 @@ class Agent:
             reply = self.model.complete(self.traj.messages, tool_specs, max_tokens=max_tokens)
         except ContextLengthError as exc:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
-        reply = conversation.clean_reply(reply, self._secrets)
+        reply = conversation.clean_reply(reply)
         self.usage = self.usage + reply.usage
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens

@@ -16,6 +16,7 @@ from cwm_agent.options import (
     agent_options,
     check_output,
     check_record_path,
+    check_runs_home,
     install_signal_handlers,
     issue_options,
     model_options,
@@ -28,8 +29,14 @@ from cwm_agent.options import (
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error; "
-    "3 model/API failure; 4 runtime failure; 5 patch failed validation (a bug); 130 interrupted."
+    "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error (REPO "
+    "not a git repository included); 3 model/API failure; 4 runtime failure; 5 our final "
+    "validation rejected the patch (a bug: please report it); 6 --apply could not apply the "
+    "patch to REPO (the patch is still printed); 130 interrupted."
+)
+VALIDATE_EXIT_CODES = (
+    "Exit codes: 0 the patch is valid; 1 it does not parse or does not apply (as with "
+    "git apply --check); 2 usage error (REPO not a git repository, BASE unknown)."
 )
 
 
@@ -115,6 +122,7 @@ def run(**opts: Any) -> None:
     issue = read_issue(opts["issue"], opts["issue_file"])
     check_output(opts["output"])
     check_record_path("--traj", opts["traj"])
+    check_runs_home(opts["traj"])
     level = verbosity(opts)
     install_signal_handlers()
     if settings.scaling.enabled:
@@ -135,7 +143,7 @@ def run(**opts: Any) -> None:
     sys.exit(result.exit_code)
 
 
-@main.command()
+@main.command(epilog=VALIDATE_EXIT_CODES)
 @click.argument("patch", type=click.File("r"))
 @click.option(
     "--repo",
@@ -153,10 +161,16 @@ def validate(patch: Any, repo: str, base: str) -> None:
       cwm-agent validate fix.patch --repo ./myrepo
       git diff | cwm-agent validate - --repo .
     """
-    from cwm_agent.patches import validate_patch
+    from cwm_agent.errors import PatchError, PatchRejected, UsageError
+    from cwm_agent.patches import BaseRepoError, validate_patch
 
     text = patch.read()
-    validate_patch(text, os.path.abspath(repo), base)
+    try:
+        validate_patch(text, os.path.abspath(repo), base)
+    except BaseRepoError as exc:  # REPO or BASE, not the patch
+        raise UsageError(exc.message, exc.hint) from None
+    except PatchError as exc:
+        raise PatchRejected(exc.message, exc.hint) from None
     click.echo("valid patch", err=True)
 
 

@@ -4,69 +4,24 @@ Every setting is one ``Setting`` below: its type, default, help, range, and the 
 (``group``) and field it fills (``settings.py`` builds the records from them, ``options.py``
 declares their flags). Adding one is one ``Setting`` plus one field of that record.
 
-The config file is TOML, found at ``--config PATH`` (or env ``CWM_AGENT_CONFIG``), else
-``./cwm-agent.toml``, else ``$XDG_CONFIG_HOME/cwm-agent/config.toml`` (``~/.config/...``).
-Top-level keys are the base; ``[profiles.NAME]`` tables override them when chosen with
-``--profile NAME`` (env ``CWM_AGENT_PROFILE``, or ``profile = "NAME"`` in the file). Keys
-never come from a file: a key-like entry is refused so that it is not committed by mistake.
+Which config files are read, and what a project's own ``./cwm-agent.toml`` may set (only
+the settings marked ``project=True`` here), is ``config_files.py``; how each value is
+checked is ``config_values.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.errors import UsageError
+from cwm_agent.config_files import LOCAL_FILE, FileLayer, read_layer, user_config_path
+from cwm_agent.config_values import JSON, Setting, from_env, from_flag, http_url
+from cwm_agent.redaction import url_without_credentials
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - `tomli` is the same parser for 3.10
-    import tomli as tomllib
-
-LOCAL_FILE = "cwm-agent.toml"
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|key|secret|password|token)s?$", re.IGNORECASE)
-JSON = "json"  # the kind of settings whose value is a JSON object (or null)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One configurable value. ``kind``: str, int, float, bool, JSON or a tuple of choices.
-
-    ``group`` names the record it fills (model, agent, runtime, scaling) and ``field`` the
-    field there (default: the setting's name). ``minimum`` bounds numbers (``above``: the
-    bound itself is refused). ``flags`` overrides the option declaration, e.g. a
-    ``--x/--no-x`` pair.
-    """
-
-    name: str
-    kind: Any
-    default: Any
-    help: str
-    group: str
-    field: str = ""
-    minimum: float | None = None
-    above: bool = False
-    maximum: float | None = None
-    flags: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def target(self) -> str:
-        return self.field or self.name
-
-    @property
-    def env_vars(self) -> tuple[str, ...]:
-        own = f"CWM_AGENT_{self.name.upper()}"
-        return (own, "OPENAI_BASE_URL") if self.name == "base_url" else (own,)
+__all__ = ["JSON", "LOCAL_FILE", "SETTINGS", "Resolved", "Setting", "resolve", "user_config_path"]
 
 
 def _settings(*specs: Setting) -> dict[str, Setting]:
@@ -76,7 +31,7 @@ def _settings(*specs: Setting) -> dict[str, Setting]:
 SETTINGS: dict[str, Setting] = _settings(
     # -- the model and how it is asked (ModelSettings) --
     Setting("model", str, None, "Model name.", "model", field="name"),
-    Setting("base_url", str, None, "OpenAI-compatible API base URL.", "model"),
+    Setting("base_url", str, None, "OpenAI-compatible API base URL.", "model", check=http_url),
     Setting(
         "api",
         ("auto", "chat", "completions"),
@@ -86,8 +41,27 @@ SETTINGS: dict[str, Setting] = _settings(
         "(the name contains 'cwm'), else chat.",
         "model",
     ),
-    Setting("temperature", float, 1.0, "Sampling temperature.", "model", minimum=0),
-    Setting("top_p", float, 0.95, "Nucleus sampling.", "model", minimum=0, above=True, maximum=1),
+    Setting(
+        "temperature",
+        float,
+        1.0,
+        "Sampling temperature (0-2).",
+        "model",
+        minimum=0,
+        maximum=2,
+        project=True,
+    ),
+    Setting(
+        "top_p",
+        float,
+        0.95,
+        "Nucleus sampling.",
+        "model",
+        minimum=0,
+        above=True,
+        maximum=1,
+        project=True,
+    ),
     Setting(
         "request_timeout",
         float,
@@ -123,7 +97,16 @@ SETTINGS: dict[str, Setting] = _settings(
     ),
     Setting("max_tokens", int, 65_536, "Tokens per model reply.", "agent", "max_reply_tokens", 1),
     Setting("max_steps", int, 128, "Turns before the run stops.", "agent", minimum=1),
-    Setting("timeout", float, 120.0, "Seconds per command.", "agent", minimum=0, above=True),
+    Setting(
+        "timeout",
+        float,
+        120.0,
+        "Seconds per command.",
+        "agent",
+        minimum=0,
+        above=True,
+        project=True,
+    ),
     Setting("max_context", int, 131_072, "Context window in tokens.", "agent", minimum=1),
     Setting(
         "max_format_errors",
@@ -132,6 +115,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "Consecutive format errors that end the run.",
         "agent",
         minimum=1,
+        project=True,
     ),
     Setting(
         "max_output_tokens",
@@ -140,6 +124,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "Tokens of one tool result before its middle is cut (CWM's per-message limit).",
         "agent",
         minimum=1,
+        project=True,
     ),
     Setting(
         "prompts",
@@ -155,6 +140,7 @@ SETTINGS: dict[str, Setting] = _settings(
         False,
         "At a limit without a submission, emit the working-tree diff if valid.",
         "agent",
+        project=True,
     ),
     Setting(
         "trace_prediction",
@@ -210,6 +196,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "pytest -q -p no:cacheprovider' when the repository has a tests folder or test_*.py "
         "files; '' for none].",
         "scaling",
+        project=True,
     ),
     Setting(
         "test_timeout",
@@ -219,6 +206,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "scaling",
         minimum=0,
         above=True,
+        project=True,
     ),
     Setting(
         "repro_tests",
@@ -239,7 +227,12 @@ SETTINGS: dict[str, Setting] = _settings(
         minimum=1,
     ),
     Setting(
-        "early_stop", bool, False, "Stop verifying once one patch passes every test.", "scaling"
+        "early_stop",
+        bool,
+        False,
+        "Stop verifying once one patch passes every test.",
+        "scaling",
+        project=True,
     ),
 )
 
@@ -258,6 +251,9 @@ class Resolved:
     sources: dict[str, str]
     config_file: Path | None
     profile: str | None
+    project_file: Path | None = None  # ./cwm-agent.toml, read with the project rule
+    ignored: tuple[str, ...] = ()  # what the project file set and may not
+    notices: tuple[str, ...] = ()  # to say on stderr (a project file is never read silently)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -266,39 +262,23 @@ class Resolved:
         """Whether the user set it anywhere (flag, env or file), not left at the default."""
         return self.sources[name] != "default"
 
+    def shown(self, name: str) -> Any:
+        """The value as it may be shown or stored: a URL without its credentials."""
+        value = self.values[name]
+        return url_without_credentials(value) if name == "base_url" and value else value
+
     def document(self) -> dict[str, Any]:
         """The `config show --json` shape: no secrets, only whether the key is set."""
         return {
             "config_file": str(self.config_file) if self.config_file else None,
+            "project_file": str(self.project_file) if self.project_file else None,
+            "ignored": list(self.ignored),
             "profile": self.profile,
             "api_key_set": bool(os.environ.get("OPENAI_API_KEY")),
             "settings": {
-                name: {"value": self.values[name], "source": self.sources[name]}
-                for name in SETTINGS
+                name: {"value": self.shown(name), "source": self.sources[name]} for name in SETTINGS
             },
         }
-
-
-def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
-    return Path(base) / "cwm-agent" / "config.toml"
-
-
-def find_config_file(
-    explicit: str | None, env: Mapping[str, str], cwd: Path | None = None
-) -> Path | None:
-    """``--config`` / ``CWM_AGENT_CONFIG`` (must exist), else the first that exists."""
-    explicit = explicit or env.get("CWM_AGENT_CONFIG") or None
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise UsageError(f"config file not found: {path}", hint="check --config PATH")
-        return path
-    for path in ((cwd or Path.cwd()) / LOCAL_FILE, user_config_path(env)):
-        if path.is_file():
-            return path
-    return None
 
 
 def resolve(
@@ -313,151 +293,24 @@ def resolve(
     """Resolve every setting. ``flags`` holds only the options given on the command line;
     ``defaults`` replaces some defaults (a command's own, e.g. `best-of`'s attempts)."""
     env = os.environ if env is None else env
-    path = find_config_file(config, env, cwd) if use_file else None
-    profile = (profile or env.get("CWM_AGENT_PROFILE") or None) if use_file else None
-    file_layer, profile = _file_layer(path, profile)
+    files = FileLayer({}, None, None, None)
+    if use_file:
+        files = read_layer(SETTINGS, config, profile, env, cwd)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, spec in SETTINGS.items():
         if flags.get(name) is not None:
-            where = f"flag {spec.flag}"
-            values[name], sources[name] = _from_flag(spec, flags[name], where), where
+            values[name], sources[name] = from_flag(spec, flags[name]), f"flag {spec.flag}"
             continue
         var = next((v for v in spec.env_vars if env.get(v)), None)
         if var is not None:
-            values[name], sources[name] = _from_env(spec, var, env[var]), f"env {var}"
-        elif name in file_layer:
-            values[name], sources[name] = file_layer[name]
+            values[name], sources[name] = from_env(spec, var, env[var]), f"env {var}"
+        elif name in files.values:
+            values[name], sources[name] = files.values[name]
         else:
             values[name] = (defaults or {}).get(name, spec.default)
             sources[name] = "default"
-    return Resolved(values, sources, path, profile)
-
-
-def _file_layer(path: Path | None, profile: str | None) -> tuple[dict[str, Any], str | None]:
-    if path is None:
-        if profile:
-            raise UsageError(
-                f"profile {profile!r} asked for, but there is no config file",
-                hint=f"create ./{LOCAL_FILE} or {user_config_path()}, or pass --config PATH",
-            )
-        return {}, None
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read config file {path}: {exc}") from exc
-    profiles = data.pop("profiles", {})
-    default_profile = data.pop("profile", None)
-    if not isinstance(profiles, dict) or not all(isinstance(t, dict) for t in profiles.values()):
-        raise UsageError(f"{path}: 'profiles' must hold [profiles.NAME] tables")
-    layer = {k: (v, f"file {path}") for k, v in _checked(data, path, "").items()}
-    # Every profile is checked, used or not: a typo or a key must not wait for its day.
-    checked = {n: _checked(t, path, f"[profiles.{n}] ") for n, t in profiles.items()}
-    profile = profile or default_profile
-    if profile is not None:
-        if profile not in checked:
-            known = ", ".join(sorted(checked)) or "none"
-            raise UsageError(
-                f"no profile {profile!r} in {path}", hint=f"profiles defined there: {known}"
-            )
-        for key, value in checked[profile].items():
-            layer[key] = (value, f"file {path} [profiles.{profile}]")
-    return layer, profile
-
-
-def _checked(table: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
-    values = {}
-    for key, value in table.items():
-        spec = SETTINGS.get(key)
-        if spec is None and _SECRET_KEY.search(key):
-            raise UsageError(
-                f"{path}: {where}{key}: keys are not read from config files",
-                hint="remove it from the file and export OPENAI_API_KEY in the environment",
-            )
-        if spec is None:
-            raise UsageError(
-                f"{path}: {where}unknown setting {key!r}",
-                hint="known settings: " + ", ".join(SETTINGS),
-            )
-        if spec.kind is JSON and isinstance(value, str):
-            value = _json_object(spec, value, f"{path}: {where}{key}")
-        if not _type_ok(spec, value):
-            raise UsageError(f"{path}: {where}{key} = {value!r}: expected {_describe(spec)}")
-        values[key] = _in_range(spec, float(value) if spec.kind is float else value, f"{key}")
-    return values
-
-
-def _type_ok(spec: Setting, value: Any) -> bool:
-    if spec.kind is bool:
-        return isinstance(value, bool)
-    if spec.kind is JSON:
-        return value is None or isinstance(value, dict)
-    if isinstance(value, bool):
-        return False
-    if isinstance(spec.kind, tuple):
-        return value in spec.kind
-    if spec.kind is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, spec.kind)
-
-
-def _describe(spec: Setting) -> str:
-    if isinstance(spec.kind, tuple):
-        return "one of " + ", ".join(spec.kind)
-    if spec.kind is JSON:
-        return "a JSON object"
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-    return names[spec.kind]
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _from_env(spec: Setting, var: str, raw: str) -> Any:
-    hint = f"fix or unset {var}"
-    value: Any = None
-    if spec.kind is JSON:
-        value = _json_object(spec, raw, var)
-    elif spec.kind is bool:
-        value = True if raw.lower() in _TRUE else False if raw.lower() in _FALSE else None
-    elif spec.kind in (int, float):
-        try:
-            value = spec.kind(raw)
-        except ValueError:
-            value = None
-    elif not isinstance(spec.kind, tuple) or raw in spec.kind:
-        value = raw
-    if value is None and spec.kind is not JSON:
-        raise UsageError(f"{var}={raw!r}: expected {_describe(spec)}", hint=hint)
-    return _in_range(spec, value, var, hint)
-
-
-def _from_flag(spec: Setting, value: Any, where: str) -> Any:
-    if spec.kind is JSON and isinstance(value, str):
-        value = _json_object(spec, value, spec.flag)
-    return _in_range(spec, value, spec.flag)
-
-
-def _json_object(spec: Setting, raw: str, where: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{where} is not JSON: {exc}", hint=f"give {_describe(spec)}") from exc
-    if value is not None and not isinstance(value, dict):
-        raise UsageError(
-            f"{where} must be {_describe(spec)}, not {type(value).__name__}",
-            hint="e.g. '{\"enable_thinking\": true}', or '{}' for none",
-        )
-    return value
-
-
-def _in_range(spec: Setting, value: Any, where: str, hint: str = "") -> Any:
-    if spec.kind not in (int, float) or value is None:
-        return value
-    low, high = spec.minimum, spec.maximum
-    if low is not None and (value < low or (spec.above and value == low)):
-        bound = f"greater than {low:g}" if spec.above else f"at least {low:g}"
-        raise UsageError(f"{where} must be {bound}, not {value!r}", hint=hint)
-    if high is not None and value > high:
-        raise UsageError(f"{where} must be at most {high:g}, not {value!r}", hint=hint)
-    return value
+    return Resolved(
+        values, sources, files.config_file, files.profile, files.project_file,
+        files.ignored, files.notices,
+    )  # fmt: skip

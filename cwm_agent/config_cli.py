@@ -7,7 +7,7 @@ import json
 import click
 
 from cwm_agent.config import resolve
-from cwm_agent.options import config_options
+from cwm_agent.options import config_options, say_notices
 
 
 @click.group("config")
@@ -34,11 +34,14 @@ def show_command(config_path: str | None, profile: str | None, as_json: bool) ->
       cwm-agent config show --config ./ci.toml --json | jq .settings.model
     """
     resolved = resolve({}, config_path, profile)
+    say_notices(resolved)
     doc = resolved.document()
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"config file: {doc['config_file'] or '(none found)'}")
+    if doc["project_file"]:
+        click.echo(f"project file: {doc['project_file']} (only some settings: see README)")
     click.echo(f"profile:     {doc['profile'] or '(none)'}")
     key_state = "set (never shown or stored)" if doc["api_key_set"] else "not set"
     click.echo(f"OPENAI_API_KEY: {key_state}\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,14 +18,29 @@ CUT_OFF = (
 NO_CALL = "your reply has no tool call."
 
 
-def clean_reply(reply: ModelReply, secrets: Sequence[str] = ()) -> ModelReply:
-    """The reply with text that always encodes (see ``protocol.clean_text``) and no secret."""
+def clean_reply(reply: ModelReply) -> ModelReply:
+    """The reply with text that always encodes (see ``protocol.clean_text``)."""
+    return _map_text(reply, protocol.clean_text)
 
-    def clean(text: str) -> str:
-        return redact(protocol.clean_text(text), secrets)
 
+def redacted_reply(reply: ModelReply, secrets: Sequence[str]) -> ModelReply:
+    """The reply as it is stored, shown and sent back: no secret (the action runs unredacted)."""
+    if not secrets:
+        return reply
+    return _map_text(reply, lambda text: redact(text, secrets), ids=False)  # ids pair calls
+
+
+def redacted_action(action: Action, secrets: Sequence[str]) -> Action:
+    if not secrets:
+        return action
+    args = {name: redact(value, secrets) for name, value in action.args.items()}
+    return replace(action, args=args, body=redact(action.body, secrets))
+
+
+def _map_text(reply: ModelReply, clean: Callable[[str], str], ids: bool = True) -> ModelReply:
     calls = tuple(
-        ToolCall(clean(c.id), clean(c.name), clean(c.arguments)) for c in reply.tool_calls
+        ToolCall(clean(c.id) if ids else c.id, clean(c.name), clean(c.arguments))
+        for c in reply.tool_calls
     )
     return replace(
         reply, content=clean(reply.content), reasoning=clean(reply.reasoning), tool_calls=calls

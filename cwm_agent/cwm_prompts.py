@@ -23,6 +23,7 @@ import stops and says what it did not find, rather than guess.
 from __future__ import annotations
 
 import ast
+import re
 import string
 import subprocess
 from collections.abc import Mapping
@@ -47,7 +48,7 @@ PLACEHOLDERS = {
     "test": "{{ test }}",
 }
 FORMAT_ERROR = "FormatError: {{ problem }}"  # CWM: f"{type(e).__name__}: {e}"
-_JINJA_OPENERS = ("{{", "{%", "{#")
+_BEFORE_PERCENT = re.compile(r"(?<=\{)(?=%)")  # between "{" and "%": where "{%" is cut
 
 
 def import_templates(checkout: Path) -> tuple[dict[str, str], dict[str, Any]]:
@@ -156,28 +157,43 @@ def _default_argument(tree: ast.Module, function: str, argument: str, path: Path
 def to_jinja(text: str, fields: Mapping[str, str], path: Path | None = None) -> str:
     """A ``str.format`` template as Jinja2 source: literal text kept exactly, each
     ``{name}`` replaced by ``fields[name]`` (Jinja2 source itself)."""
-    parts = []
+    parts, pending = [], ""  # the literal text since the last field, as one piece
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise _changed(path, f"a prompt is not a valid format string ({exc})") from None
     for literal, name, spec, conversion in parsed:
-        parts.append(_literal(literal))
+        pending += literal  # an escaped {{ or }} splits the literal: joined again here
         if name is None:
             continue
         if name not in fields or spec or conversion:
             raise _changed(path, f"a prompt has the placeholder {{{name}}}, which is not known")
-        parts.append(fields[name])
-    return "".join(parts)
+        parts += [_literal(pending), fields[name]]
+        pending = ""
+    return "".join([*parts, _literal(pending)])
 
 
 def _literal(text: str) -> str:
-    """``text`` as Jinja2 source that renders to exactly ``text``."""
-    if not any(opener in text for opener in _JINJA_OPENERS):
+    """``text`` as Jinja2 source that renders to exactly ``text``, whatever it holds.
+
+    Text without ``{`` or CR is its own source. Otherwise each run of it between CRs goes
+    in ``{% raw %}`` blocks, cut between every ``{`` and a ``%`` after it, so that no
+    ``{% endraw %}`` (in any spelling) of the text can close a block early; a CR is written
+    as an expression, since Jinja turns one in template text into a newline. Every piece
+    is closed where it ends, so nothing joins with what follows into live syntax.
+    """
+    if "{" not in text and "\r" not in text:
         return text
-    if "{% endraw %}" in text:
-        raise _changed(None, "a prompt contains '{% endraw %}'")
-    return "{% raw %}" + text + "{% endraw %}"
+    out = []
+    for number, run in enumerate(text.split("\r")):
+        if number:
+            out.append('{{ "\\r" }}')
+        for piece in _BEFORE_PERCENT.split(run):
+            if "{" in piece:
+                out.append("{% raw %}" + piece + "{% endraw %}")
+            else:
+                out.append(piece)  # no "{": plain text, and it cannot start a tag
+    return "".join(out)
 
 
 def _need(constants: Mapping[str, str], name: str, path: Path) -> str:

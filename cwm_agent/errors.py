@@ -1,4 +1,13 @@
-"""One exception family; each error carries its exit code (DESIGN.md) and a hint."""
+"""One exception family; each error carries its exit code and a hint.
+
+Exit codes (README's table; `--help` epilogs): 0 a valid patch; 1 no patch (the model gave
+up or a limit was hit; for `validate`: the patch does not parse or apply); 2 usage error
+(flags, settings, inputs, a folder that is not a git repository); 3 the model server
+failed after retries; 4 the runtime failed (no Docker engine, image missing, container
+died); 5 our own final validation rejected a patch the agent had accepted (a bug of
+cwm-agent); 6 `--apply` could not apply the patch to the user's tree (the patch itself was
+still delivered); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -40,9 +49,21 @@ class RuntimeFailure(CwmError):
 
 
 class PatchError(CwmError):
-    """A patch failed validation."""
+    """A patch failed validation (the model is told; at the final gate, a bug: exit 5)."""
 
     exit_code = 5
+
+
+class PatchRejected(CwmError):
+    """`cwm-agent validate`: the user's patch does not parse or does not apply."""
+
+    exit_code = 1
+
+
+class ApplyError(CwmError):
+    """``--apply``: the patch could not be applied to the user's tree (nothing was written)."""
+
+    exit_code = 6
 
 
 class Interrupted(CwmError):

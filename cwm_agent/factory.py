@@ -41,6 +41,8 @@ def open_model(settings: ModelSettings) -> OpenAIModel | CompletionsModel:
 
 def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> Runtime:
     """A fresh runtime of ``settings.runtime`` holding ``repo`` (or the image's own)."""
+    if settings.runtime == "local" or not settings.repo_in_image:
+        require_work_tree(repo or ".")
     if settings.runtime == "local":
         from cwm_agent.runtimes.local import LocalRuntime
 
@@ -71,3 +73,22 @@ def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> R
             base_commit=settings.base_commit,
         )
     raise UsageError(f"unknown runtime {settings.runtime!r}", hint="use local or docker")
+
+
+def require_work_tree(repo: Path | str) -> None:
+    """REPO must be (inside) a git working tree: not having one is the user's situation to
+    fix (a usage error), not a failure of the runtime."""
+    from cwm_agent.errors import RuntimeFailure
+    from cwm_agent.runtimes.gitcmd import run_git
+
+    path = Path(repo).expanduser()
+    try:
+        inside = path.is_dir() and run_git(str(path), "rev-parse", "--is-inside-work-tree")
+    except RuntimeFailure:
+        inside = False
+    if not inside or inside.strip() != b"true":
+        raise UsageError(
+            f"{path} is not a git repository (nor inside one)",
+            hint="pass the repository's path, or make it one: git init && git add -A && "
+            "git commit -m base",
+        )

@@ -8,6 +8,7 @@ options; `batch` the same with its own few on top.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -75,8 +76,9 @@ def config_options(func: F) -> F:
             "--config",
             "config_path",
             metavar="PATH",
-            help=f"Config file [env CWM_AGENT_CONFIG; default ./{LOCAL_FILE}, "
-            "then ~/.config/cwm-agent/config.toml].",
+            help="Config file, trusted [env CWM_AGENT_CONFIG; default "
+            f"~/.config/cwm-agent/config.toml, then ./{LOCAL_FILE} for the few settings a "
+            "project file may set].",
         ),
         click.option(
             "--profile",
@@ -153,10 +155,19 @@ def typed_settings(ctx: click.Context, params: Mapping[str, Any]) -> dict[str, A
 
 
 def resolve_options(params: Mapping[str, Any], **defaults: Any) -> Resolved:
-    """Resolve every setting with the ones typed on the current command line."""
+    """Resolve every setting with the ones typed on the current command line; what the
+    resolution has to say (a project file read, keys of it ignored) goes to stderr."""
     ctx = click.get_current_context()
     flags = typed_settings(ctx, params)
-    return resolve(flags, params.get("config_path"), params.get("profile"), defaults=defaults)
+    cfg = resolve(flags, params.get("config_path"), params.get("profile"), defaults=defaults)
+    say_notices(cfg)
+    return cfg
+
+
+def say_notices(cfg: Resolved) -> None:
+    """A project file is never read silently, not even with -q."""
+    for notice in cfg.notices:
+        click.echo(f"notice: {notice}", err=True)
 
 
 def verbosity(opts: Mapping[str, Any]) -> int:
@@ -185,6 +196,26 @@ def check_record_path(flag: str, path: str | None) -> None:
                 raise UsageError(
                     f"{flag} {path}: {parent} is a file, not a folder",
                     hint=f"choose another {flag} path",
+                )
+            return
+
+
+def check_runs_home(traj: str | None) -> None:
+    """Without ``--traj`` the trajectory goes under ``$CWM_AGENT_HOME`` (or the XDG state
+    folder): a file standing where a folder must go is refused before the run."""
+    if traj is not None:
+        return
+    from cwm_agent.trajectory import default_runs_dir
+
+    runs = default_runs_dir()
+    for parent in (runs, *runs.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                home = os.environ.get("CWM_AGENT_HOME")
+                raise UsageError(
+                    f"{parent} is a file, not a folder: trajectories go to {runs}"
+                    + (f" (CWM_AGENT_HOME={home})" if home else ""),
+                    hint="point CWM_AGENT_HOME at a folder, or pass --traj PATH",
                 )
             return
 

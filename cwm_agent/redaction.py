@@ -3,7 +3,14 @@
 The shell sessions start without them (``SECRET_NAME``), but a command can still find a
 key (a file, another process): its value is replaced wherever it shows up in an
 observation or a reply, before the trajectory, the progress lines or the next request
-see it.
+see it. What the model wrote is run as it wrote it: only the copies that are stored,
+shown or sent on are redacted (``agent.py``).
+
+Which values count as secrets (``worth_hiding``): a value shorter than 8 characters, or
+one made of a single kind of character (only letters, or only digits) shorter than 20, is
+a word, a placeholder or a number, not a key: ``DB_PASSWORD=password`` must not turn every
+``password`` of the code into a mark. Keys (``sk-...``, tokens, generated passwords) mix
+letters with digits or symbols, or are long.
 """
 
 from __future__ import annotations
@@ -11,18 +18,28 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 # Variables whose values are credentials: the API key first of all.
 SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)(?:_|$)", re.I)
 MIN_LENGTH = 8  # "none", "demo" and other placeholders are not secrets
+WORD_LENGTH = 20  # below this, letters alone (or digits alone) are a word or a number
 MARK = "[secret redacted]"
+
+
+def worth_hiding(value: str) -> bool:
+    """Whether ``value`` looks like a key rather than a word, a placeholder or a number."""
+    if len(value) < MIN_LENGTH:
+        return False
+    kinds = {"letter" if c.isalpha() else "digit" if c.isdigit() else "other" for c in value}
+    return len(kinds) > 1 or len(value) >= WORD_LENGTH
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The values to hide: OPENAI_API_KEY's and every secret-named variable's, longest first."""
     env = os.environ if env is None else env
     found = {v for k, v in env.items() if (k == "OPENAI_API_KEY" or SECRET_NAME.search(k))}
-    return tuple(sorted((v for v in found if len(v) >= MIN_LENGTH), key=len, reverse=True))
+    return tuple(sorted((v for v in found if worth_hiding(v)), key=len, reverse=True))
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -30,3 +47,16 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret in text:
             text = text.replace(secret, MARK)
     return text
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` as it may be stored or shown: ``user:password@`` taken out (the client
+    still uses them)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import Agent, ProgressFn, RunResult
-from cwm_agent.errors import CwmError, Interrupted, PatchError, UsageError
+from cwm_agent.errors import ApplyError, CwmError, Interrupted, PatchError, UsageError
 from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory, default_runs_dir
@@ -100,14 +100,36 @@ def deliver(
     apply_to: Path | None,
 ) -> None:
     """What a run gives back: the patch on stdout (or ``-o``), or with ``--json`` the result
-    document on stdout (and the patch in ``-o`` when given); ``--apply`` last."""
+    document on stdout (and the patch in ``-o`` when given); ``--apply`` last, except with
+    ``--json``, whose document says whether it applied. The patch is delivered either way;
+    a failed ``--apply`` is raised at the end (exit 6)."""
+    applying = patch is not None and apply_to is not None
+    failure: ApplyError | None = None
     if as_json:
-        sys.stdout.write(json.dumps(document(), indent=2) + "\n")
+        doc = document()
+        if applying:
+            assert patch is not None and apply_to is not None
+            failure = _try_apply(patch, apply_to)
+            doc["applied"] = failure is None
+            if failure is not None:
+                doc.update(exit_code=failure.exit_code, apply_error=failure.message)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         sys.stdout.flush()
     if patch is not None and (output or not as_json):
         emit_patch(patch, output)
-    if patch is not None and apply_to is not None:
-        apply_to_repo(patch, apply_to)
+    if applying and not as_json:
+        assert patch is not None and apply_to is not None
+        failure = _try_apply(patch, apply_to)
+    if failure is not None:
+        raise failure
+
+
+def _try_apply(patch: str, repo: Path) -> ApplyError | None:
+    try:
+        apply_to_repo(patch, repo)
+    except ApplyError as exc:
+        return exc
+    return None
 
 
 def emit_patch(patch: str, output: str | None) -> None:
@@ -142,10 +164,10 @@ def apply_to_repo(patch: str, repo: Path) -> None:
     check = _git_apply(top, data, "--check", "--verbose")
     skipped = [line for line in check.splitlines() if line.startswith("Skipped patch")]
     if skipped:
-        raise PatchError(
-            f"git apply in {top} would skip part of the patch ({'; '.join(skipped)}); "
-            "nothing was applied",
-            hint="apply the printed patch by hand from the repository's top directory",
+        raise ApplyError(
+            f"the patch could not be applied to {top}: git apply would skip part of it "
+            f"({'; '.join(skipped)}); nothing was applied",
+            hint=f"{_DELIVERED}; apply it by hand from the repository's top directory",
         )
     _git_apply(top, data)
 
@@ -169,11 +191,15 @@ def _git_apply(top: Path, data: bytes, *flags: str) -> str:
     )
     report = proc.stderr.decode(errors="replace").strip()
     if proc.returncode != 0:
-        raise PatchError(
-            f"git apply failed in {top}; nothing was applied: {report}",
-            hint="the working tree changed during the run; apply the printed patch by hand",
+        raise ApplyError(
+            f"the patch could not be applied to {top}; nothing was applied: {report}",
+            hint=f"the files changed during the run; {_DELIVERED}; merge it by hand "
+            "(e.g. git apply --3way)",
         )
     return report
+
+
+_DELIVERED = "the patch was still delivered (on stdout, or in the -o file)"
 
 
 def result_document(result: RunResult, traj: Trajectory) -> dict[str, Any]:

@@ -7,7 +7,7 @@ resolved flag > env > config file > default), field by field, so a new setting i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from cwm_agent import prompt_sets
 from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
 from cwm_agent.errors import UsageError
 from cwm_agent.protocol import CHARS_PER_TOKEN
+from cwm_agent.redaction import url_without_credentials
 from cwm_agent.trajectory import new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -37,12 +38,16 @@ class ModelSettings:
     request_timeout: float = 600.0
     max_retries: int = 4
     chat_template_kwargs: dict[str, Any] | None = None  # None: the default for the model
+    native_tools: bool = False  # not a setting: --tool-format openai (filled by build)
 
     @property
     def transport(self) -> str:
-        """The API actually used: ``auto`` is completions for CWM-named models, else chat."""
+        """The API actually used: ``auto`` is completions (CWM's own format, rendered here)
+        for CWM-named models, else chat; native function calling always needs chat."""
         if self.api != "auto":
             return self.api
+        if self.native_tools:
+            return "chat"
         return "completions" if "cwm" in self.name.lower() else "chat"
 
     @property
@@ -58,6 +63,8 @@ class ModelSettings:
         data = asdict(self)
         del data["chat_template_kwargs"]
         data.update(api=self.transport, api_setting=self.api, extra_body=self.extra_body)
+        if self.base_url:  # the client uses user:password@; the record does not keep them
+            data["base_url"] = url_without_credentials(self.base_url)
         return data
 
 
@@ -165,10 +172,11 @@ def model_settings(cfg: Resolved) -> ModelSettings:
 
 def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettings:
     """Everything one run needs, from the resolved settings (the model is required)."""
+    agent: AgentConfig = record("agent", cfg)
     settings = RunSettings(
         repo=repo,
-        model=model_settings(cfg),
-        agent=record("agent", cfg),
+        model=replace(model_settings(cfg), native_tools=agent.tool_format == "openai"),
+        agent=agent,
         runtime=record("runtime", cfg),
         scaling=record("scaling", cfg),
         traj_path=traj_path,

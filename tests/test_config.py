@@ -102,8 +102,12 @@ def test_file_discovery(tmp_path):
     user.parent.mkdir(parents=True)
     user.write_text('model = "user"\n')
     assert resolve_in(tmp_path)["model"] == "user"
-    (tmp_path / "cwm-agent.toml").write_text('model = "local"\n')  # ./cwm-agent.toml first
-    assert resolve_in(tmp_path)["model"] == "local"
+    # ./cwm-agent.toml is a project file: on top of the user's, for the settings it may set
+    (tmp_path / "cwm-agent.toml").write_text('model = "local"\ntimeout = 30\n')
+    layered = resolve_in(tmp_path)
+    assert (layered["model"], layered["timeout"]) == ("user", 30.0)
+    assert layered.config_file == user and layered.project_file == tmp_path / "cwm-agent.toml"
+    assert layered.ignored == ("model",) and "ignored model" in layered.notices[0]
     explicit = tmp_path / "other.toml"
     explicit.write_text('model = "explicit"\n')
     assert resolve_in(tmp_path, env={"CWM_AGENT_CONFIG": str(explicit)})["model"] == "explicit"
@@ -207,14 +211,18 @@ def test_run_refuses_a_key_in_the_config(buggy_repo, cli_env, tmp_path):
 
 
 def test_config_show_subprocess(tmp_path, cli_env):
-    (tmp_path / "cwm-agent.toml").write_text('model = "from-cwd"\n')
+    project = tmp_path / "cwm-agent.toml"
+    project.write_text('model = "from-cwd"\ntimeout = 33\n')
     env = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     env.pop("OPENAI_API_KEY")
     proc = run_cli_in(tmp_path, ["config", "show"], env)
     assert proc.returncode == 0, proc.stderr
     assert "OPENAI_API_KEY: not set" in proc.stdout
-    assert f"config file: {tmp_path / 'cwm-agent.toml'}" in proc.stdout
-    assert "from-cwd" in proc.stdout and proc.stderr == ""
+    assert f"project file: {project}" in proc.stdout and "config file: (none found)" in proc.stdout
+    lines = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines() if line}
+    assert lines["timeout"] == ["33.0", "project", "file", str(project)]
+    assert lines["model"] == ["-", "default"] and "from-cwd" not in proc.stdout
+    assert f"notice: read {project}" in proc.stderr and "ignored model" in proc.stderr
 
 
 def run_cli_in(cwd: Path, args: list[str], env: dict[str, str]):

@@ -238,7 +238,7 @@ def test_validate_command(buggy_repo, cli_env, tmp_path):
     chatty = tmp_path / "chatty.patch"
     chatty.write_text("Here is the fix:\n" + good.read_text())
     bad = run_cli(["validate", str(chatty), "--repo", str(buggy_repo)], cli_env)
-    assert bad.returncode == 5
+    assert bad.returncode == 1
     assert "Error:" in bad.stderr and "not part of a diff" in bad.stderr
 
 

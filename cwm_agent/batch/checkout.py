@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cwm_agent.batch.instances import check_repo_name
 from cwm_agent.errors import RuntimeFailure
 
 # Shared with the local runtime: a clean git environment (no inherited GIT_DIR, optional
@@ -22,9 +23,7 @@ from cwm_agent.runtimes.local import run_git
 
 def clone_candidates(repos_dir: Path, repo: str) -> list[Path]:
     """Where a clone of ``owner/name`` may live: owner__name, owner/name, then name."""
-    owner, _, name = repo.strip("/").rpartition("/")
-    if not owner:
-        return [repos_dir / name]
+    owner, _, name = check_repo_name(repo, "the record").partition("/")
     return [repos_dir / f"{owner}__{name}", repos_dir / owner / name, repos_dir / name]
 
 

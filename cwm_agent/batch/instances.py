@@ -20,6 +20,21 @@ from cwm_agent.verification.sources import Placed, Source, read_records
 from cwm_agent.verification.store import folder_name
 
 ISSUE_SUFFIXES = (".md", ".txt")
+# GitHub's owner/name: the only shape of a record's repo, found as a folder of --repos-dir.
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def check_repo_name(repo: str, where: str) -> str:
+    """``repo`` when it is ``owner/name``: anything else (``../private``, ``/abs``,
+    ``a/b/c``) would reach a folder outside --repos-dir."""
+    parts = repo.split("/")
+    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in parts):
+        raise UsageError(
+            f"{where}: repo {repo!r} is not owner/name",
+            hint='name the repository as on GitHub (e.g. "astropy/astropy"); its clone is '
+            "found in --repos-dir as owner__name, owner/name or name",
+        )
+    return repo
 
 
 @dataclass(frozen=True)
@@ -111,10 +126,11 @@ def _from_record(record: dict[str, Any], where: str) -> Instance:
         raise UsageError(f"{where}: the record has no instance_id")
     if not isinstance(text, str) or not text.strip():
         raise UsageError(f"{where}: {instance_id} has no problem_statement")
+    repo = _optional(record, "repo", where)
     return Instance(
         instance_id,
         text,
-        _optional(record, "repo", where),
+        None if repo is None else check_repo_name(repo, f"{where} ({instance_id})"),
         _optional(record, "base_commit", where),
         _optional(record, "image", where),
     )

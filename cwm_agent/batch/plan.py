@@ -18,6 +18,7 @@ from pathlib import Path
 from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.instances import Instance
 from cwm_agent.errors import UsageError
+from cwm_agent.factory import require_work_tree
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import new_run_id
 from cwm_agent.verification.store import image_from_template
@@ -65,6 +66,8 @@ class BatchConfig:
                 raise UsageError(
                     "a folder of issue files needs --repo PATH", hint="the repository to fix"
                 )
+            if self.runtime == "local" or not self.base.runtime.repo_in_image:
+                require_work_tree(self.repo)  # once, not one failure per instance
             return
         for instance in instances:
             image, in_image = self.image_for(instance)

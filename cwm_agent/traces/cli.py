@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
+
+from cwm_agent.factory import open_model
+from cwm_agent.options import config_options, resolve_options, setting_option
+from cwm_agent.settings import model_settings
 
 _root_option = click.option(
     "--root",
@@ -150,10 +155,14 @@ def compare_command(predicted: TextIO, real: TextIO, as_json: bool, source: Text
 @trace.command("predict")
 @click.argument("target")
 @click.option("--call", "call", metavar="EXPR", help="Expression the trace starts from.")
-@click.option("--model", envvar="CWM_AGENT_MODEL", help="Model name [env CWM_AGENT_MODEL].")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible API base URL.")
+@config_options
+@setting_option("model")
+@setting_option("base_url")
+@setting_option("request_timeout")
+@setting_option("max_retries")
 @click.option(
     "--api",
+    "prompt_api",  # not the `api` setting (the client's transport): the prompt's kind
     type=click.Choice(["completions", "chat"]),
     default="completions",
     show_default=True,
@@ -182,14 +191,17 @@ def compare_command(predicted: TextIO, real: TextIO, as_json: bool, source: Text
 @click.option("--max-frames", default=200, show_default=True, help="Predict at most N frames.")
 @click.option("--max-tokens", default=8192, show_default=True, help="Token budget.")
 @click.option(
-    "--temperature", default=0.0, show_default=True, type=float, help="Sampling temperature."
+    "--temperature",
+    "trace_temperature",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 2),
+    help="Sampling temperature of the prediction (greedy by default; not the run setting).",
 )
 def predict_command(
     target: str,
     call: str | None,
-    model: str | None,
-    base_url: str | None,
-    api: str,
+    prompt_api: str,
     step_by_step: bool,
     compare: bool,
     seed: bool,
@@ -199,13 +211,16 @@ def predict_command(
     context_files: tuple[str, ...],
     max_frames: int,
     max_tokens: int,
-    temperature: float,
+    trace_temperature: float,
+    **opts: Any,
 ) -> None:
     """Ask the model for the trace of a call; with --compare, check it against reality.
 
     TARGET is FILE.py::FUNC (or MODULE::FUNC, or a pytest node id) as for `trace run`.
     Prints the predicted trace as CWM token text; --compare adds the comparison summary
     after a blank line. Costs (requests, tokens, seconds) and parser notes go to stderr.
+    The model and its endpoint come as for `run`: flag, env CWM_AGENT_<NAME> (and
+    OPENAI_BASE_URL), the config file and its --profile; the key from OPENAI_API_KEY.
 
     \b
     Examples:
@@ -213,14 +228,11 @@ def predict_command(
           --base-url http://gpu:8000/v1 --model facebook/cwm --compare
       cwm-agent trace predict tests/test_mod.py::test_f --model gpt-4.1 --api chat --json
     """
-    from cwm_agent.errors import UsageError
-
     from .compare import compare_traces
     from .predict import predict_trace
     from .runner import TargetError, run_trace
 
-    if not model:
-        raise UsageError("no model given", hint="pass --model NAME or set CWM_AGENT_MODEL")
+    settings = replace(model_settings(resolve_options(opts)), temperature=trace_temperature)
     path, entry = _target_source(target, root)
     try:
         source = path.read_text(encoding="utf-8", errors="replace")
@@ -234,10 +246,10 @@ def predict_command(
     first = real.frames[:1] if real and seed else ()
     try:
         prediction = predict_trace(
-            _open_model(model, base_url, temperature), source, entry,
-            seed=tuple(f for f in first if f.event == "call"), api=api,
+            open_model(settings), source, entry,
+            seed=tuple(f for f in first if f.event == "call"), api=prompt_api,
             step_by_step=step_by_step, max_frames=max_frames, max_tokens=max_tokens,
-            temperature=temperature, call=call, extra_sources=extras,
+            temperature=trace_temperature, call=call, extra_sources=extras,
         )  # fmt: skip
     except (ValueError, SyntaxError) as exc:
         raise TargetError(f"cannot build the prompt: {exc}") from exc
@@ -282,13 +294,6 @@ def _target_source(target: str, root: str) -> tuple[Path, str]:
         if path.is_file():
             return path, entry
     raise TargetError(f"no source file for {head} under {root}", hint="check TARGET and --root")
-
-
-def _open_model(model: str, base_url: str | None, temperature: float) -> Any:
-    from cwm_agent.factory import open_model
-    from cwm_agent.settings import ModelSettings
-
-    return open_model(ModelSettings(model, base_url, temperature=temperature))
 
 
 def _report_costs(prediction: Any) -> None:

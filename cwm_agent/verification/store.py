@@ -1,12 +1,13 @@
 """Files that batch, select and evaluate write to their output folders, and their names.
 
 - ``write_atomic``: readers see the old file or the new one, never a half-written one;
-- ``folder_name``: an instance's folder, safe on any filesystem;
+- ``folder_name``: an instance's folder, safe on any filesystem (any length of id);
 - ``image_from_template``: an instance's image, SWE-bench's naming included.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -15,6 +16,10 @@ from pathlib import Path
 from cwm_agent.errors import UsageError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# A file name holds at most 255 bytes: longer ids keep their head and add a hash of the
+# whole id (stable across runs, so a resume finds the folder; distinct ids stay apart).
+MAX_FOLDER_NAME = 120
+_HASH_CHARS = 16
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -36,7 +41,11 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 def folder_name(instance_id: str) -> str:
     """An instance's folder name in OUTDIR: the id, made safe for any filesystem."""
     name = _UNSAFE.sub("_", instance_id)
-    return "_" + name if name.startswith(".") else name
+    name = "_" + name if name.startswith(".") else name
+    if len(name) <= MAX_FOLDER_NAME:
+        return name
+    digest = hashlib.sha256(instance_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{name[: MAX_FOLDER_NAME - _HASH_CHARS - 1]}-{digest[:_HASH_CHARS]}"
 
 
 def image_from_template(template: str, instance_id: str) -> str:
