@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, git, snapshot
 from rich.console import Console
 
 from cwm_agent.batch import instances as inst
-from cwm_agent.batch.checkout import checkout_at, find_clone
+from cwm_agent.verification.checkout import checkout_at, find_clone
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.store import OutputStore

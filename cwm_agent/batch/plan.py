@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cwm_agent.batch.checkout import checkout_at, find_clone
+from cwm_agent.verification.checkout import checkout_at, find_clone
 from cwm_agent.batch.instances import Instance
 from cwm_agent.errors import UsageError
 from cwm_agent.settings import RunSettings
