@@ -80,3 +80,11 @@ def change_size(patch: str) -> int:
         if line.startswith(("+", "-")):
             size += 1
     return size
+
+
+def singletons(entries: Sequence[Entry]) -> list[Group]:
+    """Without the group stage: every candidate is a group of one, in input order."""
+    return [
+        Group(f"c{e.number}-{group_key(e)}", (e.candidate,), e.split.code, e.split.stripped)
+        for e in entries
+    ]
