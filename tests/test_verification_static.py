@@ -89,6 +89,10 @@ def test_a_good_patch_passes_every_check_and_the_clone_is_not_written(repo):
 
 
 def test_what_the_static_stage_prunes(repo):
+    add = "    def add(self, a, b):\n        return a - b\n\n"
+    moved = CALC.replace(add, "").replace("\n\n\ndef helper", "\n\n" + add + "\ndef helper")
+    assert moved != CALC  # the same lines in another order: not whitespace-only
+    assert static.check(_diff(repo, {"calc.py": moved}), None, "").checks[1].status == "pass"
     broken = CALC.replace("return a - b", "return a +")
     whitespace = CALC.replace("return a - b", "return a - b   ") + "\n\n"
     cases = {

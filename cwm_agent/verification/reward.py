@@ -73,7 +73,7 @@ class RewardModel:
         self.config = config
         self.model_name = config.model.name
         self.transport = config.model.transport
-        self.template, self.template_sha256 = _template(config.prompts)
+        self.template, self.template_sha256 = load_template(config.prompts)
         self.cache = ScoreCache(config.cache_dir)
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="verifier")
         self._client: Any = None
@@ -167,7 +167,7 @@ def verifier_settings(
     )
 
 
-def _template(prompt_set: str | None) -> tuple[Any, str]:
+def load_template(prompt_set: str | None) -> tuple[Any, str]:
     """The verifier template (the set's own ``verifier.j2`` if it has one) and its hash."""
     folder = None
     if prompt_set:

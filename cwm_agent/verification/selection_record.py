@@ -187,7 +187,10 @@ class InstanceLog:
         prediction = {
             "instance_id": self.task.instance_id,
             "model_name_or_path": winner.origin.model or DEFAULT_MODEL_NAME,
-            "model_patch": winner.patch,
+            # Valid Unicode for the harness: a non-UTF-8 byte shows as U+FFFD, as in batch.
+            "model_patch": winner.patch.encode("utf-8", "surrogateescape").decode(
+                "utf-8", "replace"
+            ),
         }
         return chosen, prediction
 

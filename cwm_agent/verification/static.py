@@ -117,11 +117,12 @@ def substantive_files(parsed: PatchSet) -> set[str]:
 
 
 def _changes(hunk: Any) -> bool:
-    """Not whitespace-only: trailing spaces and blank lines aside, the lines differ
-    (indentation and spaces inside a line count: in Python and in strings they matter)."""
-    removed = [line.value.rstrip() for line in hunk if line.is_removed and line.value.strip()]
-    added = [line.value.rstrip() for line in hunk if line.is_added and line.value.strip()]
-    return removed != added
+    """Not whitespace-only: the hunk's text before and after differ once trailing spaces
+    and blank lines are set aside (indentation, spaces inside a line and the order of
+    lines count: in Python and in strings they matter)."""
+    before = [line.value.rstrip() for line in hunk if not line.is_added and line.value.strip()]
+    after = [line.value.rstrip() for line in hunk if not line.is_removed and line.value.strip()]
+    return before != after
 
 
 def _source_paths(parsed: PatchSet) -> list[str]:
