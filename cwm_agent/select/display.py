@@ -76,7 +76,8 @@ class PlainDisplay:
 
     def ended(self, outcome: Outcome) -> None:
         counts = self.tally.counts()
-        self.emit(f"[{counts['done']}/{counts['total']}] {outcome_line(outcome)}")
+        pace = f"{counts['per_minute']:,.0f} candidates/min, ETA {clock(counts['eta'])}"
+        self.emit(f"[{counts['done']}/{counts['total']}, {pace}] {outcome_line(outcome)}")
         for text in outcome.warnings:
             if self._warnings.first(text):
                 self.emit(f"WARNING {outcome.instance_id}: {text}", loud=True)

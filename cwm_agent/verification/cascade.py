@@ -94,7 +94,7 @@ def _quiet(text: str) -> None:
 
 def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     started = time.monotonic()
-    log = InstanceLog(task, plan.stages, plan.skipped)
+    log = InstanceLog(task.instance_id, task.candidates, task.code.describe())
     entries = _static(task, plan, log)
     groups = _group(entries, plan, log)
     groups, scores = _reward(task, plan, log, groups)
@@ -105,7 +105,9 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
         if stage in plan.wanted and stage in plan.skipped and decision.winner is not None:
             log.warn(f"{stage} did not run ({plan.skipped[stage]}): the choice fell to "
                      f"{decision.decided_by}")  # fmt: skip
-    return log.outcome(ranked, decision, time.monotonic() - started)
+    record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)
+    warnings = tuple(log.warnings)
+    return Outcome(task.instance_id, record, prediction, warnings, log.model_failure, cost)
 
 
 def _static(task: Task, plan: Plan, log: InstanceLog) -> list[grouping.Entry]:

@@ -22,11 +22,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cwm_agent.verification import choice, grouping
-from cwm_agent.verification.records import Cost, ExecReport, Group
+from cwm_agent.verification.records import Candidate, Cost, ExecReport, Group
 from cwm_agent.verification.static import StaticResult
 
 if TYPE_CHECKING:
-    from cwm_agent.verification.cascade import Outcome, Task
     from cwm_agent.verification.reward import Score
 
 FORMAT_VERSION = 1
@@ -36,9 +35,10 @@ DEFAULT_MODEL_NAME = "cwm-agent-select"  # a winner whose input named no model
 class InstanceLog:
     """What the cascade found for one instance, as it goes."""
 
-    def __init__(self, task: Task, stages: Sequence[str], skipped: dict[str, str] | Any) -> None:
-        self.task = task
-        self.rows = {n: _candidate_row(n, c) for n, c in enumerate(task.candidates, 1)}
+    def __init__(self, instance_id: str, candidates: Sequence[Candidate], base: str) -> None:
+        self.instance_id = instance_id
+        self.base = base  # where the base code came from, or why there is none
+        self.rows = {n: _candidate_row(n, c) for n, c in enumerate(candidates, 1)}
         self.group_rows: dict[str, dict[str, Any]] = {}
         self.stages: dict[str, dict[str, Any]] = {}
         self.costs: dict[str, Cost] = {}
@@ -59,7 +59,7 @@ class InstanceLog:
             record["why"] = why
         if name == "static":
             record.update(pruned=dict(self._pruned), not_checked=dict(self._not_checked))
-            record["base"] = self.task.code.describe()
+            record["base"] = self.base
         self.stages[name] = {**self.stages.get(name, {}), **record}
         self.costs[name] = cost
 
@@ -132,11 +132,10 @@ class InstanceLog:
             self.rows[n].update(pruned_at=stage, reason=f"its group: {reason}")
 
     # -- the end ----------------------------------------------------------------------
-    def outcome(
+    def finish(
         self, ranked: Sequence[choice.Ranked], decision: choice.Decision, wall: float
-    ) -> Outcome:
-        from cwm_agent.verification.cascade import Outcome
-
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, Cost]:
+        """(the record, the prediction or None, the instance's total cost)."""
         for place, item in enumerate(ranked, 1):
             self.group_rows[item.group.key]["rank"] = place
         total = sum(self.costs.values(), Cost())
@@ -144,7 +143,7 @@ class InstanceLog:
         chosen, prediction = self._chosen(decision)
         record = {
             "format_version": FORMAT_VERSION,
-            "instance_id": self.task.instance_id,
+            "instance_id": self.instance_id,
             "chosen": chosen,
             "order": choice.ORDER,
             "warnings": list(self.warnings),
@@ -156,8 +155,7 @@ class InstanceLog:
             "retry": self.model_failure,
             "prediction": prediction,
         }
-        return Outcome(self.task.instance_id, record, prediction, tuple(self.warnings),
-                       self.model_failure, total)  # fmt: skip
+        return record, prediction, total
 
     def funnel(self, chosen: bool) -> dict[str, int]:
         """Candidates, then what is left after each stage that ran, then the choice."""
@@ -185,7 +183,7 @@ class InstanceLog:
             "reason": decision.reason,
         }
         prediction = {
-            "instance_id": self.task.instance_id,
+            "instance_id": self.instance_id,
             "model_name_or_path": winner.origin.model or DEFAULT_MODEL_NAME,
             # Valid Unicode for the harness: a non-UTF-8 byte shows as U+FFFD, as in batch.
             "model_patch": winner.patch.encode("utf-8", "surrogateescape").decode(
@@ -195,7 +193,7 @@ class InstanceLog:
         return chosen, prediction
 
 
-def _candidate_row(n: int, candidate: Any) -> dict[str, Any]:
+def _candidate_row(n: int, candidate: Candidate) -> dict[str, Any]:
     return {
         "n": n,
         "origin": candidate.origin.row(),
