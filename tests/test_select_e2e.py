@@ -82,6 +82,7 @@ def test_the_execute_stage_is_reported_as_not_run_loudly(world, tmp_path, cli_en
     )
     result = run_cli(_select(world, tmp_path / "out", preds), cli_env)
     assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # stdout is only for --json
     record = read_jsonl(tmp_path / "out" / "selection.jsonl")[0]
     assert record["stages"]["execute"]["why"] == (
         "the execution stage is not wired into select in this version"
