@@ -49,12 +49,17 @@ class Found:
 
 def read_inputs(specs: Sequence[str]) -> Found:
     found = Found()
+    seen: set[Path] = set()
     for spec in specs:
         path = Path(spec).expanduser()
         if not path.exists():
             raise UsageError(
                 f"INPUT {spec} does not exist", hint="give predictions files or folders"
             )
+        if path.resolve() in seen:  # its candidates would vote twice
+            found.notes.append(f"{spec} given twice: read once")
+            continue
+        seen.add(path.resolve())
         if path.is_dir():
             if batch_outputs.is_batch_folder(path):
                 found.kinds[spec] = "batch"
