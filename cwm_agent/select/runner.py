@@ -14,13 +14,14 @@ import collections
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Protocol
 
 from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.select.stages import PlanSpec
 from cwm_agent.select.store import SelectionStore
 from cwm_agent.select.summary import Tally
-from cwm_agent.verification.cascade import Outcome, Task, select_instance
+from cwm_agent.verification.cascade import Outcome, Plan, Task, select_instance
 
 STOP_GRACE = 10.0
 
@@ -98,12 +99,18 @@ class ThreadRunner:
         with self._lock:
             return None if self.stop.is_set() or not self._queue else self._queue.popleft()
 
-    def _work(self, plan: object) -> None:
+    def _note(self, instance_id: str) -> Callable[[str], None]:
+        """What a stage says as it goes (the execution stage's runs), on the display."""
+        display = self.recorder.display
+        return lambda text: display.message(f"{instance_id}: {text}")
+
+    def _work(self, plan: Plan) -> None:
         try:
             while (task := self._next()) is not None:
                 self.recorder.begin(task)
                 try:
-                    outcome = select_instance(task, plan)  # type: ignore[arg-type]
+                    note = self._note(task.instance_id)
+                    outcome = select_instance(task, plan, note)
                 except CwmError as exc:
                     self.recorder.fail(task, str(exc))
                     continue
