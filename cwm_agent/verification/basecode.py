@@ -140,19 +140,24 @@ class GitBase:
                 target.chmod(0o755)
 
     def index(self, paths: list[str]) -> None:
-        """The scratch index holds ``paths`` at the base (what ``git apply --3way`` reads)."""
+        """The scratch index holds ``paths`` at the base, matching the work tree (what
+        ``git apply --3way`` reads: it refuses files whose stat data the index lacks)."""
         (self.work / ".git" / "index").unlink(missing_ok=True)
         lines = "".join(
             f"{self.tree[p].mode} {self.tree[p].sha}\t{p}\n" for p in paths if p in self.tree
         )
-        subprocess.run(
-            ["git", *SAFE_CONFIG, "update-index", "--add", "--index-info"],
-            cwd=self.work,
-            env=git_env(),
-            input=lines.encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            check=False,
-        )
+        for args in (
+            ["update-index", "--add", "--index-info"],
+            ["update-index", "-q", "--refresh"],
+        ):
+            subprocess.run(
+                ["git", *SAFE_CONFIG, *args],
+                cwd=self.work,
+                env=git_env(),
+                input=lines.encode("utf-8", "surrogateescape"),
+                capture_output=True,
+                check=False,
+            )
 
     def scratch_file(self, name: str) -> Path:
         """A file beside the work tree (a patch to apply), out of the way of resets."""

@@ -38,9 +38,8 @@ def changed_block(before: bytes, after: bytes) -> bytes | None:
         new = after.decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError:
         return None  # another encoding: compile the bytes, which honours its coding line
-    first = 0
-    while first < min(len(old), len(new)) and old[first] == new[first]:
-        first += 1
+    shorter = min(len(old), len(new))
+    first = next((n for n in range(shorter) if old[n] != new[n]), shorter)
     last_new, last_old = len(new) - 1, len(old) - 1
     while last_new >= first and last_old >= first and old[last_old] == new[last_new]:
         last_new, last_old = last_new - 1, last_old - 1

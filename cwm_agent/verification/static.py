@@ -19,6 +19,7 @@ never passed: the candidate goes on and the record says what was not looked at.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -155,6 +156,8 @@ def _apply(patch: str, parsed: PatchSet, base: GitBase | None, no_base: str) -> 
         if "--3way" in command:
             base.index(paths)
         code, last = _run(base, command, str(patch_file))
+        if code == 0 and not _changed(base, paths):  # --3way merges an applied patch to a no-op
+            return Check("apply", FAIL, f"already applied at the base: `{command}` changes nothing")
         if code == 0:
             return Check("apply", PASS, f"applies with `{command}`")
     base.reset(paths)
@@ -164,6 +167,19 @@ def _apply(patch: str, parsed: PatchSet, base: GitBase | None, no_base: str) -> 
     return Check(
         "apply", FAIL, f"does not apply to the base with any of the harness's commands: {last}"
     )
+
+
+def _changed(base: GitBase, paths: list[str]) -> bool:
+    """The scratch tree differs from the base in one of the patch's files."""
+    for path in paths:
+        file = base.work / path
+        after = file.read_bytes() if file.is_file() else None
+        if after != base.read(path):
+            return True
+        entry = base.tree.get(path)
+        if after is not None and entry and (entry.mode == "100755") != os.access(file, os.X_OK):
+            return True  # a mode change
+    return False
 
 
 def _run(base: GitBase, command: str, patch_file: str) -> tuple[int, str]:
