@@ -84,3 +84,22 @@ def test_progress_lines_and_loud_warnings_once_per_kind():
     console.print(live)  # what the live display draws
     shown = console.file.getvalue()
     assert "done 3/3 · candidates 12 · static 9 · group 6 · chosen 3" in shown
+
+
+def test_a_batch_folder_without_instance_folders_gives_its_predictions(tmp_path):
+    from cwm_agent.verification.candidates import read_inputs
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    lines = [
+        {"instance_id": "a-1", "model_name_or_path": "m", "model_patch": "diff --git a/x b/x\n"},
+        {"instance_id": "a-2", "model_name_or_path": "m", "model_patch": ""},
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"instance_id": "a-3", "mo'
+    (folder / "preds.jsonl").write_text(text)
+    found = read_inputs([str(folder), str(folder)])
+    assert found.kinds == {str(folder): "batch"}
+    (candidate,) = found.candidates
+    assert candidate.instance_id == "a-1" and candidate.origin.line == 1
+    assert candidate.origin.path == str(folder / "preds.jsonl")
+    assert found.notes == [f"{folder} given twice: read once"]

@@ -6,7 +6,8 @@ Per instance folder (the one holding ``result.json``, whose ``instance_id`` name
   patch is a candidate (its ``patch``, its ``usage`` as tokens, the model it recorded, the
   attempt number), so the K samples are selected among again, not just the batch's pick;
 - otherwise: the instance's own patch (``patch.diff``'s exact bytes, else the result's
-  ``patch_base64`` or ``patch``), with the run's tokens.
+  ``patch_base64`` or ``patch``), with the run's tokens;
+- an instance with a line in ``preds.jsonl`` but no folder: that line.
 
 Instances that have not finished (no ``result.json``) are skipped and counted in a note.
 """
@@ -43,8 +44,33 @@ def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
         else:
             found = _single(result, folder, spec)
             candidates.extend([found] if found is not None else [])
+    seen = {c.instance_id for c in candidates}
+    candidates.extend(c for c in _predictions(path, spec) if c.instance_id not in seen)
     notes = [f"{spec}: {unfinished} unfinished instance(s) skipped"] if unfinished else []
     return candidates, notes
+
+
+def _predictions(path: Path, spec: str) -> list[Candidate]:
+    """``preds.jsonl``'s lines, for instances without a folder (a copied or trimmed OUTDIR);
+    a line cut short by a kill is skipped, as batch's own resume skips it."""
+    preds = path / "preds.jsonl"
+    if not preds.is_file():
+        return []
+    found = []
+    text = preds.read_text(encoding="utf-8", errors="surrogateescape")
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("instance_id"), str):
+            continue
+        patch, model = item.get("model_patch"), item.get("model_name_or_path")
+        if isinstance(patch, str) and patch.strip():
+            origin = Origin(spec, line=number, model=model if isinstance(model, str) else None,
+                            path=str(preds))  # fmt: skip
+            found.append(Candidate(item["instance_id"], patch, origin))
+    return found
 
 
 def _load(path: Path) -> dict[str, Any] | None:
