@@ -50,6 +50,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "batch": "cwm_agent.batch.cli:batch",
     "best-of": "cwm_agent.scaling.command:best_of",
     "evaluate": "cwm_agent.evaluate.cli:evaluate",
+    "select": "cwm_agent.select.cli:select",
     "prompts": "cwm_agent.prompts_cli:prompts_group",
 }
 

@@ -9,6 +9,11 @@ scripted entry; ``GET /v1/models`` lists the model. Entries:
   ``"finish_reason"``, ``"usage": {...}`` (replaces the computed usage; None omits it),
   ``"choices": [...]`` (replaces the computed choices, e.g. ``[]``).
 - ``{"text": str}``: the completion for ``/v1/completions``.
+- ``"logprobs": [{token: logprob, ...}, ...]``: one mapping per generated token, its first
+  key the token generated there, the rest the alternatives; sent only when the request
+  asks (chat ``logprobs``/``top_logprobs``, completions ``logprobs``), in the
+  OpenAI/vLLM shapes (``scripted_replies.py``). Without ``content``/``text`` the reply
+  is the generated tokens joined.
 - ``{"status": 429, "body": {...}, "headers": {"Retry-After": "0.01"}}``: an error reply.
   (The openai SDK honours only a Retry-After > 0; "0" falls back to its 0.5 s+ backoff.)
 - ``{"delay": seconds, ...}``: sleep first, then answer with the rest of the entry.
@@ -40,12 +45,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cwm_agent.scripted_replies import chat_reply, text_reply
+
 Entry = Any  # str | dict | None
 Script = list[Entry] | Callable[[dict[str, Any]], Entry]
 
 ENTRY_KEYS = {
     "content", "reasoning", "tool_calls", "text", "status", "body", "headers", "delay",
-    "close", "raw", "content_type", "choices", "finish_reason", "usage",
+    "close", "raw", "content_type", "choices", "finish_reason", "usage", "logprobs",
 }  # fmt: skip
 
 
@@ -208,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers.setdefault("Content-Type", entry.get("content_type", "application/json"))
             self._send(200, str(entry["raw"]).encode(), headers)
         else:
-            make = _chat_reply if chat else _text_reply
+            make = chat_reply if chat else text_reply
             self._send(200, make(entry, body, scripted.model), headers)
 
     def _headers(self) -> dict[str, str]:
@@ -235,56 +242,6 @@ def _reason(status: int) -> str:
 
 def _error(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _usage(entry: dict[str, Any], prompt: Any, completion: str) -> dict[str, int] | None:
-    if "usage" in entry:
-        return entry["usage"]  # None: the reply carries no usage at all
-    prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt)
-    p, c = len(prompt_text) // 4, len(completion) // 4
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-
-
-def _chat_reply(entry: dict[str, Any], body: dict[str, Any], model: str) -> dict[str, Any]:
-    content = entry.get("content")
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if entry.get("reasoning"):
-        message["reasoning_content"] = entry["reasoning"]
-    calls = []
-    for i, call in enumerate(entry.get("tool_calls") or ()):
-        args = call.get("arguments", {})
-        args = args if isinstance(args, str) else json.dumps(args)
-        fn = {"name": call["name"], "arguments": args}
-        calls.append({"id": call.get("id", f"call_{i}"), "type": "function", "function": fn})
-    if calls:
-        message["tool_calls"] = calls
-    finish = entry.get("finish_reason") or ("tool_calls" if calls else "stop")
-    choices = [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]
-    generated = (
-        (content or "") + (entry.get("reasoning") or "") + (json.dumps(calls) if calls else "")
-    )
-    return {
-        "id": f"chatcmpl-scripted-{time.monotonic_ns()}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": entry.get("choices", choices),
-        "usage": _usage(entry, body.get("messages", []), generated),
-    }
-
-
-def _text_reply(entry: dict[str, Any], body: dict[str, Any], model: str) -> dict[str, Any]:
-    text = entry.get("text", entry.get("content")) or ""
-    finish = entry.get("finish_reason") or "stop"
-    choices = [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]
-    return {
-        "id": f"cmpl-scripted-{time.monotonic_ns()}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": entry.get("choices", choices),
-        "usage": _usage(entry, body.get("prompt", ""), text),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,15 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability, and the alternatives the server listed."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelReply:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
@@ -80,6 +89,7 @@ class ModelReply:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     latency: float = 0.0
+    logprobs: tuple[TokenLogprob, ...] | None = None  # asked for and given by the server
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from conftest import SHARED_DATA, git, snapshot
 from rich.console import Console
 
 from cwm_agent.batch import instances as inst
-from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
 from cwm_agent.errors import RuntimeFailure, UsageError
 from cwm_agent.settings import ModelSettings, RunSettings, RuntimeSettings
+from cwm_agent.verification.checkout import checkout_at, find_clone
 from cwm_agent.verification.sources import locate
 from cwm_agent.verification.store import image_from_template
 

@@ -28,6 +28,7 @@ FRONT_DOORS = {
     "cwm_agent.runtimes.cleanup_cli",
     "cwm_agent.prompts_cli",
     "cwm_agent.evaluate.cli",
+    "cwm_agent.select.cli",
 }
 # Only these may build a model client or a runtime; everyone else asks factory.py.
 BUILDERS = {"OpenAIModel", "CompletionsModel", "LocalRuntime", "DockerRuntime"}

@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cwm_agent.batch.checkout import checkout_at, find_clone
 from cwm_agent.batch.instances import Instance
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import require_work_tree
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import new_run_id
+from cwm_agent.verification.checkout import checkout_at, find_clone
 from cwm_agent.verification.store import image_from_template
 
 SWEBENCH_WORKDIR = "/testbed"

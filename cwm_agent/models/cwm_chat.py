@@ -150,6 +150,7 @@ class CompletionsModel:
         tools: list[dict[str, Any]] | None = None,
         *,
         max_tokens: int | None = None,
+        logprobs: int | None = None,
     ) -> ModelReply:
         if tools:
             raise UsageError(
@@ -158,7 +159,7 @@ class CompletionsModel:
                 "native function calling",
             )
         reply = self._client.complete_text(
-            render_chat(messages), stop=list(STOP_TOKENS), max_tokens=max_tokens
+            render_chat(messages), stop=list(STOP_TOKENS), max_tokens=max_tokens, logprobs=logprobs
         )
         return replace(reply, content=THINK_PREFILL + cut_at_stop(reply.content))
 
@@ -169,7 +170,8 @@ class CompletionsModel:
         stop: list[str] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        logprobs: int | None = None,
     ) -> ModelReply:
         return self._client.complete_text(
-            prompt, stop=stop, max_tokens=max_tokens, temperature=temperature
+            prompt, stop=stop, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
         )

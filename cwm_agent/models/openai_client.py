@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ContextLengthError, CwmError, ModelError
 from ..types import ModelReply, ToolCall, Usage
+from . import logprobs as token_logprobs
 
 if TYPE_CHECKING:
     import openai
@@ -101,11 +102,13 @@ class OpenAIModel:
         tools: list[dict[str, Any]] | None = None,
         *,
         max_tokens: int | None = None,
+        logprobs: int | None = None,
     ) -> ModelReply:
         """One chat completion. ``finish_reason == "length"`` is returned, not raised.
 
         ``max_tokens`` overrides the constructor's limit for this call (the agent shrinks it
         as the context fills, so prompt plus reply never exceed the server's window).
+        ``logprobs``: ask for each token's log-probability and this many alternatives.
         """
         body: dict[str, Any] = {
             "model": self.model,
@@ -121,6 +124,8 @@ class OpenAIModel:
             # llama.cpp's function-calling formats emit grammar-constrained calls, and a weak
             # model then never closes its JSON: replies that run until the request times out.
             body["tools"] = tools
+        if logprobs is not None:
+            body.update(logprobs=True, top_logprobs=logprobs)
         body.update(self.extra_body)
         return self._request("/chat/completions", body, _parse_chat)
 
@@ -131,6 +136,7 @@ class OpenAIModel:
         stop: list[str] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        logprobs: int | None = None,
     ) -> ModelReply:
         """One raw ``/v1/completions`` call (special tokens in the prompt, for traces)."""
         body: dict[str, Any] = {
@@ -144,6 +150,8 @@ class OpenAIModel:
         limit = max_tokens if max_tokens is not None else self.max_tokens
         if limit is not None:
             body["max_tokens"] = limit
+        if logprobs is not None:
+            body["logprobs"] = logprobs
         body.update({k: v for k, v in self.extra_body.items() if k not in _CHAT_ONLY_KEYS})
         return self._request("/completions", body, _parse_text)
 
@@ -380,6 +388,7 @@ def _parse_chat(data: dict[str, Any]) -> ModelReply:
         reasoning=_text(reasoning, "reasoning"),
         usage=_usage(data),
         finish_reason=_finish(choice),
+        logprobs=token_logprobs.from_chat(choice),
     )
 
 
@@ -389,6 +398,7 @@ def _parse_text(data: dict[str, Any]) -> ModelReply:
         content=_text(choice.get("text"), "text"),
         usage=_usage(data),
         finish_reason=_finish(choice),
+        logprobs=token_logprobs.from_text(choice),
     )
 
 

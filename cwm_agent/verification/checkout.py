@@ -43,7 +43,7 @@ def find_clone(repos_dir: Path, repo: str) -> Path:
 def checkout_at(clone: Path, commit: str) -> Iterator[Path]:
     """A temporary working tree of ``clone`` at ``commit``; removed on exit."""
     _require_commit(clone, commit)
-    top = tempfile.mkdtemp(prefix="cwm-batch-")
+    top = tempfile.mkdtemp(prefix="cwm-checkout-")
     # Named like the clone, so the agent's sandbox copy carries the project's name.
     work = Path(top) / (clone.resolve().name or "repo")
     try:

@@ -1,0 +1,129 @@
+"""Candidates from a `cwm-agent batch` output folder (read, never written).
+
+Per instance folder (the one holding ``result.json``, whose ``instance_id`` names it):
+
+- with ``--attempts K``: every fix rollout's trajectory ``attempt-N.json`` that ended with a
+  patch is a candidate (its ``patch``, its ``usage`` as tokens, the model it recorded, the
+  attempt number), so the K samples are selected among again, not just the batch's pick;
+- otherwise: the instance's own patch (``patch.diff``'s exact bytes, else the result's
+  ``patch_base64`` or ``patch``), with the run's tokens;
+- an instance with a line in ``preds.jsonl`` but no folder: that line.
+
+Instances that have not finished (no ``result.json``) are skipped and counted in a note.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cwm_agent.verification.records import Candidate, Origin
+
+MARKERS = ("preds.jsonl", "summary.json", "manifest.json")
+_ATTEMPT = re.compile(r"attempt-(\d+)\.json")
+
+
+def is_batch_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in MARKERS) or any(path.glob("*/result.json"))
+
+
+def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
+    candidates: list[Candidate] = []
+    unfinished = 0
+    for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+        result = _load(folder / "result.json")
+        if result is None or not isinstance(result.get("instance_id"), str):
+            unfinished += any(folder.glob("*.json"))
+            continue
+        attempts = sorted(folder.glob("attempt-*.json"), key=_attempt_number)
+        if attempts:
+            candidates.extend(_attempts(result["instance_id"], attempts, spec))
+        else:
+            found = _single(result, folder, spec)
+            candidates.extend([found] if found is not None else [])
+    seen = {c.instance_id for c in candidates}
+    candidates.extend(c for c in _predictions(path, spec) if c.instance_id not in seen)
+    notes = [f"{spec}: {unfinished} unfinished instance(s) skipped"] if unfinished else []
+    return candidates, notes
+
+
+def _predictions(path: Path, spec: str) -> list[Candidate]:
+    """``preds.jsonl``'s lines, for instances without a folder (a copied or trimmed OUTDIR);
+    a line cut short by a kill is skipped, as batch's own resume skips it."""
+    preds = path / "preds.jsonl"
+    if not preds.is_file():
+        return []
+    found = []
+    text = preds.read_text(encoding="utf-8", errors="surrogateescape")
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("instance_id"), str):
+            continue
+        patch, model = item.get("model_patch"), item.get("model_name_or_path")
+        if isinstance(patch, str) and patch.strip():
+            origin = Origin(spec, line=number, model=model if isinstance(model, str) else None,
+                            path=str(preds))  # fmt: skip
+            found.append(Candidate(item["instance_id"], patch, origin))
+    return found
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _attempt_number(path: Path) -> int:
+    match = _ATTEMPT.fullmatch(path.name)
+    return int(match.group(1)) if match else 0
+
+
+def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]:
+    found = []
+    for file in files:
+        trajectory = _load(file)
+        if trajectory is None or not isinstance(trajectory.get("patch"), str):
+            continue
+        patch = trajectory["patch"]
+        if not patch.strip():
+            continue
+        config = trajectory.get("config") or {}
+        model = (config.get("model") or {}).get("name")
+        origin = Origin(spec, model=model, attempt=_attempt_number(file), path=str(file))
+        found.append(Candidate(instance_id, patch, origin, _tokens(trajectory)))
+    return found
+
+
+def _single(result: dict[str, Any], folder: Path, spec: str) -> Candidate | None:
+    diff = folder / "patch.diff"
+    patch: str | None = None
+    if diff.is_file():
+        patch = diff.read_bytes().decode("utf-8", "surrogateescape")
+    elif isinstance(result.get("patch_base64"), str):
+        patch = base64.b64decode(result["patch_base64"]).decode("utf-8", "surrogateescape")
+    elif isinstance(result.get("patch"), str):
+        patch = result["patch"]
+    if not patch or not patch.strip():
+        return None
+    model = result.get("model_name_or_path")
+    origin = Origin(spec, model=model if isinstance(model, str) else None, path=str(folder))
+    return Candidate(result["instance_id"], patch, origin, _tokens(result))
+
+
+def _tokens(document: dict[str, Any]) -> int | None:
+    usage = document.get("usage")
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if total is None and "prompt_tokens" in usage:
+            total = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+    return None

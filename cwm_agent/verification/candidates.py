@@ -1,0 +1,161 @@
+"""Candidates from any input, each with where it came from (``records.Origin``).
+
+INPUT is one of:
+
+- a SWE-bench predictions file: JSONL (one ``{"instance_id", "model_patch",
+  "model_name_or_path"}`` object a line, any number of lines per instance) or JSON (a list
+  of such objects, or an object keyed by instance id); ``model_name_or_path`` is optional;
+- a `cwm-agent batch` output folder: every attempt of an ``--attempts`` run, else each
+  instance's prediction (``batch_outputs.py``);
+- a folder of ``*.patch`` / ``*.diff`` files, all for one instance (``--repo`` /
+  ``--issue-file``): their ``instance_id`` is left empty for the caller to fill.
+
+A malformed line is a usage error naming ``FILE:LINE``. Empty patches are not candidates
+(SWE-bench counts them as no prediction); how many were skipped is said in ``notes``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cwm_agent.errors import UsageError
+from cwm_agent.verification import batch_outputs
+from cwm_agent.verification.records import Candidate, Origin
+
+PATCH_SUFFIXES = (".patch", ".diff")
+FORMAT_HINT = (
+    'each line a JSON object {"instance_id": ..., "model_patch": ..., '
+    '"model_name_or_path": ...} (SWE-bench predictions)'
+)
+
+
+@dataclass
+class Found:
+    """Everything read from the inputs."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # INPUT -> predictions/batch/patches
+
+    @property
+    def for_one_instance(self) -> bool:
+        """Some candidates came without an instance id (a folder of patches)."""
+        return any(not c.instance_id for c in self.candidates)
+
+
+def read_inputs(specs: Sequence[str]) -> Found:
+    found = Found()
+    seen: set[Path] = set()
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise UsageError(
+                f"INPUT {spec} does not exist", hint="give predictions files or folders"
+            )
+        if path.resolve() in seen:  # its candidates would vote twice
+            found.notes.append(f"{spec} given twice: read once")
+            continue
+        seen.add(path.resolve())
+        if path.is_dir():
+            if batch_outputs.is_batch_folder(path):
+                found.kinds[spec] = "batch"
+                candidates, notes = batch_outputs.read(path, spec)
+                found.notes.extend(notes)
+            else:
+                found.kinds[spec] = "patches"
+                candidates = _patch_folder(path, spec)
+        else:
+            found.kinds[spec] = "predictions"
+            candidates, skipped = _predictions(path, spec)
+            if skipped:
+                found.notes.append(f"{spec}: {skipped} empty prediction(s) skipped")
+        found.candidates.extend(candidates)
+    if not found.candidates:
+        raise UsageError(
+            "the inputs hold no candidate patch", hint="check INPUT: " + ", ".join(specs)
+        )
+    return found
+
+
+def _predictions(path: Path, spec: str) -> tuple[list[Candidate], int]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise UsageError(f"cannot read {spec}: {exc}") from exc
+    if path.suffix.lower() == ".json":
+        return _from_items(_json_items(text, spec), spec)
+    return _from_items(_jsonl_items(text, spec), spec)
+
+
+def _jsonl_items(text: str, spec: str) -> Iterable[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{spec}:{number}: not valid JSON ({exc.msg})", hint=FORMAT_HINT
+            ) from None
+
+
+def _json_items(text: str, spec: str) -> list[tuple[int, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{spec}:{exc.lineno}: not valid JSON ({exc.msg})", hint=FORMAT_HINT
+        ) from None
+    if isinstance(data, dict):  # keyed by instance id, as the harness also reads it
+        items = []
+        for number, (key, value) in enumerate(data.items(), 1):
+            items.append(
+                (number, {"instance_id": key, **value} if isinstance(value, dict) else value)
+            )
+        return items
+    if isinstance(data, list):
+        return list(enumerate(data, 1))
+    raise UsageError(f"{spec}: a .json INPUT holds a list or an object keyed by instance id")
+
+
+def _from_items(items: Iterable[tuple[int, Any]], spec: str) -> tuple[list[Candidate], int]:
+    candidates, skipped = [], 0
+    for number, item in items:
+        where = f"{spec}:{number}"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where}: a prediction must be a JSON object", hint=FORMAT_HINT)
+        iid, patch, model = (
+            item.get("instance_id"),
+            item.get("model_patch"),
+            item.get("model_name_or_path"),
+        )
+        if not isinstance(iid, str) or not iid:
+            raise UsageError(f"{where}: no instance_id (a non-empty string)", hint=FORMAT_HINT)
+        if patch is not None and not isinstance(patch, str):
+            raise UsageError(f"{where}: model_patch must be a string", hint=FORMAT_HINT)
+        if model is not None and not isinstance(model, str):
+            raise UsageError(f"{where}: model_name_or_path must be a string", hint=FORMAT_HINT)
+        if not patch or not patch.strip():
+            skipped += 1
+            continue
+        candidates.append(Candidate(iid, patch, Origin(spec, line=number, model=model)))
+    return candidates, skipped
+
+
+def _patch_folder(path: Path, spec: str) -> list[Candidate]:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PATCH_SUFFIXES)
+    if not files:
+        raise UsageError(
+            f"INPUT {spec} is a folder with neither *.patch / *.diff files nor a batch's outputs",
+            hint="give a folder of patches, a `cwm-agent batch` OUTDIR, or a predictions file",
+        )
+    candidates = []
+    for file in files:
+        patch = file.read_bytes().decode("utf-8", "surrogateescape")
+        if patch.strip():
+            candidates.append(Candidate("", patch, Origin(spec, path=str(file))))
+    return candidates

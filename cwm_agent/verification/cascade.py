@@ -1,0 +1,220 @@
+"""The cascade: one instance's candidates to one choice, cheapest stage first.
+
+static (no model, no run: ``static.py``) → group (votes: ``grouping.py``) → reward (a
+verifier model: ``reward.py``; the top ``keep`` groups go on) → execute (the impacted tests
+and reproduction tests in a warm runtime: a callable given by the caller, see
+``Executor``) → choice (``choice.py``). Every stage prunes with a recorded reason; a stage
+that could not run is said loudly (``warnings``, in the record and on stderr) along with
+the weaker signal the choice fell to. Every stage's cost is recorded (``records.Cost``).
+
+The record (``selection_record.py``) is one line of ``selection.jsonl``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cwm_agent.errors import RuntimeFailure
+from cwm_agent.verification import choice, grouping, static
+from cwm_agent.verification.records import (
+    Candidate,
+    Cost,
+    ExecReport,
+    ExecVerdict,
+    Group,
+    ReproScript,
+    Workspace,
+)
+from cwm_agent.verification.reward import RewardModel
+from cwm_agent.verification.selection_record import InstanceLog
+from cwm_agent.verification.testinfra import Split, split_patch
+from cwm_agent.verification.workspace import CodeSource, base_code, workspace
+
+STAGES = ("static", "group", "reward", "execute")
+Note = Callable[[str], None]
+
+
+class Executor(Protocol):
+    """The execution stage (``verification/execute.py``'s ``execute`` with its config bound):
+    groups best first, the verdict of each it ran."""
+
+    def __call__(
+        self,
+        workspace: Workspace,
+        groups: Sequence[Group],
+        scripts: Sequence[ReproScript],
+        *,
+        note: Note,
+    ) -> ExecReport: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """One instance to select for."""
+
+    instance_id: str
+    issue: str
+    candidates: tuple[Candidate, ...]
+    code: CodeSource = field(default_factory=CodeSource)
+    record: Mapping[str, Any] = field(default_factory=dict)  # for the Workspace
+    repo: str = ""
+    scripts: tuple[ReproScript, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs for every instance. ``skipped``: stage -> why it does not run; ``wanted``:
+    the skipped stages that were asked for or would have run by default (their absence
+    is warned about)."""
+
+    stages: tuple[str, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    wanted: frozenset[str] = frozenset()
+    keep: int = 5
+    reward: RewardModel | None = None
+    executor: Executor | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    instance_id: str
+    record: dict[str, Any]
+    prediction: dict[str, Any] | None
+    warnings: tuple[str, ...]
+    retry: bool  # the verifier failed after retries: a resume selects the instance again
+    cost: Cost
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
+    started = time.monotonic()
+    log = InstanceLog(task.instance_id, task.candidates, task.code.describe())
+    entries = _static(task, plan, log)
+    groups = _group(entries, plan, log)
+    groups, scores = _reward(task, plan, log, groups)
+    groups, verdicts = _execute(task, plan, log, groups, scores, note)
+    ranked = choice.rank(groups, scores, verdicts)
+    decision = choice.decide(ranked)
+    for stage in STAGES:
+        if stage in plan.wanted and stage in plan.skipped and decision.winner is not None:
+            log.warn(f"{stage} did not run ({plan.skipped[stage]}): the choice fell to "
+                     f"{decision.decided_by}")  # fmt: skip
+    record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)
+    warnings = tuple(log.warnings)
+    return Outcome(task.instance_id, record, prediction, warnings, log.model_failure, cost)
+
+
+def _static(task: Task, plan: Plan, log: InstanceLog) -> list[grouping.Entry]:
+    started = time.monotonic()
+    numbered = list(enumerate(task.candidates, 1))
+    if "static" not in plan.stages:
+        entries = [grouping.Entry(n, c, _split_only(c.patch)) for n, c in numbered]
+        log.stage("static", len(numbered), len(entries), Cost(), why=_why_not(plan, "static"))
+        return entries
+    entries = []
+    with base_code(task.code) as (base, missing):
+        for n, candidate in numbered:
+            result = static.check(candidate.patch, base, missing)
+            log.static(n, result)
+            if result.passed and result.split is not None:
+                entries.append(grouping.Entry(n, candidate, result.split))
+    cost = Cost(wall_seconds=time.monotonic() - started)
+    log.stage("static", len(numbered), len(entries), cost)
+    log.warn_not_checked()
+    return entries
+
+
+def _why_not(plan: Plan, stage: str) -> str:
+    if stage in plan.skipped:
+        return plan.skipped[stage]
+    return "no candidate left" if stage == "static" else "no group left"
+
+
+def _split_only(patch: str) -> Split:
+    parsed, _ = static.parse(patch)
+    return split_patch(patch, parsed) if parsed is not None else Split(patch)
+
+
+def _group(entries: list[grouping.Entry], plan: Plan, log: InstanceLog) -> list[Group]:
+    started = time.monotonic()
+    grouped = "group" in plan.stages
+    groups = grouping.group(entries) if grouped else grouping.singletons(entries)
+    log.groups(entries, groups)
+    cost = Cost(wall_seconds=time.monotonic() - started)
+    log.stage(
+        "group", len(entries), len(groups), cost, why="" if grouped else _why_not(plan, "group")
+    )
+    return groups
+
+
+def _reward(
+    task: Task, plan: Plan, log: InstanceLog, groups: list[Group]
+) -> tuple[list[Group], dict[str, float | None]]:
+    if "reward" not in plan.stages or plan.reward is None or not groups:
+        log.stage("reward", len(groups), len(groups), Cost(), why=_why_not(plan, "reward"))
+        return groups, {}
+    started = time.monotonic()
+    results = plan.reward.score(task.issue, groups, task.repo)
+    scores = {s.group: s.score for s in results}
+    cost = Cost(
+        model_calls=sum(s.calls for s in results),
+        tokens=sum(s.tokens for s in results),
+        wall_seconds=time.monotonic() - started,
+    )
+    log.scores(results)
+    unscored = [s for s in results if s.score is None]
+    if len(unscored) == len(results):
+        log.warn(f"reward: no group could be scored ({unscored[0].reason}); its signal is missing")
+        log.stage("reward", len(groups), len(groups), cost)
+        return groups, scores
+    if unscored:
+        log.warn(f"reward: {len(unscored)} of {len(results)} group(s) have no score "
+                 f"({unscored[0].reason}); they rank below the scored ones")  # fmt: skip
+    order = [r.group for r in choice.rank(groups, scores)]
+    kept = order[: plan.keep]
+    for place, group in enumerate(order[plan.keep :], plan.keep + 1):
+        log.prune_group(group.key, "reward", f"ranked {place} of {len(order)} by the "
+                        f"verifier, below --keep {plan.keep}")  # fmt: skip
+    log.stage("reward", len(groups), len(kept), cost)
+    return kept, scores
+
+
+def _execute(
+    task: Task,
+    plan: Plan,
+    log: InstanceLog,
+    groups: list[Group],
+    scores: Mapping[str, float | None],
+    note: Note,
+) -> tuple[list[Group], dict[str, ExecVerdict]]:
+    if "execute" not in plan.stages or plan.executor is None or not groups:
+        log.stage("execute", len(groups), len(groups), Cost(), why=_why_not(plan, "execute"))
+        return groups, {}
+    started = time.monotonic()
+    best_first = [r.group for r in choice.rank(groups, scores)]
+    try:
+        with workspace(task.instance_id, task.record, task.code) as ws:
+            report = plan.executor(ws, best_first, task.scripts, note=note)
+    except RuntimeFailure as exc:
+        log.warn(f"execute could not run ({exc.message}): its signal is missing")
+        log.stage("execute", len(groups), len(groups), Cost(), why=exc.message)
+        return groups, {}
+    for text in report.warnings:
+        log.warn(f"execute: {text}")
+    kept = []
+    for group in best_first:
+        verdict = report.verdicts.get(group.key)
+        if verdict is not None and verdict.status == "invalid":
+            log.prune_group(group.key, "execute", verdict.reason or "does not apply in the runtime")
+        else:
+            kept.append(group)
+    cost = report.cost + Cost(wall_seconds=time.monotonic() - started - report.cost.wall_seconds)
+    log.execution(report)
+    log.stage("execute", len(groups), len(kept), cost)
+    return kept, dict(report.verdicts)

@@ -1,0 +1,116 @@
+"""The choice: which group wins, and what decided it, in words.
+
+The order, strongest signal first:
+
+1. **tests passed** (execution): the checks a group's code change passes in a real run:
+   impacted existing tests that pass on the base and still pass, and reproduction tests
+   that turn from "Issue reproduced" to "Issue resolved". Nothing says more about a patch
+   than running it; groups that were run come before those that were not;
+2. **reward score**: the verifier model's P(YES), a judgement of the change against the
+   issue, cheap but fallible (unscored groups come last);
+3. **votes**: how many candidates made the same change: independent samples that agree
+   are more often right (majority vote);
+4. **size**: the smaller change (lines added and removed), the one with less room for
+   collateral damage;
+5. input order, so the same inputs always give the same choice.
+
+Each signal counts only when its stage ran; ``decided_by`` names the first signal that
+separates the winner from the runner-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cwm_agent.verification.grouping import change_size
+from cwm_agent.verification.records import ExecVerdict, Group
+
+ORDER = "tests passed, then reward score, then votes, then size (smaller first), then input order"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    group: Group
+    position: int  # 0-based, as the groups came (the group stage's order)
+    tests: int | None = None  # checks passed, for a group that was run
+    tests_total: int | None = None
+    score: float | None = None
+    size: int = 0
+
+    @property
+    def votes(self) -> int:
+        return self.group.votes
+
+    def sort_key(self) -> tuple[int, int, int, float, int, int, int]:
+        return (
+            0 if self.tests is not None else 1,
+            -(self.tests or 0),
+            0 if self.score is not None else 1,
+            -(self.score or 0.0),
+            -self.votes,
+            self.size,
+            self.position,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    winner: Ranked | None
+    decided_by: str  # tests passed, reward score, votes, size, input order, only one, none
+    reason: str
+
+
+def rank(
+    groups: Sequence[Group],
+    scores: Mapping[str, float | None] | None = None,
+    verdicts: Mapping[str, ExecVerdict] | None = None,
+) -> list[Ranked]:
+    """The groups best first."""
+    ranked = []
+    for position, group in enumerate(groups):
+        verdict = (verdicts or {}).get(group.key)
+        ran = verdict is not None and verdict.status == "ran"
+        ranked.append(
+            Ranked(
+                group,
+                position,
+                tests=verdict.passed if ran and verdict else None,
+                tests_total=verdict.total if ran and verdict else None,
+                score=(scores or {}).get(group.key),
+                size=change_size(group.verify_patch),
+            )
+        )
+    return sorted(ranked, key=Ranked.sort_key)
+
+
+def decide(ranked: Sequence[Ranked]) -> Decision:
+    if not ranked:
+        return Decision(None, "none", "no candidate is left to choose from")
+    best = ranked[0]
+    if len(ranked) == 1:
+        return Decision(best, "only one", "the only group left " + _facts(best))
+    second = ranked[1]
+    if best.tests is not None and (second.tests is None or best.tests != second.tests):
+        other = "was not run" if second.tests is None else f"passes {second.tests}"
+        why = f"passes {best.tests} of {best.tests_total} checks; the next best {other}"
+        return Decision(best, "tests passed", why)
+    if best.score is not None and (second.score is None or best.score != second.score):
+        other = "has no score" if second.score is None else f"{second.score:.3f}"
+        return Decision(best, "reward score", f"reward score {best.score:.3f}; next best {other}")
+    if best.votes != second.votes:
+        why = f"{best.votes} candidates made this change; the next best {second.votes}"
+        return Decision(best, "votes", why)
+    if best.size != second.size:
+        why = f"the smaller change: {best.size} lines; the next best {second.size}"
+        return Decision(best, "size", why)
+    return Decision(best, "input order", "a tie on every signal: the first in input order")
+
+
+def _facts(best: Ranked) -> str:
+    facts = [f"{best.votes} vote(s)", f"{best.size} changed lines"]
+    if best.score is not None:
+        facts.insert(0, f"reward score {best.score:.3f}")
+    if best.tests is not None:
+        facts.insert(0, f"{best.tests} of {best.tests_total} checks passed")
+    return "(" + ", ".join(facts) + ")"
