@@ -7,6 +7,7 @@ import json
 import click
 
 from cwm_agent.config import resolve
+from cwm_agent.console import visible
 from cwm_agent.options import config_options
 
 
@@ -38,12 +39,17 @@ def show_command(config_path: str | None, profile: str | None, as_json: bool) ->
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"config file: {doc['config_file'] or '(none found)'}")
-    click.echo(f"profile:     {doc['profile'] or '(none)'}")
+    # Values come from files and the environment: shown, never obeyed by the terminal.
+    click.echo(visible(f"config file: {doc['config_file'] or '(none found)'}"))
+    click.echo(visible(f"profile:     {doc['profile'] or '(none)'}"))
     key_state = "set (never shown or stored)" if doc["api_key_set"] else "not set"
     click.echo(f"OPENAI_API_KEY: {key_state}\n")
     rows = [
-        (name, "-" if item["value"] is None else str(item["value"]), item["source"])
+        (
+            name,
+            "-" if item["value"] is None else visible(str(item["value"])),
+            visible(item["source"]),
+        )
         for name, item in doc["settings"].items()
     ]
     width = [max(len(r[i]) for r in rows) for i in (0, 1)]
