@@ -38,6 +38,7 @@ from .baseline import (
     submodules,
 )
 from .gitcmd import GIT_IDENTITY, run_git
+from .leftovers import PREFIX, claim
 from .reaper import kill_inside
 from .sandbox import (
     SandboxError,
@@ -96,8 +97,9 @@ class LocalRuntime:
         """``sandbox``: "auto" (bubblewrap where it works, else none, said once in the
         notices), "bwrap" (required) or "none"; ``network`` only matters in the sandbox."""
         user = locate(repo)
-        top = os.path.realpath(tempfile.mkdtemp(prefix="cwm-agent-"))
+        top = os.path.realpath(tempfile.mkdtemp(prefix=PREFIX))
         try:
+            claim(top)  # whose it is, for `cwm-agent cleanup` should this process be killed
             notices = _repo_notices(user)
             stores = object_stores(user)
             base = make_base(user, top, read_only(stores))
