@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.appendable import MIN_GAP, AppendableDocument, encode
+from cwm_agent.patch_size import human_size
 from cwm_agent.runtimes.reaper import owner, owner_state
 from cwm_agent.types import Action, Observation, Usage
 
@@ -98,6 +99,26 @@ class Trajectory:
             }
         )
 
+    def keep_working_tree_diff(self, diff: str, max_bytes: int) -> str:
+        """Record the working-tree diff at the end. One over ``max_bytes`` is written whole
+        to a file beside the trajectory instead, the record naming it and its size (the
+        trajectory stays small, the work stays on disk); returns what the user must be
+        told then ("" otherwise)."""
+        if len(diff) <= max_bytes and len(diff.encode("utf-8", "surrogateescape")) <= max_bytes:
+            self.data["working_tree_diff"] = diff
+            return ""
+        self.data["working_tree_diff"] = None
+        beside = self.path.with_name(self.path.stem + ".working-tree.patch")
+        try:
+            size = _write_in_pieces(beside, diff)
+        except OSError as exc:
+            return f"the working-tree diff ({human_size(len(diff))}) was not kept: {exc}"
+        self.data.update(working_tree_diff_file=str(beside), working_tree_diff_bytes=size)
+        return (
+            f"the working-tree diff ({human_size(size)}) is more than --max-patch-kb "
+            f"{max_bytes // 1024} allows: it is in {beside}, not in the trajectory"
+        )
+
     def set_usage(self, usage: Usage) -> None:
         self.data["usage"] = {**asdict(usage), "total_tokens": usage.total_tokens}
 
@@ -120,6 +141,17 @@ class Trajectory:
         """
         running = self.data.get("exit_status") == "running"
         self._file.save(self.data, full=full or not running, gap=running)
+
+
+def _write_in_pieces(path: Path, text: str, piece: int = 1 << 20) -> int:
+    """Write ``text`` (its bytes: surrogate escapes) a piece at a time: a huge diff is not
+    copied whole once more to be encoded. Returns the bytes written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with open(path, "wb") as handle:
+        for start in range(0, len(text), piece):
+            size += handle.write(text[start : start + piece].encode("utf-8", "surrogateescape"))
+    return size
 
 
 def _action_record(action: Action) -> dict[str, Any]:

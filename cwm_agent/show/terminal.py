@@ -196,5 +196,8 @@ def _render_patch(view: RunView, console: Any) -> None:
         note = "no patch; the working-tree diff at the end (not submitted):"
         console.print(Text(note, style="bold yellow"))
         print_code(console, view.working_tree_diff, "diff")
+    elif view.diff_file:
+        console.print(Text(view.diff_note, style="bold yellow"))
+        print_code(console, view.diff_file, "text")  # a path to copy: never wrapped
     else:
         console.print(Text("no patch", style="bold yellow"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cwm_agent.console import visible
+from cwm_agent.patch_size import human_size
 from cwm_agent.show import fields
 
 THINK_CLOSE = "</think>"
@@ -80,6 +81,8 @@ class RunView:
     working_tree_diff: str | None
     submissions: int
     usage: dict[str, int] = field(default_factory=dict)
+    diff_file: str = ""  # where a working-tree diff too large for the record went
+    diff_note: str = ""  # what to say about it
 
 
 def split_reply(content: str) -> tuple[str, str]:
@@ -147,6 +150,17 @@ def load_view(data: dict[str, Any], max_line: int | None = None) -> RunView:
         working_tree_diff=fields.text(data, "working_tree_diff", ""),
         submissions=len(fields.items(data, "submissions", "")),
         usage=usage,
+        diff_file=fields.text(data, "working_tree_diff_file", "") or "",
+        diff_note=_diff_note(data),
+    )
+
+
+def _diff_note(data: dict[str, Any]) -> str:
+    """What to say of a working-tree diff kept beside the trajectory (``--max-patch-kb``)."""
+    size = fields.integer(data, "working_tree_diff_bytes", "") or 0
+    return (
+        f"no patch; the working-tree diff at the end ({human_size(size)}, more than a "
+        "trajectory keeps) is in this file:"
     )
 
 
