@@ -148,3 +148,16 @@ def test_show_without_a_width_keeps_the_patch_whole(buggy_repo, cli_env, tmp_pat
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.endswith(result.stdout)
     assert json.loads(traj.read_text())["patch"] == result.stdout
+
+
+def test_batch_progress_shows_a_servers_error_inertly(buggy_repo, cli_env, tmp_path):
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    (issues / f"evil{RLO}id.md").write_text("add() is wrong")
+    body = {"error": {"message": f"bad request {HOSTILE} end", "code": 400}}
+    with ScriptedServer([{"status": 400, "body": body}]) as server:
+        args = ["batch", str(issues), "--repo", str(buggy_repo), "-o", str(tmp_path / "out")]
+        result = run_cli([*args, "--model", "m", "--base-url", server.base_url], cli_env)
+    assert "FAILED" in result.stderr and "bad request" in result.stderr
+    assert "evil\\u202eid" in result.stderr
+    assert_inert(result.stderr)
