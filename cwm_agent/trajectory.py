@@ -17,7 +17,6 @@ from typing import Any
 
 from cwm_agent.appendable import MIN_GAP, AppendableDocument, encode
 from cwm_agent.patch_size import human_size
-from cwm_agent.runtimes.reaper import owner, owner_state
 from cwm_agent.types import Action, Observation, Usage
 
 __all__ = ["MIN_GAP", "Trajectory", "load", "mark_interrupted", "mark_killed"]
@@ -47,6 +46,8 @@ class Trajectory:
     """
 
     def __init__(self, path: Path, run_id: str, config: dict[str, Any], issue: str) -> None:
+        from cwm_agent.runtimes.reaper import owner  # not at import: settings imports us
+
         self.path = path
         self.data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -183,6 +184,8 @@ def mark_killed(folder: Path) -> tuple[list[Path], list[Path]]:
 
     Runs of an older version recorded no owner: taken as gone. A run started on another
     machine or before a reboot is kept (it cannot be checked from here)."""
+    from cwm_agent.runtimes.reaper import owner_state
+
     marked: list[Path] = []
     kept: list[Path] = []
     for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -128,6 +127,7 @@ def _kill_verified(pid: int, match: Callable[[int], bool]) -> int:
 
 def owner() -> str:
     """Who this process is, for the record: this machine (its boot), pid and start time."""
+    import socket  # lazy: only runs record an owner
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             boot = f.read().strip()
