@@ -128,6 +128,7 @@ def _kill_verified(pid: int, match: Callable[[int], bool]) -> int:
 def owner() -> str:
     """Who this process is, for the record: this machine (its boot), pid and start time."""
     import socket  # lazy: only runs record an owner
+
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             boot = f.read().strip()
