@@ -224,6 +224,8 @@ class Agent:
             exclude=tuple(self.submitted_paths),
             max_output=self.output_limit,
             prompt_set=self.prompt_set,
+            max_bytes=self.config.max_patch_bytes,
+            warn=self._warn,
         )
         if patch is not None:
             self.patch = patch
@@ -306,11 +308,11 @@ class Agent:
         patch = self.patch
         if patch is None:
             diff = self._working_tree_diff()
-            self.traj.data["working_tree_diff"] = diff
             if diff and self.config.submit_on_limit:
                 patch = self._validated_or_none(diff)
                 if patch is not None:
                     reason += "; emitted the working-tree diff (--submit-on-limit)"
+            diff = self._keep_diff(diff)
         if patch is not None:
             status = "submitted" if status == "submitted" else f"submitted_{status}"
             exit_code = 0
@@ -323,9 +325,19 @@ class Agent:
 
     def _abort(self, status: str, exit_code: int, reason: str) -> None:
         """Record an abnormal end: what the agent changed is kept in the trajectory."""
-        self.traj.data["working_tree_diff"] = self._working_tree_diff()
+        self._keep_diff(self._working_tree_diff())
         self.traj.finish(status=status, exit_code=exit_code, reason=reason, patch=self.patch)
         self.traj.save()
+
+    def _keep_diff(self, diff: str) -> str | None:
+        """The working-tree diff into the trajectory (beside it when over the patch limit)."""
+        notice = self.traj.keep_working_tree_diff(diff, self.config.max_patch_bytes)
+        if notice:
+            self._warn(notice)
+        return self.traj.data["working_tree_diff"]
+
+    def _warn(self, message: str) -> None:
+        self.progress("warning", {"message": message})
 
     def _working_tree_diff(self) -> str:
         try:
@@ -338,7 +350,12 @@ class Agent:
         from cwm_agent.patches import validate_patch
 
         try:
-            return validate_patch(diff, self.runtime.base_dir, self.runtime.base)
+            return validate_patch(
+                diff,
+                self.runtime.base_dir,
+                self.runtime.base,
+                max_bytes=self.config.max_patch_bytes,
+            )
         except PatchError as exc:
             self.progress("warning", {"message": f"working-tree diff is not a valid patch: {exc}"})
             return None

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cwm_agent import __version__
+from cwm_agent.console import guard_streams, stdout_lost, visible
 from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.options import (
     agent_options,
@@ -71,7 +72,7 @@ class CwmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CwmError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {visible(str(exc))}", err=True)  # may quote a server
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # before the agent's own handling took over (e.g. set-up)
             click.echo("Error: interrupted", err=True)
@@ -87,6 +88,7 @@ def main() -> None:
     submit actions in a private copy (or a container), and prints one validated unified
     diff on stdout, ready for `git apply`.
     """
+    guard_streams()  # a reader that goes away (`2>&1 | head`) must not end the run
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -140,7 +142,10 @@ def run(**opts: Any) -> None:
         apply_to=settings.repo if opts["apply_patch"] else None,
     )
     if level:
-        click.echo(f"{result.status}: {result.reason} (trajectory: {trajectory.path})", err=True)
+        line = f"{result.status}: {result.reason} (trajectory: {trajectory.path})"
+        click.echo(visible(line), err=True)
+    if result.patch is not None and stdout_lost():
+        click.echo(f"warning: stdout was closed; the patch is in {trajectory.path}", err=True)
     sys.exit(result.exit_code)
 
 

@@ -127,6 +127,16 @@ SETTINGS: dict[str, Setting] = _settings(
         project=True,
     ),
     Setting(
+        "max_patch_kb",
+        int,
+        1024,
+        "KiB a patch may hold: a larger submission is refused (the model is told which "
+        "files make it large); a larger working-tree diff is written beside the "
+        "trajectory instead of into it.",
+        "agent",
+        minimum=1,
+    ),
+    Setting(
         "prompts",
         str,
         None,

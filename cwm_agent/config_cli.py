@@ -7,6 +7,7 @@ import json
 import click
 
 from cwm_agent.config import resolve
+from cwm_agent.console import visible
 from cwm_agent.options import config_options, say_notices
 
 
@@ -39,14 +40,20 @@ def show_command(config_path: str | None, profile: str | None, as_json: bool) ->
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"config file: {doc['config_file'] or '(none found)'}")
+    # Values come from files and the environment: shown, never obeyed by the terminal.
+    click.echo(visible(f"config file: {doc['config_file'] or '(none found)'}"))
     if doc["project_file"]:
-        click.echo(f"project file: {doc['project_file']} (only some settings: see README)")
-    click.echo(f"profile:     {doc['profile'] or '(none)'}")
+        project = f"project file: {doc['project_file']} (only some settings: see README)"
+        click.echo(visible(project))
+    click.echo(visible(f"profile:     {doc['profile'] or '(none)'}"))
     key_state = "set (never shown or stored)" if doc["api_key_set"] else "not set"
     click.echo(f"OPENAI_API_KEY: {key_state}\n")
     rows = [
-        (name, "-" if item["value"] is None else str(item["value"]), item["source"])
+        (
+            name,
+            "-" if item["value"] is None else visible(str(item["value"])),
+            visible(item["source"]),
+        )
         for name, item in doc["settings"].items()
     ]
     width = [max(len(r[i]) for r in rows) for i in (0, 1)]

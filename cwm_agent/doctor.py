@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cwm_agent.config import Resolved, resolve
+from cwm_agent.console import visible
 from cwm_agent.errors import UsageError
 from cwm_agent.options import config_options, setting_option, typed_settings
 
@@ -242,9 +243,10 @@ def render(checks: list[Check]) -> str:
     for check in checks:
         mark, colour = _MARKS[check.status]
         badge = click.style(f"{mark:<4}", fg=colour or None, bold=True)
-        lines.append(f"{badge}  {check.name:<{width}}  {check.detail}")
+        # Details quote servers (model ids, error bodies) and config files: shown, not obeyed.
+        lines.append(f"{badge}  {check.name:<{width}}  {visible(check.detail)}")
         if check.hint and check.status in (WARN, FAIL):
-            lines.append(f"{'':4}  {'':<{width}}  fix: {check.hint}")
+            lines.append(f"{'':4}  {'':<{width}}  fix: {visible(check.hint)}")
     failures = sum(c.status == FAIL for c in checks)
     warnings = sum(c.status == WARN for c in checks)
     lines.append(f"\n{failures} failure(s), {warnings} warning(s)")

@@ -18,6 +18,9 @@ from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from .errors import PatchError
+from .patch_size import PatchTooLarge, check_size
+
+__all__ = ["BaseRepoError", "PatchTooLarge", "check_applies", "check_structure", "validate_patch"]
 
 MAKE_PATCH_HINT = "make the patch file with `git diff > fix.patch` from the repository root"
 
@@ -39,15 +42,25 @@ class BaseRepoError(PatchError):
     """``repo_dir`` or ``base`` is unusable: the harness's problem, not the patch's."""
 
 
-def validate_patch(text: str, repo_dir: str, base: str, exclude: tuple[str, ...] = ()) -> str:
+def validate_patch(
+    text: str,
+    repo_dir: str,
+    base: str,
+    exclude: tuple[str, ...] = (),
+    *,
+    max_bytes: int | None = None,
+) -> str:
     """Return ``text`` normalized (files in ``exclude`` removed, one final newline).
 
     (A trailing git binary patch keeps the one blank line git needs after its data.)
-    Raises ``PatchError`` naming the problem: empty text, chatter, bad hunk counts,
-    hunkless file diffs, binary diffs without data, or a ``git apply --check``
+    Raises ``PatchError`` naming the problem: more than ``max_bytes`` (``PatchTooLarge``,
+    checked first: nothing of a huge text is parsed), empty text, chatter, bad hunk
+    counts, hunkless file diffs, binary diffs without data, or a ``git apply --check``
     failure against a pristine copy of ``base`` (``BaseRepoError`` when
     ``repo_dir``/``base`` themselves are the problem).
     """
+    if max_bytes is not None:
+        check_size(text, max_bytes)
     patch = check_structure(text, exclude)
     check_applies(patch, repo_dir, base)
     return patch

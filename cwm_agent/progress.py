@@ -8,16 +8,16 @@ only, 1 = one line per step, 2 (``-v``) = also the model's reasoning and each ob
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from types import TracebackType
 from typing import Any, TextIO
 
+from cwm_agent.console import visible
+
 REASONING_LINES = 30
 OBSERVATION_LINES = 20
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def make_progress(verbosity: int = 1, stream: TextIO | None = None) -> StderrProgress:
@@ -35,10 +35,8 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def printable(text: str) -> str:
-    """Model and command text made safe for a terminal: escape sequences shown, not obeyed."""
-    text = text.replace("\r\n", "\n")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+# Model and command text made safe for a terminal (the one function: console.visible).
+printable = visible
 
 
 def _one_line(text: str, width: int = 100) -> str:
@@ -105,7 +103,7 @@ class StderrProgress:
             self._emit("    " + "\n    ".join(trimmed(text, OBSERVATION_LINES)))
 
     def _emit(self, text: str) -> None:
-        self.stream.write(printable(text) + "\n")
+        self.stream.write(visible(text) + "\n")
         self.stream.flush()
 
 
@@ -172,7 +170,7 @@ class LiveProgress(StderrProgress):
         elif event == "action":
             action = data["action"]
             line = f"{action.tool}: {_one_line(action_summary(action), 200)}"
-            self.doing = "running " + printable(line)
+            self.doing = "running " + visible(line)
             self._print(f"step {data['step']:>3} {line}", "bold")
         elif event == "observation":
             observation = data["observation"]
@@ -187,7 +185,7 @@ class LiveProgress(StderrProgress):
     def _print(self, text: str, style: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text(printable(text), style=style), no_wrap=True, overflow="ellipsis")
+        self.console.print(Text(visible(text), style=style), no_wrap=True, overflow="ellipsis")
 
 
 def _tokens(count: int) -> str:

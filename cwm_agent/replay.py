@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent import tools
+from cwm_agent.console import visible
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import open_runtime
 from cwm_agent.run import is_result_document, trajectory_of_result
@@ -42,7 +43,8 @@ def read_recorded(traj_path: str | Path) -> dict[str, Any]:
     data = _read(Path(traj_path))
     if is_result_document(data):
         target = trajectory_of_result(data, Path(traj_path))
-        sys.stderr.write(f"{traj_path} is a result document; replaying its trajectory {target}\n")
+        note = f"{traj_path} is a result document; replaying its trajectory {target}"
+        sys.stderr.write(visible(note) + "\n")  # the document named it: untrusted
         data = _read(target)
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise UsageError(

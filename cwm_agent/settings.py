@@ -78,6 +78,7 @@ class AgentConfig:
     max_reply_tokens: int = 65_536
     timeout: float = 120.0
     max_output_tokens: int = 32_768  # one tool result (CWM's per-message limit)
+    max_patch_kb: int = 1024  # a patch (and what a trajectory keeps of one)
     max_format_errors: int = 5
     issue_max_tokens: int = 8_192
     prompts: str | None = None  # None: the bundled prompt set
@@ -88,6 +89,10 @@ class AgentConfig:
     def max_output_chars(self) -> int:
         """``max_output_tokens`` in characters, estimated as the agent does (4 a token)."""
         return self.max_output_tokens * CHARS_PER_TOKEN
+
+    @property
+    def max_patch_bytes(self) -> int:
+        return self.max_patch_kb * 1024
 
 
 @dataclass(frozen=True)

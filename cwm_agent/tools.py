@@ -17,12 +17,14 @@ and submit are relative to the session's current directory.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 
 from unidiff import PatchSet
 
 from . import prompts
 from .editing import create_file, edit_file, in_session, parse_edit_body
 from .errors import PatchError, ToolError
+from .patch_size import PatchTooLarge, check_size
 from .patches import BaseRepoError, validate_patch
 from .prompt_sets import PromptSet
 from .protocol import truncate_middle
@@ -134,6 +136,8 @@ def submit_patch(
     exclude: tuple[str, ...] = (),
     max_output: int = 16000,
     prompt_set: PromptSet | None = None,
+    max_bytes: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[Observation, str | None]:
     """Validate a submission; return what the model sees and the valid patch (or None).
 
@@ -142,34 +146,44 @@ def submit_patch(
     paths in ``exclude`` (e.g. patch files submitted earlier) are left out of the patch.
     An accepted patch is shown in ``<submission>`` tags (the ``submission`` template of
     ``prompt_set``).  ``BaseRepoError`` (bad ``base_dir``/``base``) propagates: it is the
-    harness's fault, not the model's.
+    harness's fault, not the model's. A patch over ``max_bytes`` is refused unparsed and
+    ``warn`` tells the user too (the model may not say why its submissions fail).
     """
     path = (path or "").strip()
+    raw: str | bytes
     if path:
         source = path
         target = in_session(runtime, path)
-        text, problem = _read_patch_file(runtime, target)
-        if text is None:
+        data, problem = _read_patch_file(runtime, target)
+        if data is None:
             where = (
                 ""
                 if posixpath.isabs(path)
                 else f" (relative to the current directory {runtime.cwd})"
             )
             return _rejected(f"the patch file {path} {problem}{where}"), None
+        raw = data
         # The user's own edits, which the model's `git diff` may have caught, stay out.
         foreign = runtime.outside_changes().foreign
         exclude = (*exclude, _repo_relative(runtime.root, target), *foreign)
     else:
-        source, text = "the working-tree diff", runtime.diff(exclude=exclude)
-        if not text.strip():
+        source, raw = "the working-tree diff", runtime.diff(exclude=exclude)
+        if not raw.strip():
             return _rejected(
                 "the working tree has no changes against the base",
                 "change the files that fix the issue first",
             ), None
     try:
+        if max_bytes is not None:
+            check_size(raw, max_bytes)  # before a copy is decoded or anything parsed
+        text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
         patch = validate_patch(text, base_dir, base, exclude)
     except BaseRepoError:
         raise
+    except PatchTooLarge as exc:
+        if warn is not None:
+            warn(f"a submission ({source}) was refused: {exc.message}")
+        return _rejected(exc.message, exc.hint), None
     except PatchError as exc:
         return _rejected(exc.message, exc.hint), None
     output = _accepted(source, patch, max_output, prompt_set)
@@ -190,12 +204,12 @@ def _accepted(source: str, patch: str, max_output: int, prompt_set: PromptSet | 
     )
 
 
-def _read_patch_file(runtime: Runtime, target: str) -> tuple[str | None, str]:
-    """The patch file's text, or None and what is wrong with it."""
+def _read_patch_file(runtime: Runtime, target: str) -> tuple[bytes | None, str]:
+    """The patch file's bytes, or None and what is wrong with it."""
     try:
         if not runtime.exists(target):
             return None, "does not exist"
-        return runtime.read_file(target).decode("utf-8", "surrogateescape"), ""
+        return runtime.read_file(target), ""
     except ToolError as exc:  # e.g. outside the repository: the runtime says why
         return None, f"cannot be read: {exc}"
     except OSError as exc:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.summary import Tally, first_line
+from cwm_agent.console import visible
 
 RECENT_LINES = 6  # finished-instance lines kept under the live table
 
@@ -30,6 +31,11 @@ def clock(seconds: float | None) -> str:
 
 
 def outcome_line(instance: Instance, doc: dict[str, Any] | None) -> str:
+    """One finished instance; its id (the input's) and error (a server's) shown inertly."""
+    return visible(_outcome(instance, doc))
+
+
+def _outcome(instance: Instance, doc: dict[str, Any] | None) -> str:
     if doc is None:
         return f"{instance.instance_id}: interrupted (will run again on resume)"
     usage = doc.get("usage") or {}
@@ -88,7 +94,7 @@ class PlainDisplay:
             return
         elapsed = self.tally.counts()["elapsed"]
         with self._lock:
-            self.stream.write(f"[{elapsed:7.1f}s] {text}\n")  # stderr unless a test says
+            self.stream.write(f"[{elapsed:7.1f}s] {visible(text)}\n")  # stderr unless a test says
             self.stream.flush()
 
 
@@ -121,7 +127,7 @@ class LiveDisplay:
             self._recent = [*self._recent, outcome_line(instance, doc)][-RECENT_LINES:]
 
     def message(self, text: str) -> None:
-        self._live.console.print(text)
+        self._live.console.print(Text(visible(text)))  # no markup, no escapes
 
     def __rich__(self) -> Group:
         counts = self.tally.counts()
@@ -131,7 +137,7 @@ class LiveDisplay:
         table.add_column("elapsed", justify="right")
         for iid, state in sorted(counts["running"].items()):
             since = counts["elapsed"] - (state["started"] - self.tally.started)
-            table.add_row(iid, str(state["step"] or "setup"), clock(since))
+            table.add_row(Text(visible(iid)), str(state["step"] or "setup"), clock(since))
         with self._lock:
             recent = [Text(line, overflow="ellipsis", no_wrap=True) for line in self._recent]
         parts = [table] if counts["running"] else []  # an empty table is just noise

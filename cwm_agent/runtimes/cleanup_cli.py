@@ -1,8 +1,18 @@
-"""`cwm-agent cleanup`: remove containers left behind by killed runs (and only those)."""
+"""`cwm-agent cleanup`: what killed runs left behind (and only that).
+
+Local runs: their temp folders and trajectories stuck at `running`; no Docker engine
+needed. Docker runs: their containers, when an engine answers.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+
+from cwm_agent.console import visible
+from cwm_agent.errors import RuntimeFailure
 
 
 @click.command()
@@ -13,29 +23,81 @@ import click
     is_flag=True,
     help="Also containers of runs still alive, and of runs started on another machine.",
 )
-def cleanup(run_id: str | None, everything: bool) -> None:
-    """Remove Docker containers that cwm-agent runs left behind.
+@click.option(
+    "--trajectories",
+    "folders",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also look for trajectories stuck at `running` here (repeatable; e.g. a batch "
+    "output folder) [default: the runs folder only].",
+)
+def cleanup(run_id: str | None, everything: bool, folders: tuple[Path, ...]) -> None:
+    """Clear what killed cwm-agent runs left behind.
 
-    Only containers carrying cwm-agent's label (cwm-agent.run) are touched, and of those
-    only the ones whose run is gone: a run still going on this machine keeps its
-    container, and so does one started on another machine sharing the engine (it cannot
-    be checked from here); --all removes those too. The engine is the one at DOCKER_HOST
-    (or the default socket). Prints the removed containers' ids on stdout.
+    A run killed outright (SIGKILL, the out-of-memory killer) cannot clean up after
+    itself. This removes, of runs that are gone: their temporary folders (cwm-agent-* in
+    the temp directory, with anything still working inside them); marks their
+    trajectories still at `running` (in the runs folder and in each --trajectories
+    folder) as `killed`; and removes their Docker containers, those carrying cwm-agent's
+    label (cwm-agent.run), when an engine answers at DOCKER_HOST (or the default socket).
+    Whatever belongs to a run still going on this machine is kept, and so is what was
+    started on another machine (it cannot be checked from here; for containers --all
+    removes those too). Prints the removed containers' ids on stdout, the rest on
+    stderr.
 
     \b
     Examples:
       cwm-agent cleanup
+      cwm-agent cleanup --trajectories runs/lite
       DOCKER_HOST=unix:///tmp/cwm-docker/docker.sock cwm-agent cleanup --run-id RUN
       cwm-agent cleanup --all
     """
+    if run_id is None:  # --run-id names containers only
+        _local(folders)
+    _containers(run_id, everything)
+
+
+def _local(folders: tuple[Path, ...]) -> None:
+    from cwm_agent.runtimes.leftovers import clear
+    from cwm_agent.trajectory import default_runs_dir, mark_killed
+
+    done = clear()
+    kept = f"; kept {len(done.kept)} of runs still going" if done.kept else ""
+    _say(f"removed {len(done.removed)} temporary folder(s) of killed local runs{kept}")
+    for removed in done.removed:
+        _say(f"  {removed}")
+    marked: list[Path] = []
+    going: list[Path] = []
+    for folder in (default_runs_dir(), *folders):
+        found, alive = mark_killed(folder)
+        marked += found
+        going += alive
+    kept = f"; {len(going)} of runs still going" if going else ""
+    _say(f"marked {len(marked)} trajectory(ies) stuck at `running` as killed{kept}")
+    for path in marked:
+        _say(f"  {path}")
+
+
+def _containers(run_id: str | None, everything: bool) -> None:
     from cwm_agent.runtimes.docker_engine import cleanup_containers
 
-    done = cleanup_containers(run_id=run_id, everything=everything)
+    try:
+        done = cleanup_containers(run_id=run_id, everything=everything)
+    except RuntimeFailure:
+        if run_id is not None or everything:  # containers were what was asked for
+            raise
+        where = os.environ.get("DOCKER_HOST") or "the default socket"
+        _say(f"containers: not checked (no Docker engine answers at {where})")
+        return
     kept = ""
     if done.alive:
         kept += f"; kept {len(done.alive)} of runs still going"
     if done.elsewhere:
         kept += f"; kept {len(done.elsewhere)} started elsewhere (--all removes them)"
-    click.echo(f"removed {len(done.removed)} container(s){kept}", err=True)
+    _say(f"removed {len(done.removed)} container(s){kept}")
     for container_id in done.removed:
         click.echo(container_id)
+
+
+def _say(line: str) -> None:
+    click.echo(visible(line), err=True)  # paths from the temp and runs folders

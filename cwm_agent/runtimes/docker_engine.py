@@ -12,13 +12,13 @@ import re
 import secrets
 import select
 import shlex
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RuntimeFailure
+from .reaper import owner, owner_state
 from .shell import CHUNK
 
 LABEL = "cwm-agent.run"
@@ -52,37 +52,10 @@ def connect() -> Any:
     return client
 
 
-def owner() -> str:
-    """Who started a container: this machine (its boot), this process and its start."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            boot = f.read().strip()
-    except OSError:
-        boot = "?"
-    pid = os.getpid()
-    return f"{socket.gethostname()}/{boot}/{pid}/{_started(pid)}"
-
-
-def _started(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # starttime
-    except (OSError, IndexError):
-        return "?"
-
-
 def run_state(labels: dict[str, str]) -> str:
-    """ "alive" (its process still runs here), "gone", or "elsewhere" (another machine or
-    boot: cannot be checked from here). Containers of older versions carry no owner: gone."""
-    label = labels.get(OWNER_LABEL)
-    if not label:
-        return "gone"
-    host, boot, pid, started = (label.split("/") + ["", "", "", ""])[:4]
-    mine_host, mine_boot = owner().split("/")[:2]
-    if (host, boot) != (mine_host, mine_boot):
-        return "elsewhere"
-    alive = pid.isdigit() and started != "?" and _started(int(pid)) == started
-    return "alive" if alive else "gone"
+    """ "alive", "gone" or "elsewhere": the state of the run whose container has ``labels``
+    (``reaper.owner_state`` of its owner label; containers of older versions: gone)."""
+    return owner_state(labels.get(OWNER_LABEL))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from . import local_setup as setup
 from .baseline import Base, locate, make_base, object_stores, stage_all
 from .confined import Confined
 from .gitcmd import GIT_IDENTITY, run_git
+from .leftovers import PREFIX, claim
 from .reaper import kill_inside
 from .sandbox import SandboxSpec, SandboxTransport, read_only
 from .shell import PipeTransport, ShellSession, Transport
@@ -85,8 +86,9 @@ class LocalRuntime:
         """``sandbox``: "auto" (bubblewrap where it works, else none, said once in the
         notices), "bwrap" (required) or "none"; ``network`` only matters in the sandbox."""
         user = locate(repo)
-        top = os.path.realpath(tempfile.mkdtemp(prefix="cwm-agent-"))
+        top = os.path.realpath(tempfile.mkdtemp(prefix=PREFIX))
         try:
+            claim(top)  # whose it is, for `cwm-agent cleanup` should this process be killed
             notices = setup.repo_notices(user)
             found = object_stores(user)
             stores, notices = found.paths, notices + list(found.notices)

@@ -1,4 +1,4 @@
-"""Finding and killing what a session started that escaped its process group (Linux /proc).
+"""Tying what a session starts to the harness, and killing what escapes (Linux /proc).
 
 A command can leave the shell's process group (``setsid``, daemons, test suites that
 spawn servers with a new session) or even drop the session's environment; killing
@@ -6,13 +6,21 @@ the group then misses it and it outlives the run. Two sweeps catch those: by the
 marker variable every process of a local session inherits, and by working
 directory (inside the private copy). Both only ever touch processes of our own
 user that match, checked again through a pidfd right before the kill.
+
+Run as a script, this file is the watchdog ``lifetime.Watchdog`` starts: it sweeps the
+sessions still registered once the harness is gone (standard library only, so that it
+starts without the package). ``owner`` and ``owner_state`` tell whether the process
+that made a container, a folder or a trajectory still runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from collections.abc import Callable
+from typing import Any, TextIO
 
 
 def kill_marked(mark: bytes) -> int:
@@ -30,6 +38,19 @@ def kill_inside(directory: str) -> int:
     (A user's interactive shell that happens to sit there has a terminal: spared.)
     """
     return _sweep(lambda pid: _cwd_inside(pid, directory) and not _has_tty(pid))
+
+
+def kill_sessions(pgids: set[int], marks: set[bytes], directories: set[str]) -> int:
+    """SIGKILL our processes in one of ``pgids``, carrying one of ``marks`` or (without a
+    terminal) working inside one of ``directories``: what sessions leave when their
+    harness is gone."""
+
+    def match(pid: int) -> bool:
+        if _pgid(pid) in pgids or any(_environ_has(pid, mark) for mark in marks):
+            return True
+        return any(_cwd_inside(pid, d) for d in directories) and not _has_tty(pid)
+
+    return _sweep(match) if pgids or marks or directories else 0
 
 
 def _sweep(match: Callable[[int], bool], rounds: int = 3) -> int:
@@ -68,6 +89,14 @@ def _cwd_inside(pid: int, directory: str) -> bool:
     return cwd == directory or cwd.startswith(directory.rstrip("/") + "/")
 
 
+def _pgid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _has_tty(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -91,3 +120,69 @@ def _kill_verified(pid: int, match: Callable[[int], bool]) -> int:
         return 0
     finally:
         os.close(pidfd)
+
+
+# -- who made it, and does it still run -------------------------------------------------
+
+
+def owner() -> str:
+    """Who this process is, for the record: this machine (its boot), pid and start time."""
+    import socket  # lazy: only runs record an owner
+
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "?"
+    pid = os.getpid()
+    return f"{socket.gethostname()}/{boot}/{pid}/{_started(pid)}"
+
+
+def _started(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # starttime
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_state(recorded: str | None) -> str:
+    """ "alive" (the ``owner()`` recorded still runs here), "gone", or "elsewhere" (another
+    machine or boot: cannot be checked from here). Nothing recorded (older versions): gone."""
+    if not recorded:
+        return "gone"
+    host, boot, pid, started = (recorded.split("/") + ["", "", "", ""])[:4]
+    mine_host, mine_boot = owner().split("/")[:2]
+    if (host, boot) != (mine_host, mine_boot):
+        return "elsewhere"
+    alive = pid.isdigit() and started != "?" and _started(int(pid)) == started
+    return "alive" if alive else "gone"
+
+
+# -- the watchdog (lifetime.Watchdog runs this file as a script) ---------------------------
+
+
+def _watch(stream: TextIO) -> None:
+    """The watchdog's life: keep the registry until end-of-file, then sweep what is left."""
+    for name in ("SIGINT", "SIGHUP", "SIGTERM", "SIGQUIT"):  # it ends when the harness does
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    watched: dict[str, dict[str, Any]] = {}
+    for line in stream:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if "watch" in message:
+            watched[str(message["watch"])] = message
+        else:
+            watched.pop(str(message.get("forget")), None)
+    sessions = list(watched.values())
+    kill_sessions(
+        {int(s["pgid"]) for s in sessions},
+        {str(s["mark"]).encode() for s in sessions},
+        {str(s["dir"]) for s in sessions},
+    )
+
+
+if __name__ == "__main__":
+    _watch(sys.stdin)

@@ -25,6 +25,7 @@ from typing import Protocol
 from ..errors import RuntimeFailure
 from ..redaction import SECRET_NAME
 from ..types import CommandResult
+from .lifetime import WATCHDOG, start_tied
 from .reaper import kill_marked
 
 CHUNK = 65536
@@ -126,7 +127,9 @@ class PipeTransport:
         self, cwd: str, env: Mapping[str, str], argv: tuple[str, ...] | list[str] = BASH
     ) -> None:
         self.mark = secrets.token_hex(8)
-        self._proc = subprocess.Popen(
+        # Tied to this process: a harness killed outright takes the shell along, and the
+        # watchdog what the shell started (lifetime.py).
+        self._proc = start_tied(
             list(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -137,6 +140,7 @@ class PipeTransport:
             bufsize=0,
         )
         self.pid = self.pgid = self._proc.pid
+        WATCHDOG.watch(self.mark, self.pgid, f"{MARK_VAR}={self.mark}", cwd)
         self._out = self._proc.stdout.fileno()  # type: ignore[union-attr]
         # A pidfd tells us the shell died even while an orphaned background job keeps
         # the pipe open (no EOF would ever come).
@@ -185,6 +189,7 @@ class PipeTransport:
         if self._closed:
             return self._proc.returncode
         self.kill_group()
+        WATCHDOG.forget(self.mark)
         self._closed = True
         for stream in (self._proc.stdin, self._proc.stdout):
             try:

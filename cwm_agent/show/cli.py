@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cwm_agent.console import visible
 from cwm_agent.errors import UsageError
 
 # Longer lines are cut (head and tail kept, a marker between) unless --full: a terminal
@@ -67,7 +68,8 @@ def _followed(result: dict[str, Any], path: Path, attempts: int) -> dict[str, An
 
     target = trajectory_of_result(result, path)
     data = read_trajectory(target, attempts, follow=False)
-    click.echo(f"{path} is a result document; showing its trajectory {target}", err=True)
+    note = f"{path} is a result document; showing its trajectory {target}"
+    click.echo(visible(note), err=True)  # the document named the target: untrusted
     return data
 
 
@@ -100,6 +102,7 @@ def show(traj: str | None, html_out: str | None, full: bool, width: int | None) 
       cwm-agent show run.json --full | less -R
       cwm-agent show run.json --html run.html && xdg-open run.html
     """
+    from cwm_agent.show.fields import NotATrajectory
     from cwm_agent.show.view import load_view
 
     limit = None if full else HTML_MAX_LINE if html_out else TERMINAL_MAX_LINE
@@ -109,7 +112,14 @@ def show(traj: str | None, html_out: str | None, full: bool, width: int | None) 
             f"--html {html_out}: the folder {folder} does not exist", f"mkdir -p {folder}"
         )
     path = find_trajectory(traj)
-    view = load_view(read_trajectory(path), limit)
+    try:
+        view = load_view(read_trajectory(path), limit)
+    except NotATrajectory as exc:
+        raise UsageError(
+            f"{path} is not a valid trajectory: {exc}",
+            hint="was it edited by hand or written by another program? "
+            "`python -m json.tool FILE` shows the document",
+        ) from None
     if html_out:
         from cwm_agent.show.html import render_html
 

@@ -1,7 +1,9 @@
 """A trajectory document read into the records both views (terminal, HTML) display.
 
 Tolerant by design: a trajectory of a run still in progress, of an older format or with
-fields missing still shows what it has.
+fields missing still shows what it has; a field of the wrong type is ``NotATrajectory``
+(``fields.py``). Every string is made visible (escape and bidirectional controls spelled
+out) before either view gets it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from cwm_agent.console import visible
+from cwm_agent.patch_size import human_size
+from cwm_agent.show import fields
 
 THINK_CLOSE = "</think>"
 
@@ -75,6 +81,8 @@ class RunView:
     working_tree_diff: str | None
     submissions: int
     usage: dict[str, int] = field(default_factory=dict)
+    diff_file: str = ""  # where a working-tree diff too large for the record went
+    diff_note: str = ""  # what to say about it
 
 
 def split_reply(content: str) -> tuple[str, str]:
@@ -101,85 +109,122 @@ def cut_long_lines(text: str, limit: int) -> str:
     return "\n".join(lines)
 
 
-def _cut_all(value: Any, limit: int) -> Any:
-    """Every string inside ``value`` (dicts, lists) with its long lines cut."""
+def _cleaned(value: Any, limit: int | None) -> Any:
+    """Every string inside ``value`` (keys too) made visible (``console.visible``: a
+    trajectory is untrusted text) and, with ``limit``, its long lines cut."""
     if isinstance(value, str):
-        return cut_long_lines(value, limit)
+        value = visible(value)
+        return value if limit is None else cut_long_lines(value, limit)
     if isinstance(value, dict):
-        return {key: _cut_all(item, limit) for key, item in value.items()}
+        return {_cleaned(key, None): _cleaned(item, limit) for key, item in value.items()}
     if isinstance(value, list):
-        return [_cut_all(item, limit) for item in value]
+        return [_cleaned(item, limit) for item in value]
     return value
 
 
 def load_view(data: dict[str, Any], max_line: int | None = None) -> RunView:
-    """The view of a trajectory; with ``max_line``, lines longer than that are cut."""
-    if max_line is not None:
-        data = _cut_all(data, max_line)
-    assistant = [m for m in data.get("messages", []) if m.get("role") == "assistant"]
-    steps = [
-        _step(raw, assistant[i] if i < len(assistant) else {})
-        for i, raw in enumerate(data.get("steps", []))
+    """The view of a trajectory; with ``max_line``, lines longer than that are cut.
+
+    Raises ``NotATrajectory`` naming a field of the wrong type.
+    """
+    data = _cleaned(data, max_line)
+    messages = [
+        fields.entry(m, f"messages[{i}]") for i, m in enumerate(fields.items(data, "messages", ""))
     ]
-    usage = data.get("usage") or {}
+    assistant = [m for m in messages if m.get("role") == "assistant"]
+    raw_steps = fields.items(data, "steps", "")
+    steps = [
+        _step(fields.entry(raw, f"step {i + 1}"), assistant[i] if i < len(assistant) else {}, i + 1)
+        for i, raw in enumerate(raw_steps)
+    ]
+    usage = fields.counts(data, "usage", "")
     return RunView(
-        run_id=str(data.get("run_id", "?")),
-        issue=str(data.get("issue", "")),
+        run_id=fields.label(data, "run_id"),
+        issue=fields.label(data, "issue", ""),
         facts=_facts(data, len(steps), usage),
-        status=str(data.get("exit_status", "unknown")),
-        exit_code=data.get("exit_code"),
-        reason=str(data.get("reason", "")),
+        status=fields.label(data, "exit_status", "unknown"),
+        exit_code=fields.integer(data, "exit_code", ""),
+        reason=fields.label(data, "reason", ""),
         steps=steps,
-        patch=data.get("patch"),
-        working_tree_diff=data.get("working_tree_diff"),
-        submissions=len(data.get("submissions") or []),
+        patch=fields.text(data, "patch", ""),
+        working_tree_diff=fields.text(data, "working_tree_diff", ""),
+        submissions=len(fields.items(data, "submissions", "")),
         usage=usage,
+        diff_file=fields.text(data, "working_tree_diff_file", "") or "",
+        diff_note=_diff_note(data),
     )
 
 
-def _step(raw: dict[str, Any], message: dict[str, Any]) -> StepView:
-    reasoning, rest = split_reply(str(raw.get("reply") or ""))
-    reasoning = str(message.get("reasoning_content") or "") or reasoning
-    action = raw.get("action") or {}
-    tool = action.get("tool")
+def _diff_note(data: dict[str, Any]) -> str:
+    """What to say of a working-tree diff kept beside the trajectory (``--max-patch-kb``)."""
+    size = fields.integer(data, "working_tree_diff_bytes", "") or 0
+    return (
+        f"no patch; the working-tree diff at the end ({human_size(size)}, more than a "
+        "trajectory keeps) is in this file:"
+    )
+
+
+def _step(raw: dict[str, Any], message: dict[str, Any], position: int) -> StepView:
+    where = f"step {position}: "
+    reasoning, rest = split_reply(fields.label(raw, "reply", ""))
+    reasoning = fields.label(message, "reasoning_content", "") or reasoning
+    action = fields.obj(raw, "action", where)
+    tool = fields.text(action, "tool", where + "action.")
     return StepView(
-        number=int(raw.get("step", 0)),
+        number=fields.integer(raw, "step", where) or position,
         reasoning=reasoning,
         text="" if tool else rest,
         tool=tool,
-        args={str(k): str(v) for k, v in (action.get("args") or {}).items()},
-        observation=raw.get("observation"),
-        format_error=raw.get("format_error"),
-        model_seconds=float(raw.get("model_seconds") or 0.0),
-        tool_seconds=float(raw.get("tool_seconds") or 0.0),
-        usage=raw.get("usage") or {},
-        finish_reason=raw.get("finish_reason"),
-        hooks=raw.get("hooks") or {},
+        args={str(k): str(v) for k, v in fields.obj(action, "args", where + "action.").items()},
+        observation=_observation(raw, where),
+        format_error=fields.text(raw, "format_error", where),
+        model_seconds=fields.number(raw, "model_seconds", where) or 0.0,
+        tool_seconds=fields.number(raw, "tool_seconds", where) or 0.0,
+        usage=fields.counts(raw, "usage", where),
+        finish_reason=fields.text(raw, "finish_reason", where),
+        hooks=fields.obj(raw, "hooks", where),
     )
 
 
-def _facts(data: dict[str, Any], steps: int, usage: dict[str, Any]) -> list[tuple[str, str]]:
-    config = data.get("config") or {}
-    model = config.get("model") or {}
-    agent = config.get("agent") or {}
-    runtime = str(config.get("runtime", "?"))
+def _observation(raw: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The step's observation with every member the views use of a usable type."""
+    if raw.get("observation") is None:
+        return None
+    found = fields.obj(raw, "observation", where)
+    where += "observation."
+    return {
+        "output": fields.label(found, "output", ""),
+        "ok": bool(found.get("ok", True)),
+        "exit_code": fields.integer(found, "exit_code", where),
+        "timed_out": bool(found.get("timed_out")),
+        "duration": fields.number(found, "duration", where),
+    }
+
+
+def _facts(data: dict[str, Any], steps: int, usage: dict[str, int]) -> list[tuple[str, str]]:
+    config = fields.obj(data, "config", "")
+    model = fields.obj(config, "model", "config.")
+    agent = fields.obj(config, "agent", "config.")
+    runtime = fields.label(config, "runtime")
     if config.get("image"):
         runtime += f" ({config['image']})"
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
     facts = [
-        ("model", str(model.get("name", "?"))),
-        ("endpoint", str(model.get("base_url") or "(SDK default)")),
-        ("tool format", str(agent.get("tool_format", "?"))),
+        ("model", fields.label(model, "name")),
+        ("endpoint", fields.label(model, "base_url", "(SDK default)")),
+        ("tool format", fields.label(agent, "tool_format")),
         ("runtime", runtime),
-        ("repository", str(config.get("repo", "?"))),
-        ("steps", f"{steps} of {agent.get('max_steps', '?')}"),
+        ("repository", fields.label(config, "repo")),
+        ("steps", f"{steps} of {fields.label(agent, 'max_steps')}"),
         ("tokens", f"{prompt:,} prompt + {completion:,} completion"),
     ]
-    if data.get("started_at"):
-        started = dt.datetime.fromtimestamp(float(data["started_at"]))
-        facts.append(("started", started.strftime("%Y-%m-%d %H:%M:%S")))
-    if data.get("wall_seconds") is not None:
-        facts.append(("wall time", f"{float(data['wall_seconds']):.1f} s"))
+    started = fields.number(data, "started_at", "")
+    if started:
+        when = dt.datetime.fromtimestamp(started) if 0 < started < 1e11 else None
+        facts.append(("started", when.strftime("%Y-%m-%d %H:%M:%S") if when else str(started)))
+    wall = fields.number(data, "wall_seconds", "")
+    if wall is not None:
+        facts.append(("wall time", f"{wall:.1f} s"))
     return facts
 
 
