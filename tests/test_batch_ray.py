@@ -150,8 +150,8 @@ def test_sigterm_cancels_the_ray_tasks_and_keeps_what_finished(three_records, en
     input_path, repos, records = three_records
     ids = [r["instance_id"] for r in records]
     scripts = Scripts({ids[0]: fix_script()})
-    for iid in ids[1:]:
-        scripts.scripts[iid] = busy_script(steps=6, delay=0.4)
+    for iid in ids[1:]:  # busy for far longer than the test waits: never done before SIGTERM
+        scripts.scripts[iid] = busy_script(steps=100, delay=0.4)
     outdir = tmp_path / "out"
     extra = ("--repos-dir", str(repos), "--workers", "2", "--executor", "ray")
     with ScriptedServer(scripts) as server:

@@ -305,13 +305,14 @@ def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, s
 
     from conftest import cwm
 
-    from cwm_agent.runtimes.docker_engine import LABEL
+    from cwm_agent.runtimes.docker_engine import OWNER_LABEL
     from cwm_agent.scripted_server import ScriptedServer
 
     def ours() -> set[str]:
-        return {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        """The containers this CLI process made (other runs may share the engine)."""
+        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+        return {c.id for c in found if f"/{proc.pid}/" in c.labels[OWNER_LABEL]}
 
-    existing = ours()
     with ScriptedServer([cwm("bash", "sleep 60")] * 3) as server:
         args = [
             "run",
@@ -338,14 +339,14 @@ def test_interrupting_the_cli_leaves_no_container(client, buggy_repo, cli_env, s
             while not server.requests and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert proc.poll() is None, proc.communicate()[1].decode()
-            assert ours() - existing, "no container was started"
+            assert ours(), "no container was started"
             time.sleep(0.3)  # the `sleep 60` is running in the container
             proc.send_signal(getattr(signal, signal_name))
             _, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
     assert proc.returncode == 130, err.decode()
-    assert ours() == existing
+    assert ours() == set()
 
 
 def test_cleanup_command_removes_only_containers_of_gone_runs(client, buggy_repo, cli_env):

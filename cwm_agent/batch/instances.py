@@ -16,25 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.errors import UsageError
+from cwm_agent.verification.checkout import check_repo_name
 from cwm_agent.verification.sources import Placed, Source, read_records
 from cwm_agent.verification.store import folder_name
 
 ISSUE_SUFFIXES = (".md", ".txt")
 # GitHub's owner/name: the only shape of a record's repo, found as a folder of --repos-dir.
-_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-
-
-def check_repo_name(repo: str, where: str) -> str:
-    """``repo`` when it is ``owner/name``: anything else (``../private``, ``/abs``,
-    ``a/b/c``) would reach a folder outside --repos-dir."""
-    parts = repo.split("/")
-    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in parts):
-        raise UsageError(
-            f"{where}: repo {repo!r} is not owner/name",
-            hint='name the repository as on GitHub (e.g. "astropy/astropy"); its clone is '
-            "found in --repos-dir as owner__name, owner/name or name",
-        )
-    return repo
 
 
 @dataclass(frozen=True)

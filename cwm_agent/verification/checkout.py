@@ -7,18 +7,33 @@ base commit is checked out there. LocalRuntime then copies that working tree as 
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cwm_agent.batch.instances import check_repo_name
-from cwm_agent.errors import RuntimeFailure
+from cwm_agent.errors import RuntimeFailure, UsageError
 
 # Shared with the local runtime: a clean git environment (no inherited GIT_DIR, optional
 # locks off so read-only commands never rewrite the user's index).
 from cwm_agent.runtimes.local import run_git
+
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def check_repo_name(repo: str, where: str) -> str:
+    """``repo`` when it is ``owner/name``: anything else (``../private``, ``/abs``,
+    ``a/b/c``) would reach a folder outside --repos-dir."""
+    parts = repo.split("/")
+    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in parts):
+        raise UsageError(
+            f"{where}: repo {repo!r} is not owner/name",
+            hint='name the repository as on GitHub (e.g. "astropy/astropy"); its clone is '
+            "found in --repos-dir as owner__name, owner/name or name",
+        )
+    return repo
 
 
 def clone_candidates(repos_dir: Path, repo: str) -> list[Path]:
