@@ -22,12 +22,11 @@ SECRET_KEY = "sk-test-SECRET-7f3a9c"
 
 def _shared_data() -> Path:
     """Read-only data beside the checkout (CRUXEval, SWE-bench records, real patches):
-    $CWM_SHARED_DATA, else ../shared/data, else /work/shared/data. Tests using it skip
-    when it is absent; it is never copied into the project."""
+    $CWM_SHARED_DATA, else ../shared/data. Tests using it skip when it is absent (those of
+    CWM's oracle fail instead under CWM_REQUIRE_ORACLE=1); it is never copied in."""
     if os.environ.get("CWM_SHARED_DATA"):
         return Path(os.environ["CWM_SHARED_DATA"])
-    beside = TESTS.parents[1] / "shared" / "data"
-    return beside if beside.is_dir() else Path("/work/shared/data")
+    return TESTS.parents[1] / "shared" / "data"
 
 
 SHARED_DATA = _shared_data()
