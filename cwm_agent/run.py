@@ -41,10 +41,7 @@ def execute(
         )
         traj.save()
         raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
-    traj.data["config"]["runtime_notices"] = list(runtime.notices)
-    for notice in runtime.notices:
-        if progress is not None:
-            progress("warning", {"message": notice})
+    _tell_notices(runtime, traj, progress, said=0, save=False)
     try:
         agent = Agent(model, runtime, settings.agent, traj, progress, _hooks(settings, model))
         result = agent.run(issue)
@@ -52,7 +49,25 @@ def execute(
             _revalidate(result.patch, runtime)
         return result, traj
     finally:
-        runtime.close()
+        try:  # facts found during the run (the user's tree changing under an overlay)
+            said = len(traj.data["config"]["runtime_notices"])
+            _tell_notices(runtime, traj, progress, said=said, save=True)
+        finally:
+            runtime.close()
+
+
+def _tell_notices(
+    runtime: Runtime, traj: Trajectory, progress: ProgressFn | None, said: int, save: bool
+) -> None:
+    """The runtime's notices into the trajectory (``save``: written again, when there are
+    new ones); those past the first ``said`` to stderr."""
+    new = runtime.notices[said:]
+    traj.data["config"]["runtime_notices"] = list(runtime.notices)
+    for notice in new:
+        if progress is not None:
+            progress("warning", {"message": notice})
+    if save and new:
+        traj.save()
 
 
 def _hooks(settings: RunSettings, model: TextModel) -> list[Any]:
@@ -179,6 +194,7 @@ def result_document(result: RunResult, traj: Trajectory) -> dict[str, Any]:
         "usage": data["usage"],
         "wall_seconds": data.get("wall_seconds"),
         "submissions": len(data["submissions"]),
+        "notices": data["config"].get("runtime_notices", []),
         "trajectory": str(traj.path),
     }
 

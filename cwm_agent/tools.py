@@ -156,7 +156,9 @@ def submit_patch(
                 else f" (relative to the current directory {runtime.cwd})"
             )
             return _rejected(f"the patch file {path} {problem}{where}"), None
-        exclude = (*exclude, _repo_relative(runtime.root, target))
+        # The user's own edits, which the model's `git diff` may have caught, stay out.
+        foreign = runtime.outside_changes().foreign
+        exclude = (*exclude, _repo_relative(runtime.root, target), *foreign)
     else:
         source, text = "the working-tree diff", runtime.diff(exclude=exclude)
         if not text.strip():

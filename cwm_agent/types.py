@@ -82,6 +82,17 @@ class ModelReply:
     latency: float = 0.0
 
 
+@dataclass(frozen=True)
+class TreeDrift:
+    """Files of the user's working tree that changed while the run worked on a live view
+    of it (the local runtime's overlay): ``foreign`` ones the agent's copy shows as the
+    user left them (the user's changes: never part of the agent's patch), ``shared`` ones
+    the agent changed too."""
+
+    foreign: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
+
+
 class Runtime(Protocol):
     """Where the agent's commands run and its files live (local copy or container).
 
@@ -115,6 +126,11 @@ class Runtime(Protocol):
     def exists(self, path: str) -> bool: ...
 
     def diff(self, exclude: tuple[str, ...] = ()) -> str: ...
+
+    def outside_changes(self) -> TreeDrift:
+        """What changed in the user's tree during the run, as the agent's copy shows it
+        (a runtime whose copy does not follow the user's tree: nothing)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -13,7 +13,7 @@ import pytest
 from cwm_agent.errors import ToolError
 from cwm_agent.protocol import parse_cwm_reply
 from cwm_agent.tools import execute, submit_patch
-from cwm_agent.types import Action, CommandResult
+from cwm_agent.types import Action, CommandResult, TreeDrift
 
 GIT_ENV = {
     **os.environ,
@@ -67,6 +67,9 @@ class DirRuntime:
         self.run("git add -A -N .", 10)
         specs = " ".join(f"':(exclude,literal){path}'" for path in exclude)
         return self.run(f"git diff --binary -- . {specs}", 10).output
+
+    def outside_changes(self) -> TreeDrift:
+        return TreeDrift()
 
     def close(self) -> None:
         pass

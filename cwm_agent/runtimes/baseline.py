@@ -15,6 +15,7 @@ harness repository, the index is a copy.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,22 +191,60 @@ def _borrow(git_dir: str, user: UserRepo, extra_alternates: tuple[str, ...]) -> 
         f.write(rules + "\n" + DEFAULT_EXCLUDES)
 
 
-def object_stores(user: UserRepo) -> list[str]:
+@dataclass(frozen=True)
+class ObjectStores:
+    """The user's object stores the sandbox must see, and the alternates left out."""
+
+    paths: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+
+
+# What an object store holds: loose objects' folders, info/, pack/, and the quarantine
+# folders git makes while receiving.
+_STORE_ENTRY = re.compile(r"[0-9a-f]{2}|info|pack|incoming-.+|tmp_objdir-.+")
+
+
+def object_stores(user: UserRepo) -> ObjectStores:
     """The user's object directory and every one it borrows from (alternates, recursively):
-    what the sandbox must see for the history to be readable there."""
+    what the sandbox must see for the history to be readable there. An alternates line is
+    the checkout's to write, and the sandbox binds what it names, so only real object
+    stores count: ``/proc``, ``/dev``, ``/`` or ``/tmp`` there are left out, and said."""
     found: list[str] = []
-    pending = [str(user.objects)]
+    notices: list[str] = []
+    pending = [(str(user.objects), "")]
     while pending and len(found) < 16:
-        store = os.path.realpath(pending.pop())
-        if store in found or not os.path.isdir(store):
+        line, named_in = pending.pop()
+        store = os.path.realpath(line)
+        if store in found:
+            continue
+        why_not = _not_a_store(store)
+        if why_not:
+            if named_in:
+                notices.append(
+                    f"the alternate object store {line} named in {named_in} was left out "
+                    f"({why_not}): only git object stores are shown to the commands"
+                )
             continue
         found.append(store)
         alternates = os.path.join(store, "info", "alternates")
         if os.path.isfile(alternates):
             with open(alternates, encoding="utf-8", errors="replace") as f:
                 lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-            pending += [os.path.join(store, ln) for ln in lines]
-    return found
+            pending += [(os.path.join(store, ln), alternates) for ln in lines]
+    return ObjectStores(tuple(found), tuple(notices))
+
+
+def _not_a_store(path: str) -> str:
+    """Why ``path`` is no git object store ("" when it is one)."""
+    if not os.path.isdir(path):
+        return "not a directory"
+    if not os.path.isdir(os.path.join(path, "pack")):
+        return "no pack/ folder"
+    try:
+        odd = [name for name in os.listdir(path) if not _STORE_ENTRY.fullmatch(name)]
+    except OSError as exc:
+        return f"cannot be listed: {exc.strerror}"
+    return f"it holds {odd[0]!r}, which an object store does not" if odd else ""
 
 
 def submodules(base: Base) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RuntimeFailure, ToolError
-from ..types import CommandResult
+from ..types import CommandResult, TreeDrift
 from .baseline import BASE_REF
 from .docker_engine import (
     ExecTransport,
@@ -304,6 +304,9 @@ class DockerRuntime:
                 "removed git or damaged the repository's .git; accepted submissions are kept",
             )
         return base64.b64decode(out).decode("utf-8", errors="surrogateescape")
+
+    def outside_changes(self) -> TreeDrift:
+        return TreeDrift()  # the container holds a copy: the user's tree cannot reach it
 
     def _relative(self, path: str) -> str:
         full = posixpath.normpath(posixpath.join(self.root, path))

@@ -12,7 +12,10 @@ is copied to make it:
   be mounted, or without a sandbox, the base is checked out into a private folder.
 
 The user's repository and object store are only ever read. ``diff()`` is exactly the
-agent's changes against the base, and applies to the user's working tree.
+agent's changes against the base, and applies to the user's working tree; edits the user
+makes to the tree during the run, which an overlay shows, are left out of it and said
+(``drift.py``). The file tools reach the copy through ``confined.py``: a command racing
+them cannot turn a path outside the copy.
 """
 
 from __future__ import annotations
@@ -25,34 +28,19 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..errors import RuntimeFailure, ToolError
-from ..types import CommandResult
-from .baseline import (
-    Base,
-    UserRepo,
-    locate,
-    make_base,
-    make_model_git,
-    object_stores,
-    stage_all,
-    submodules,
-)
+from ..types import CommandResult, TreeDrift
+from . import drift
+from . import local_setup as setup
+from .baseline import Base, locate, make_base, object_stores, stage_all
+from .confined import Confined
 from .gitcmd import GIT_IDENTITY, run_git
 from .reaper import kill_inside
-from .sandbox import (
-    SandboxError,
-    SandboxSpec,
-    SandboxTransport,
-    prepare_layers,
-    read_only,
-    works,
-)
-from .shell import PipeTransport, ShellSession, Transport, overwrite_file
+from .sandbox import SandboxSpec, SandboxTransport, read_only
+from .shell import PipeTransport, ShellSession, Transport
 from .snapshot import remove_tree
 
 __all__ = ["GIT_IDENTITY", "LocalRuntime", "run_git"]
 
-_MAX_LINKS = 40  # symlinks followed resolving one path, as the kernel allows
 _DIFF_FLAGS = (
     "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
     "--src-prefix=a/", "--dst-prefix=b/",
@@ -77,6 +65,7 @@ class LocalRuntime:
         self._stores = stores  # the user's object stores, kept read-only for our git
         self.baseline = base
         self.notices = notices
+        self._told: set[str] = set()  # paths the notices named already (outside_changes)
         self._top = top
         self.shell = shell
         self._finalizer = weakref.finalize(self, _cleanup, shell, top)
@@ -98,13 +87,14 @@ class LocalRuntime:
         user = locate(repo)
         top = os.path.realpath(tempfile.mkdtemp(prefix="cwm-agent-"))
         try:
-            notices = _repo_notices(user)
-            stores = object_stores(user)
+            notices = setup.repo_notices(user)
+            found = object_stores(user)
+            stores, notices = found.paths, notices + list(found.notices)
             base = make_base(user, top, read_only(stores))
-            notices += _submodule_notice(user, base)
+            notices += setup.submodule_notice(user, base)
             root = os.path.join(top, user.top.name or "repo")
             os.mkdir(root)
-            sandboxed = _use_sandbox(sandbox, notices)
+            sandboxed = setup.use_sandbox(sandbox, notices)
 
             def session(factory: Callable[[str, Mapping[str, str]], Transport]) -> ShellSession:
                 return ShellSession(
@@ -114,9 +104,11 @@ class LocalRuntime:
 
             shell = None
             if sandboxed:
-                shell = _overlay_session(session, user, base, top, root, network, notices)
+                shell = setup.overlay_session(
+                    session, user, base, (top, root), stores, network, notices
+                )
             if shell is None:
-                _check_out(user, base, root)
+                setup.check_out(user, base, root)
                 if sandboxed:
                     spec = SandboxSpec(root, (top, *stores), network)
                     shell = session(lambda cwd, e: SandboxTransport(spec, cwd, e))
@@ -125,7 +117,7 @@ class LocalRuntime:
         except BaseException:
             remove_tree(top)
             raise
-        return cls(root, base, top, shell, notices, tuple(stores))
+        return cls(root, base, top, shell, notices, stores)
 
     # -- the Runtime protocol -----------------------------------------------------------
     @property
@@ -154,24 +146,13 @@ class LocalRuntime:
         return self.shell.run(command, timeout)
 
     def read_file(self, path: str) -> bytes:
-        full = self._resolve(path)
-        try:
-            with open(full, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise ToolError(f"{path}: cannot read: {exc.strerror}") from exc
+        return self._files().read(path)
 
     def write_file(self, path: str, data: bytes) -> None:
-        full = self._resolve(path)
-        if not os.path.isdir(os.path.dirname(full)):
-            raise ToolError(f"{path}: the parent directory does not exist; create it first")
-        try:
-            overwrite_file(full, data)
-        except OSError as exc:
-            raise ToolError(f"{path}: cannot write: {exc.strerror}") from exc
+        self._files().write(path, data)
 
     def exists(self, path: str) -> bool:
-        return os.path.exists(self._resolve(path))
+        return self._files().exists(path)
 
     def diff(self, exclude: tuple[str, ...] = ()) -> str:
         """The agent's changes against the base as a git patch ("" if none).
@@ -181,7 +162,7 @@ class LocalRuntime:
         surrogateescape: bytes that are not UTF-8 survive ``.encode("utf-8",
         "surrogateescape")``.
         """
-        self.shell.ensure_running()  # the sandbox's view lives as long as its shell
+        exclude = (*exclude, *self.outside_changes().foreign)  # (ensures the shell runs)
         transport = self.shell.transport
         overlay = isinstance(transport, SandboxTransport) and transport.spec.layers is not None
         if isinstance(transport, SandboxTransport) and overlay:
@@ -213,6 +194,19 @@ class LocalRuntime:
             os.unlink(index)
         return out.decode("utf-8", errors="surrogateescape")
 
+    def outside_changes(self) -> TreeDrift:
+        """The user's edits during the run, which an overlay shows (``drift.py``); each
+        new one is added to the notices. A checked-out copy does not follow the tree."""
+        self.shell.ensure_running()  # the sandbox's view lives as long as its shell
+        transport = self.shell.transport
+        if not isinstance(transport, SandboxTransport) or transport.spec.lower is None:
+            return TreeDrift()
+        tree = transport.spec.lower
+        paths = drift.user_changes(tree, self.baseline, self._top)
+        found = drift.classify(paths, Confined(self.view, self.root), Confined(tree, tree))
+        self.notices.extend(drift.notices(found, self._told))
+        return found
+
     def close(self) -> None:
         """Stop the shell (the sandbox with it) and delete the copy. Idempotent."""
         self._finalizer()
@@ -228,136 +222,10 @@ class LocalRuntime:
         full = posixpath.normpath(posixpath.join(self.root, path))
         return posixpath.relpath(full, self.root)
 
-    def _resolve(self, path: str) -> str:
-        """The file ``path`` names (relative: to the root) as this machine reaches it;
-        refused when it resolves outside the repository, symlinks included."""
+    def _files(self) -> Confined:
+        """The copy's files as the commands see them (the view lives with the shell)."""
         self.shell.ensure_running()
-        view = self.view
-        outer = view[: -len(self.root)] if view != self.root else ""
-        try:
-            if "\0" in path:
-                raise ValueError("a NUL byte")
-            os.fsencode(path)  # lone surrogates that stand for no byte
-            real = _real_path(posixpath.join(self.root, path), outer)
-        except (ValueError, OSError):  # a NUL byte, lone surrogates, a symlink loop
-            raise ToolError(f"{path!r}: refused, not a valid file path") from None
-        if real != self.root and not real.startswith(self.root + "/"):
-            raise ToolError(
-                f"{path}: refused, the path is outside the repository "
-                f"({self.root}); only files inside it can be read or written"
-            )
-        return outer + real
-
-
-def _real_path(path: str, outer: str) -> str:
-    """``os.path.realpath`` as seen from inside the mount namespace at ``outer`` (its
-    ``/proc/PID/root``; "" for this machine's own): symlinks are resolved against that
-    root, not against ours. Raises OSError on a loop."""
-    pending = [p for p in path.split("/") if p][::-1]
-    current, links = "/", 0
-    while pending:
-        part = pending.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            current = posixpath.dirname(current)
-            continue
-        candidate = posixpath.join(current, part)
-        if os.path.islink(outer + candidate):
-            links += 1
-            if links > _MAX_LINKS:
-                raise OSError("too many levels of symbolic links")
-            target = os.readlink(outer + candidate)
-            pending.extend([p for p in target.split("/") if p][::-1])
-            current = "/" if target.startswith("/") else current
-            continue
-        current = candidate
-    return current
-
-
-# -- set-up ----------------------------------------------------------------------------
-
-
-def _use_sandbox(choice: str, notices: list[str]) -> bool:
-    if choice == "none":
-        return False
-    why_not = works()
-    if why_not is None:
-        return True
-    if choice == "bwrap":
-        raise RuntimeFailure(
-            f"the sandbox was asked for, but {why_not}",
-            hint="install bubblewrap (apt-get install bubblewrap), or pass --sandbox none",
-        )
-    notices.append(
-        f"no sandbox: {why_not}; the agent's commands run with your rights "
-        "(install bubblewrap, or pass --sandbox none to silence this)"
-    )
-    return False
-
-
-def _overlay_session(
-    session: Callable[[Callable[[str, Mapping[str, str]], Transport]], ShellSession],
-    user: UserRepo,
-    base: Base,
-    top: str,
-    root: str,
-    network: bool,
-    notices: list[str],
-) -> ShellSession | None:
-    """The shell over an overlay of the user's tree; None when the overlay cannot be
-    mounted here (the caller checks the base out instead, and says why)."""
-    layers = os.path.join(top, "layers")
-    prepare_layers(layers)
-    model_git = os.path.join(top, "model.git")
-    make_model_git(model_git, user, base)
-    shutil.copy2(base.index, os.path.join(model_git, "index"))  # git status starts clean
-    gitfile = None
-    if not (user.top / ".git").is_dir():  # a worktree or submodule: `.git` is a file
-        gitfile = os.path.join(top, "gitfile")
-        Path(gitfile).write_text(f"gitdir: {model_git}\n", encoding="utf-8")
-    stores = tuple(object_stores(user))
-    spec = SandboxSpec(
-        root, (top, *stores), network, str(user.top), layers, model_git, gitfile, stores
-    )
-    try:
-        return session(lambda cwd, env: SandboxTransport(spec, cwd, env))
-    except SandboxError as exc:
-        if not exc.overlay:
-            raise
-        notices.append(f"the working copy is a full checkout (no overlay here: {exc.output})")
-        return None
-
-
-def _check_out(user: UserRepo, base: Base, root: str) -> None:
-    """The base's files in ``root``, with the model's ``.git`` and a clean index."""
-    git_dir = os.path.join(root, ".git")
-    make_model_git(git_dir, user, base)
-    env = {"GIT_DIR": git_dir, "GIT_WORK_TREE": root, "GIT_INDEX_FILE": f"{git_dir}/index"}
-    run_git(root, "read-tree", "-u", "--reset", base.commit, env=env)
-    shutil.copy2(f"{git_dir}/index", base.index)  # the diff's index: these files' stat data
-
-
-def _repo_notices(user: UserRepo) -> list[str]:
-    if not user.subdir:
-        return []
-    return [
-        f"{user.top / user.subdir} is inside the git repository {user.top}: the agent works "
-        f"on the whole repository, and the patch's paths are relative to {user.top}"
-    ]
-
-
-def _submodule_notice(user: UserRepo, base: Base) -> list[str]:
-    if not (user.top / ".gitmodules").is_file():
-        return []
-    paths = submodules(base)
-    if not paths:
-        return []
-    shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
-    return [
-        f"submodules ({shown}) are not part of the working copy's git history, and "
-        "changes inside them are left out of the patch"
-    ]
+        return Confined(self.view, self.root)
 
 
 def _cleanup(shell: ShellSession, top: str) -> None:

@@ -1,10 +1,12 @@
 """The local runtime's sandbox: bubblewrap around the agent's shell (Linux).
 
 Inside, the commands see the whole filesystem read-only except the working copy, a
-private ``/tmp`` (and ``/dev/shm``); no network unless asked; their own PID namespace, so
-nothing of the agent's process is visible and everything dies with the session; no
-capabilities. ``HOME`` stays the user's (read-only: writes there fail instead of
-landing), caches go to the private ``/tmp``.
+private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own, and every other Unix
+socket of the host they could see covered (``sockets.py``): a read-only mount does not
+stop ``connect()``; no network unless asked; their own PID namespace, so nothing of the
+agent's process is visible and everything dies with the session; no capabilities.
+``HOME`` stays the user's (read-only: writes there fail instead of landing), caches go
+to the private ``/tmp``.
 
 Overlay mode (``layers`` given): the working copy is an overlayfs whose lower layer is the
 user's work tree itself, read-only, and whose upper layer holds only what the commands
@@ -27,12 +29,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import RuntimeFailure
+from . import sockets
 from .shell import PipeTransport
 
 READY = b"\x1e__CWM_SANDBOX_READY__\x1e"
 MOUNT_FAILED = 97  # the outer set-up's exit status when the overlay cannot be mounted
 READ_ONLY_FAILED = 96  # ... when the object stores cannot be made read-only
 _START_TIMEOUT = 15.0
+_START_ATTEMPTS = 3
 
 
 class SandboxError(RuntimeFailure):
@@ -103,21 +107,45 @@ def _isolation(network: bool) -> list[str]:
     return flags if network else [*flags, "--unshare-net"]
 
 
-def command(spec: SandboxSpec, env: Mapping[str, str] | None = None) -> list[str]:
-    """The argv that starts bash in the sandbox (``env``: the session's, for its PATH)."""
+def command(
+    spec: SandboxSpec, env: Mapping[str, str] | None = None, found: Sequence[str] = ()
+) -> list[str]:
+    """The argv that starts bash in the sandbox (``env``: the session's, for its PATH;
+    ``found``: the host's bound Unix sockets, ``sockets.bound_sockets()``)."""
     argv = [bwrap_path() or "bwrap", *_isolation(spec.network)]
-    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for path in (*tools_under_tmp(env or os.environ), *spec.read_only):
+    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    private = private_trees()
+    for tree in private:
+        argv += ["--tmpfs", tree]
+    if spec.network:  # /etc/resolv.conf may be a link into the /run just replaced
+        resolver = os.path.realpath("/etc/resolv.conf")
+        if any(resolver.startswith(tree + "/") for tree in private[1:]):
+            argv += ["--ro-bind-try", resolver, resolver]
+    shown = [*tools_under_tmp(env or os.environ), *spec.read_only]
+    for path in shown:
         argv += ["--ro-bind", path, path]
+    writable = [spec.root]
     argv += ["--bind", spec.root, spec.root]
     if spec.gitfile and spec.model_git:
+        writable.append(spec.model_git)
         argv += ["--bind", spec.model_git, spec.model_git]
+    argv += sockets.masks(found, sockets.HIDDEN, [*shown, *writable], writable)
     argv += ["--setenv", "XDG_CACHE_HOME", "/tmp/.cache", "--chdir", spec.root]
     argv += ["bash", "--noprofile", "--norc"]
     if spec.layers is None:
         return argv
     args = [*_mount_args(spec), *spec.protect, "--"]
     return [*_outer(), _tool("sh"), "-c", _with_mount(_MOUNT), "sh", *args, *argv]
+
+
+def private_trees() -> list[str]:
+    """The folders the sandbox gets empty and its own: ``/tmp``, ``/run`` (sockets, the
+    session bus, the runtime dirs of logged-in users) and ``/var/run`` where it is not a
+    link to ``/run``."""
+    trees = ["/tmp", "/run"]
+    if os.path.isdir("/var/run") and not os.path.islink("/var/run"):
+        trees.append("/var/run")
+    return trees
 
 
 _READ_ONLY = (
@@ -156,13 +184,16 @@ def _outer() -> list[str]:
 
 
 # $1 user's tree, $2 staging dir for it, $3 layers dir, $4 mount point, $5 the model's .git,
-# $6 what to bind over $4/.git; then the paths to make read-only up to "--" (the user's
-# object stores: the harness's git beside the sandbox must not touch them either); the
-# rest is the bubblewrap command line.
-_MOUNT = f"""mount --bind "$1" "$2" &&
-  mount -t overlay overlay -o "lowerdir=$2,upperdir=$3/upper,workdir=$3/work" "$4" &&
+# $6 what to bind over $4/.git, $7 overlay options tried first (kernels before 5.11 do not
+# know userxattr); then the paths to make read-only up to "--" (the user's object stores:
+# the harness's git beside the sandbox must not touch them either); the rest is the
+# bubblewrap command line.
+_MOUNT = f"""o="lowerdir=$2,upperdir=$3/upper,workdir=$3/work"
+mount --bind "$1" "$2" &&
+  {{ {{ [ -n "$7" ] && mount -t overlay overlay -o "$o,$7" "$4" 2>/dev/null; }} ||
+    mount -t overlay overlay -o "$o" "$4"; }} &&
   mount --bind "$6" "$4/.git" || exit {MOUNT_FAILED}
-shift 6; {_READ_ONLY}
+shift 7; {_READ_ONLY}
 """
 
 
@@ -176,6 +207,9 @@ def _mount_args(spec: SandboxSpec) -> list[str]:
         spec.root,
         spec.model_git,
         spec.gitfile or spec.model_git,
+        # In a user namespace overlayfs cannot write its trusted.* attributes: without
+        # user.* ones instead, removing a directory of the user's tree fails with EIO.
+        "" if os.geteuid() == 0 else "userxattr",
     ]
 
 
@@ -188,9 +222,18 @@ class SandboxTransport(PipeTransport):
     """bash inside the sandbox; ``pid`` is the process that holds its view of the files."""
 
     def __init__(self, spec: SandboxSpec, cwd: str, env: Mapping[str, str]) -> None:
-        super().__init__(cwd, env, argv=command(spec, env))
         self.spec = spec
-        self._handshake()
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            found = sockets.bound_sockets()
+            super().__init__(cwd, env, argv=command(spec, env, found))
+            try:
+                self._handshake()
+                return
+            except SandboxError:
+                # A socket that went away between the look and bubblewrap's mounts fails
+                # the start (its mask has nowhere to go): look again.
+                if attempt == _START_ATTEMPTS or sockets.bound_sockets() == found:
+                    raise
 
     def _handshake(self) -> None:
         self.write(b"builtin printf '%b\\n' '" + READY.replace(b"\x1e", b"\\036") + b"'\n")

@@ -48,6 +48,16 @@ _SCRUBBED = frozenset(
     "GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_COMMON_DIR GIT_OBJECT_DIRECTORY GIT_NAMESPACE "
     "GIT_PREFIX BASH_ENV ENV".split()
 )
+# Variables that hand over the user's sessions on this machine: agents, buses, displays,
+# engines, terminal multiplexers (most name a Unix socket). The sandbox hides those
+# sockets; no command of any runtime is told where they are.
+HOST_SESSIONS = frozenset(
+    "SSH_AUTH_SOCK SSH_AGENT_PID GPG_AGENT_INFO DBUS_SESSION_BUS_ADDRESS "
+    "DBUS_SYSTEM_BUS_ADDRESS XDG_RUNTIME_DIR WAYLAND_DISPLAY DISPLAY XAUTHORITY "
+    "DOCKER_HOST CONTAINER_HOST PULSE_SERVER TMUX TMUX_PANE STY KITTY_LISTEN_ON "
+    "GNOME_KEYRING_CONTROL KRB5CCNAME HYPRLAND_INSTANCE_SIGNATURE".split()
+)
+_SOCKET_NAME = re.compile(r"SOCK(ET)?$")  # I3SOCK, SWAYSOCK, NIRI_SOCKET, ...
 # Nothing may wait on a terminal or a pager, or paint escape codes into the output.
 QUIET_ENV = {
     "PAGER": "cat",
@@ -72,7 +82,14 @@ def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a session starts with: ours, minus what would misdirect or leak."""
     # Credentials the model's commands have no business seeing (their output goes to the
     # model server and into the trajectory).
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not SECRET_NAME.search(k)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _SCRUBBED
+        and k not in HOST_SESSIONS
+        and not SECRET_NAME.search(k)
+        and not _SOCKET_NAME.search(k)
+    }
     env.update(QUIET_ENV)
     env.update(extra or {})
     return env

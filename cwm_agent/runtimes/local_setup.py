@@ -1,0 +1,98 @@
+"""How a local run's working copy is set up: sandbox or not, overlay or checkout, and
+the facts about it the user hears once (``LocalRuntime.create`` puts them together)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ..errors import RuntimeFailure
+from .baseline import Base, UserRepo, make_model_git, submodules
+from .gitcmd import run_git
+from .sandbox import SandboxError, SandboxSpec, SandboxTransport, prepare_layers, works
+from .shell import ShellSession, Transport
+
+
+def use_sandbox(choice: str, notices: list[str]) -> bool:
+    if choice == "none":
+        return False
+    why_not = works()
+    if why_not is None:
+        return True
+    if choice == "bwrap":
+        raise RuntimeFailure(
+            f"the sandbox was asked for, but {why_not}",
+            hint="install bubblewrap (apt-get install bubblewrap), or pass --sandbox none",
+        )
+    notices.append(
+        f"no sandbox: {why_not}; the agent's commands run with your rights "
+        "(install bubblewrap, or pass --sandbox none to silence this)"
+    )
+    return False
+
+
+def overlay_session(
+    session: Callable[[Callable[[str, Mapping[str, str]], Transport]], ShellSession],
+    user: UserRepo,
+    base: Base,
+    folders: tuple[str, str],
+    stores: tuple[str, ...],
+    network: bool,
+    notices: list[str],
+) -> ShellSession | None:
+    """The shell over an overlay of the user's tree; None when the overlay cannot be
+    mounted here (the caller checks the base out instead, and says why). ``folders``: the
+    run's folder and the copy's root in it."""
+    top, root = folders
+    layers = os.path.join(top, "layers")
+    prepare_layers(layers)
+    model_git = os.path.join(top, "model.git")
+    make_model_git(model_git, user, base)
+    shutil.copy2(base.index, os.path.join(model_git, "index"))  # git status starts clean
+    gitfile = None
+    if not (user.top / ".git").is_dir():  # a worktree or submodule: `.git` is a file
+        gitfile = os.path.join(top, "gitfile")
+        Path(gitfile).write_text(f"gitdir: {model_git}\n", encoding="utf-8")
+    spec = SandboxSpec(
+        root, (top, *stores), network, str(user.top), layers, model_git, gitfile, stores
+    )
+    try:
+        return session(lambda cwd, env: SandboxTransport(spec, cwd, env))
+    except SandboxError as exc:
+        if not exc.overlay:
+            raise
+        notices.append(f"the working copy is a full checkout (no overlay here: {exc.output})")
+        return None
+
+
+def check_out(user: UserRepo, base: Base, root: str) -> None:
+    """The base's files in ``root``, with the model's ``.git`` and a clean index."""
+    git_dir = os.path.join(root, ".git")
+    make_model_git(git_dir, user, base)
+    env = {"GIT_DIR": git_dir, "GIT_WORK_TREE": root, "GIT_INDEX_FILE": f"{git_dir}/index"}
+    run_git(root, "read-tree", "-u", "--reset", base.commit, env=env)
+    shutil.copy2(f"{git_dir}/index", base.index)  # the diff's index: these files' stat data
+
+
+def repo_notices(user: UserRepo) -> list[str]:
+    if not user.subdir:
+        return []
+    return [
+        f"{user.top / user.subdir} is inside the git repository {user.top}: the agent works "
+        f"on the whole repository, and the patch's paths are relative to {user.top}"
+    ]
+
+
+def submodule_notice(user: UserRepo, base: Base) -> list[str]:
+    if not (user.top / ".gitmodules").is_file():
+        return []
+    paths = submodules(base)
+    if not paths:
+        return []
+    shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return [
+        f"submodules ({shown}) are not part of the working copy's git history, and "
+        "changes inside them are left out of the patch"
+    ]
