@@ -31,6 +31,22 @@ def _shared_data() -> Path:
 
 SHARED_DATA = _shared_data()
 
+
+def require_sandbox(what: str = "these tests") -> None:
+    """Skip unless bubblewrap's sandbox works here (fail instead under
+    CWM_REQUIRE_SANDBOX=1). Asked when a test runs, not when its module is imported: a
+    machine may get bubblewrap while the suite is being collected."""
+    from cwm_agent.runtimes import sandbox
+
+    why_not = sandbox.works()
+    if why_not is None:
+        return
+    message = f"{what} need bubblewrap: {why_not} (apt-get install bubblewrap)"
+    if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
 BUGGY_MODULE = '''\
 def add(a, b):
     """Return the sum of a and b."""
