@@ -13,7 +13,10 @@ set -euo pipefail
 
 CACHE=${CWM_LLAMA_CACHE:-/var/cache/cwm-agent}
 VENV=${CWM_LLAMA_VENV:-$CACHE/llama-venv}
-STATE=${CWM_LLAMA_STATE:-/tmp/cwm-llama}
+# The server's pid, port and log belong to this checkout: another checkout's `stop` must not
+# reach this server (nor this one's that server).
+CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${CWM_LLAMA_STATE:-$CHECKOUT/.cwm-state/llama}
 PYTHON=${CWM_LLAMA_PYTHON:-python3}
 LLAMA_VERSION=${CWM_LLAMA_CPP_VERSION:-0.3.36}
 SMOLLM_VERSION=${CWM_SMOLLM_VERSION:-0.1.2}
@@ -107,11 +110,13 @@ print(found[0].locate())
 EOF
 }
 
-server_pid() {
+server_pid() {  # the pid in PIDFILE, if it is still this state's server (not a reused pid)
     [[ -s $PIDFILE ]] || return 1
     local pid
     pid=$(<"$PIDFILE")
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CONFIG" || return 1
+    echo "$pid"
 }
 
 answers() {  # answers PORT: GET /v1/models succeeds

@@ -22,15 +22,30 @@ SECRET_KEY = "sk-test-SECRET-7f3a9c"
 
 def _shared_data() -> Path:
     """Read-only data beside the checkout (CRUXEval, SWE-bench records, real patches):
-    $CWM_SHARED_DATA, else ../shared/data, else /work/shared/data. Tests using it skip
-    when it is absent; it is never copied into the project."""
+    $CWM_SHARED_DATA, else ../shared/data. Tests using it skip when it is absent (those of
+    CWM's oracle fail instead under CWM_REQUIRE_ORACLE=1); it is never copied in."""
     if os.environ.get("CWM_SHARED_DATA"):
         return Path(os.environ["CWM_SHARED_DATA"])
-    beside = TESTS.parents[1] / "shared" / "data"
-    return beside if beside.is_dir() else Path("/work/shared/data")
+    return TESTS.parents[1] / "shared" / "data"
 
 
 SHARED_DATA = _shared_data()
+
+
+def require_sandbox(what: str = "these tests") -> None:
+    """Skip unless bubblewrap's sandbox works here (fail instead under
+    CWM_REQUIRE_SANDBOX=1). Asked when a test runs, not when its module is imported: a
+    machine may get bubblewrap while the suite is being collected."""
+    from cwm_agent.runtimes import sandbox
+
+    why_not = sandbox.works()
+    if why_not is None:
+        return
+    message = f"{what} need bubblewrap: {why_not} (apt-get install bubblewrap)"
+    if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
 
 BUGGY_MODULE = '''\
 def add(a, b):

@@ -9,29 +9,20 @@ without bubblewrap (failed under CWM_REQUIRE_SANDBOX=1).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cwm, run_cli
+from conftest import cwm, require_sandbox, run_cli
 from test_run_e2e import FIX_EDIT
 
-from cwm_agent.runtimes import sandbox
 from cwm_agent.runtimes.local import LocalRuntime
 from cwm_agent.scripted_server import ScriptedServer
-
-WHY_NOT = sandbox.works()
 
 
 @pytest.fixture(autouse=True)
 def _needs_the_overlay():
-    if WHY_NOT is None:
-        return
-    message = f"these tests need bubblewrap's overlay: {WHY_NOT} (apt-get install bubblewrap)"
-    if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    require_sandbox("these tests (bubblewrap's overlay)")
 
 
 def _append(path: Path, text: str) -> None:

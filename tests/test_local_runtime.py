@@ -16,10 +16,8 @@ import pytest
 from conftest import GIT_IDENTITY, git
 
 from cwm_agent.errors import RuntimeFailure, ToolError
-from cwm_agent.runtimes import sandbox
 from cwm_agent.runtimes.local import LocalRuntime
 
-SANDBOX = sandbox.works() is None
 MODES = ["auto", "none"]
 
 
@@ -104,13 +102,15 @@ def test_the_copy_is_the_working_tree(rt: LocalRuntime, user_repo: Path, mode: s
     assert os.access(view / "run.sh", os.X_OK)
     assert os.readlink(view / "app-link") == "src/app.py"
     # The overlay shows the tree as it is on disk; a checkout has the base's files only.
-    overlay = mode == "auto" and SANDBOX
+    # Whether there is one is what the runtime decided (not a guess made at import).
+    overlay = rt.sandboxed and not any("full checkout" in n for n in rt.notices)
     assert (view / "debug.log").exists() == overlay
     assert (view / "nested").exists() == overlay
     # git sees what the user's own `git status` shows: here an untracked nested repository
     assert sh(rt, "git status --porcelain") == ("?? nested/\n" if overlay else "")
     assert sh(rt, "git rev-parse HEAD").strip() == rt.base
-    assert rt.sandboxed == (mode == "auto" and SANDBOX)
+    unsandboxed = any(n.startswith("no sandbox") for n in rt.notices)
+    assert rt.sandboxed == (mode == "auto" and not unsandboxed)
 
 
 def test_the_copy_has_the_history_of_head_and_nothing_past_it(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -41,16 +43,25 @@ def test_python_dash_m_and_help():
         assert command in proc.stdout
 
 
-def test_installed_wheel_finds_its_prompts(tmp_path):
-    """Build the wheel, install it alone into a fresh venv, find the prompts from there."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True,
+def test_the_built_wheel_installs_and_runs_on_its_own(tmp_path):
+    """`python -m build` makes a wheel that works in a fresh venv: its prompts and page
+    templates inside, the demo's run end to end, `show --html` on its trajectory.
+
+    The venv gets the wheel alone (``--no-deps``); the dependencies come from this
+    environment through a ``.pth`` line, so the test needs no index, and cwm_agent itself
+    can only come from the wheel (the fresh site-packages is searched first)."""
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(ROOT)],
         capture_output=True,
+        text=True,
     )
+    assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(tmp_path.glob("cwm_agent-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "cwm_agent/prompts/system.j2" in names
+    names = set(zipfile.ZipFile(wheel).namelist())
+    bundled = {f"cwm_agent/prompts/{p.name}" for p in (ROOT / "prompts").glob("*.j2")}
+    templates = ROOT / "cwm_agent" / "show" / "templates"
+    bundled |= {f"cwm_agent/show/templates/{p.name}" for p in templates.iterdir()}
+    assert bundled <= names, sorted(bundled - names)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
@@ -59,12 +70,30 @@ def test_installed_wheel_finds_its_prompts(tmp_path):
         check=True,
         capture_output=True,
     )
-    code = (
-        "from cwm_agent import prompts; d = prompts.prompts_dir(); print(d); "
-        "print((d / 'user.j2').read_text()[:20])"
+    site = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    deps = sysconfig.get_paths()["purelib"]
+    (Path(site) / "dependencies.pth").write_text(deps + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run(
+        [py, "-c", "import cwm_agent; print(cwm_agent.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert where.stdout.startswith(site), where.stdout + where.stderr
+    demo = subprocess.run(
+        [py, str(ROOT / "examples" / "demo.py")], cwd=tmp_path, env=env, capture_output=True
     )
-    proc = subprocess.run([py, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    location, rendered = proc.stdout.splitlines()[:2]
-    assert "site-packages" in location and str(ROOT) not in location
-    assert rendered.startswith("Please resolve")
+    assert demo.returncode == 0, demo.stderr.decode()[-2000:]
+    assert demo.stdout.startswith(b"diff --git ")
+    traj = Path(tempfile.gettempdir()) / "cwm-demo-trajectory.json"
+    html = tmp_path / "page.html"
+    shown = subprocess.run(
+        [venv / "bin" / "cwm-agent", "show", str(traj), "--html", str(html)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "<script>" in html.read_text() and "buggy" in html.read_text()

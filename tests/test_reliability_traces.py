@@ -40,8 +40,9 @@ def forked():
     return 3
 
 def forked_and_returning():
-    if os.fork() == 0:
-        note(os.getpid())
+    pid = os.fork()
+    if pid:  # the parent notes it: the child may be killed before it could write
+        note(pid)
     return 4
 
 def thread():

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_KEY, cwm, run_cli, snapshot
+from conftest import SECRET_KEY, cwm, require_sandbox, run_cli, snapshot
 from sandbox_support import (
     PROBE,
     SELF_TEST,
@@ -36,20 +36,12 @@ from sandbox_support import (
 )
 from test_run_e2e import FIX_EDIT, assert_fixes
 
-from cwm_agent.runtimes import sandbox
 from cwm_agent.scripted_server import ScriptedServer
-
-WHY_NOT = sandbox.works()
 
 
 @pytest.fixture(autouse=True)
 def _needs_the_sandbox():
-    if WHY_NOT is None:
-        return
-    message = f"the sandbox tests need bubblewrap: {WHY_NOT} (apt-get install bubblewrap)"
-    if os.environ.get("CWM_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"CWM_REQUIRE_SANDBOX=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    require_sandbox("the sandbox tests")
 
 
 def test_hostile_commands_leave_nothing_outside_leak_nothing_and_the_patch_survives(

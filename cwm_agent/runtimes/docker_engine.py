@@ -47,7 +47,8 @@ def connect() -> Any:
         raise RuntimeFailure(
             f"no Docker engine answers at {where}: {exc}",
             hint="start Docker or set DOCKER_HOST; on a bare Debian machine "
-            '`eval "$(sudo scripts/provision-docker.sh)"` starts one',
+            '`eval "$(sudo scripts/provision-docker.sh)"` starts one (the script is in the '
+            "cwm-agent source repository, not in the installed package)",
         ) from exc
     return client
 
@@ -251,7 +252,7 @@ def start_container(client: Any, image: str, run_id: str, limits: dict[str, Any]
         raise RuntimeFailure(
             f"image {image} is not on the Docker engine (cwm-agent never pulls images)",
             hint=f"get it with `docker pull {image}` (or build it); the test images "
-            "come from scripts/provision-docker.sh",
+            "come from scripts/provision-docker.sh in the cwm-agent source repository",
         ) from None
     name = f"cwm-agent-{re.sub(r'[^A-Za-z0-9_.-]', '-', run_id)}-{secrets.token_hex(3)}"
     try:
