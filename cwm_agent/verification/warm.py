@@ -174,6 +174,11 @@ class Warm:
         self._opened_at = 0.0
         self._warm_off = ""  # why this instance cannot be kept warm, once known
 
+    def start(self) -> None:
+        """Open (and snapshot) the runtime now, if it is not open."""
+        if self._tree is None:
+            self._start()
+
     @property
     def tree(self) -> WarmTree:
         if self._tree is None:

@@ -170,7 +170,7 @@ __w_reset() {
   __w_git reset -q --hard "$(cat "$__w_s/base")" >"$__w_s/reset.log" 2>&1 \
     || { echo "git reset: $(tail -c 300 "$__w_s/reset.log")"; return 4; }
   ( cd @ROOT@ && find . -path ./.git -prune -o -name '*.py[co]' -newer "$__w_s/stamp" \
-      -delete )
+      -exec rm -f -- {} + )
   __w_extras; __w_modes
   __w_fingerprint
 }
