@@ -162,17 +162,18 @@ class Warm:
         self,
         open_box: Callable[[str], Box],
         private_pids: Callable[[Box], bool] | None = None,
-        watch: Sequence[str] = (),
+        watch: Sequence[str] | Callable[[Box], Sequence[str]] = (),
         fresh: bool = False,
     ) -> None:
         self._open = open_box
         self._private_pids = private_pids or has_own_pids
-        self._watch = tuple(watch)
+        self._watch = watch
         self.fresh = fresh
         self.stats = WarmStats()
         self._tree: WarmTree | None = None
         self._opened_at = 0.0
         self._warm_off = ""  # why this instance cannot be kept warm, once known
+        self._dirty = False  # a candidate ran since the last reset
 
     def start(self) -> None:
         """Open (and snapshot) the runtime now, if it is not open."""
@@ -181,6 +182,10 @@ class Warm:
 
     @property
     def tree(self) -> WarmTree:
+        """The runtime, ready for the next candidate (reset now if one was used)."""
+        if self._dirty:
+            self._dirty = False
+            self._reset_now()
         if self._tree is None:
             self._start()
         assert self._tree is not None
@@ -194,7 +199,8 @@ class Warm:
         box = self._open(f"exec-{self.stats.opened + 1}")
         self._opened_at = time.monotonic()
         self.stats.opened += 1
-        tree = WarmTree(box, self._private_pids(box), self._watch)
+        watch = self._watch(box) if callable(self._watch) else self._watch
+        tree = WarmTree(box, self._private_pids(box), watch)
         self._tree = tree
         if self.fresh or self._warm_off:
             tree.open_scratch()
@@ -210,7 +216,11 @@ class Warm:
         return self.tree.run(command, timeout)
 
     def reset(self) -> None:
-        """Ready for the next candidate: the same runtime put back, or a fresh one."""
+        """The candidate is done: before the next use, the runtime is put back (and
+        checked), or a fresh one opened. Lazily: after the last candidate, nothing runs."""
+        self._dirty = self._tree is not None
+
+    def _reset_now(self) -> None:
         tree = self._tree
         if tree is None:
             return
@@ -222,6 +232,14 @@ class Warm:
             except WarmError as exc:
                 self.stats.fallbacks.append(f"a fresh runtime: {exc}")
         self._close_box()  # the next use opens a fresh one
+
+    def discard(self, why: str) -> None:
+        """The runtime cannot be reset (a command still runs in it): the next use opens a
+        fresh one."""
+        self._dirty = False
+        if self._tree is not None:
+            self.stats.fallbacks.append(f"a fresh runtime: {why}")
+            self._close_box()
 
     def _close_box(self) -> None:
         tree, self._tree = self._tree, None
