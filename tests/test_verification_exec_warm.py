@@ -124,3 +124,25 @@ def test_the_reset_removes_bytecode_written_after_the_snapshot(tmp_path):
         assert warm.stats.verified == 1 and warm.stats.fallbacks == []
     finally:
         warm.close()
+
+
+def test_a_big_file_is_not_copied_into_the_snapshot_and_a_change_to_it_is_seen(tmp_path):
+    """A 17 MiB ignored file (a dataset, a build product) counts by size and time: the
+    snapshot does not double it on disk, and a candidate that changes it costs a fresh
+    runtime instead of a reset that cannot put it back."""
+    repo = make_calc_repo(tmp_path / "calc")
+    (repo / "data.log").write_bytes(b"\0" * (17 << 20))  # *.log is ignored
+    warm = Warm(LocalWorkspace(repo).open)
+    try:
+        stored = warm.run("du -sk .git/cwm-warm-*/git/objects | cut -f1", 30).output
+        assert int(stored) < 2048  # KiB: the file is not in the snapshot
+        warm.run("echo more >> data.log", 30)
+        warm.reset()
+        warm.start()
+        assert warm.stats.opened == 2 and "paths or modes" in warm.stats.fallbacks[0]
+        warm.run("rm calc/data.txt", 30)  # and the fresh runtime is snapshotted again
+        warm.reset()
+        assert warm.run("cat calc/data.txt", 30).output == "42\n"
+        assert warm.stats.verified == 1
+    finally:
+        warm.close()

@@ -176,13 +176,15 @@ class Warm:
         self._dirty = False  # a candidate ran since the last reset
 
     def start(self) -> None:
-        """Open (and snapshot) the runtime now, if it is not open."""
-        if self._tree is None:
-            self._start()
+        """Ready the runtime now: opened and snapshotted, or put back after a candidate."""
+        self._ready()
 
     @property
     def tree(self) -> WarmTree:
         """The runtime, ready for the next candidate (reset now if one was used)."""
+        return self._ready()
+
+    def _ready(self) -> WarmTree:
         if self._dirty:
             self._dirty = False
             self._reset_now()
@@ -196,8 +198,8 @@ class Warm:
         return self.tree.box
 
     def _start(self) -> None:
+        self._opened_at = time.monotonic()  # opening counts: the runtime is being held
         box = self._open(f"exec-{self.stats.opened + 1}")
-        self._opened_at = time.monotonic()
         self.stats.opened += 1
         watch = self._watch(box) if callable(self._watch) else self._watch
         tree = WarmTree(box, self._private_pids(box), watch)
