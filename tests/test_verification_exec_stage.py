@@ -157,3 +157,15 @@ def test_a_swebench_record_runs_its_own_test_command_and_parser_in_its_image():
     assert rows(report)["gold"] == ("ran", 3, 3, 1, 1, ())
     assert report.verdicts["gold-again"].status == "not_run"  # early stop
     assert report.reset == "verified" and report.runtimes == 1
+
+
+def test_a_runtime_that_cannot_open_leaves_every_group_not_run_and_says_why(tmp_path):
+    notes: list[str] = []
+    missing = LocalWorkspace(tmp_path / "no-such-repo")
+    groups = [group("a", "x"), group("b", "y")]
+    report = execute(missing, groups, [], ExecConfig(), notes.append)
+    assert [v.status for v in report.verdicts.values()] == ["not_run", "not_run"]
+    assert report.verdicts["a"].reason.startswith("execution stopped: ")
+    assert report.warnings == [report.verdicts["a"].reason]
+    assert notes == [f"WARNING: {report.warnings[0]}"]
+    assert report.runtimes == 0

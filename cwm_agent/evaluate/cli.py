@@ -92,6 +92,12 @@ def evaluate(**opts: Any) -> None:
     logs (patch.diff, eval.sh, test_output.txt, run_instance.log, report.json). A verdict
     made from the same patch, record and image is reused by the next run.
 
+    With --candidates every line of PREDS is graded (many per instance; the last one per
+    instance otherwise), identical patches once, in one container per instance that is put
+    back and checked after each candidate (a fresh one when that fails); report.json lists
+    every line under `candidates`. --first-resolved stops an instance at its first
+    resolved candidate.
+
     \b
     Examples:
       cwm-agent evaluate runs/verified/preds.jsonl --dataset verified --workers 8
@@ -99,6 +105,7 @@ def evaluate(**opts: Any) -> None:
       cwm-agent evaluate preds.jsonl -d lite --split dev \\
           --image-template 'swebench/sweb.eval.x86_64.{instance_id_1776}:latest'
       cwm-agent evaluate preds.jsonl -d verified --executor ray --ray-address ray://head:10001
+      cwm-agent evaluate candidates.jsonl -d lite --candidates --first-resolved
     """
     install_signal_handlers()
     require_swebench()

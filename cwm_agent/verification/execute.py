@@ -70,6 +70,13 @@ def execute(
     report = ExecReport()
     try:
         _Stage(workspace, warm, config, report, note).run(groups, scripts, opened)
+    except CwmError as exc:  # no runtime, or it died: the groups left say so, loudly
+        message = f"execution stopped: {exc}"
+        report.warnings.append(message)
+        note(f"WARNING: {message}")
+        for group in groups:
+            if group.key not in report.verdicts:
+                report.verdicts[group.key] = ExecVerdict(group.key, "not_run", reason=message)
     finally:
         warm.close()
         report.cost = Cost(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cwm_agent.errors import CwmError
 from cwm_agent.types import CommandResult
 
 from . import warm_scripts as scripts
@@ -231,7 +232,7 @@ class Warm:
                 tree.reset()
                 self.stats.verified += 1
                 return
-            except WarmError as exc:
+            except (WarmError, CwmError) as exc:  # CwmError: the runtime itself failed
                 self.stats.fallbacks.append(f"a fresh runtime: {exc}")
         self._close_box()  # the next use opens a fresh one
 
