@@ -14,8 +14,15 @@ exact duplicates, a patch that does not apply and an empty one, in an order that
 first right one. For real SWE-bench images give --dataset and --preds (any number of lines
 per instance) and, where the images are named otherwise, --image-template.
 
-    python benchmarks/bench_verify_exec.py                      # 4 instances x 8 candidates
+With --stage, the execution stage (`verification/execute.py`, what `select` runs) instead:
+the distinct patches that parse as groups, the record's own test command and parser and a
+reproduction script, a fresh runtime per group against one warm runtime (with and without
+early stop). Each kind of run writes its own block of BENCHMARKS.md unless --no-write.
+
+    python benchmarks/bench_verify_exec.py --harness            # 4 instances x 8 candidates
     python benchmarks/bench_verify_exec.py --instances 2 --candidates 6 --no-write
+    python benchmarks/bench_verify_exec.py --like ../shared/data/selection_dev.jsonl --instances 8
+    python benchmarks/bench_verify_exec.py --stage
     python benchmarks/bench_verify_exec.py --dataset lite.jsonl --preds cands.jsonl --no-write
 """
 
