@@ -10,8 +10,6 @@ then, and a later candidate's must not.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,11 +193,3 @@ def rows(report: Any) -> dict[str, tuple[Any, ...]]:
         )  # fmt: skip
         for key, v in report.verdicts.items()
     }
-
-
-def unsandboxed_python_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def run(cmd: list[str], cwd: Path) -> str:
-    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
