@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cwm_agent.scaling import junit
+from cwm_agent.verification import junit
 
 PYTHON = sys.executable
 

@@ -66,6 +66,17 @@ EVALUATE_EXIT_HELP = (
     show_default=True,
     help="Seconds for one instance's eval script (the harness's default).",
 )
+@click.option(
+    "--candidates",
+    is_flag=True,
+    help="Grade every line of PREDS (many per instance), one warm container per instance; "
+    "identical patches once. An instance is resolved when any candidate is.",
+)
+@click.option(
+    "--first-resolved",
+    is_flag=True,
+    help="With --candidates: stop an instance at its first resolved candidate (pass@K).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No line per instance; the table and errors.")
 def evaluate(**opts: Any) -> None:
@@ -81,6 +92,12 @@ def evaluate(**opts: Any) -> None:
     logs (patch.diff, eval.sh, test_output.txt, run_instance.log, report.json). A verdict
     made from the same patch, record and image is reused by the next run.
 
+    With --candidates every line of PREDS is graded (many per instance; the last one per
+    instance otherwise), identical patches once, in one container per instance that is put
+    back and checked after each candidate (a fresh one when that fails); report.json lists
+    every line under `candidates`. --first-resolved stops an instance at its first
+    resolved candidate.
+
     \b
     Examples:
       cwm-agent evaluate runs/verified/preds.jsonl --dataset verified --workers 8
@@ -88,15 +105,24 @@ def evaluate(**opts: Any) -> None:
       cwm-agent evaluate preds.jsonl -d lite --split dev \\
           --image-template 'swebench/sweb.eval.x86_64.{instance_id_1776}:latest'
       cwm-agent evaluate preds.jsonl -d verified --executor ray --ray-address ray://head:10001
+      cwm-agent evaluate candidates.jsonl -d lite --candidates --first-resolved
     """
     install_signal_handlers()
     require_swebench()
     from cwm_agent.evaluate import tasks as tasks_mod
 
     _check_executor(opts)
-    predictions = tasks_mod.read_predictions(opts["preds_path"])
+    if opts["first_resolved"] and not opts["candidates"]:
+        raise UsageError("--first-resolved is for --candidates", hint="add --candidates")
     records = load_records(opts["dataset"], opts["split"])
-    tasks = tasks_mod.match(predictions, records, opts["image_template"])
+    if opts["candidates"]:
+        lines = tasks_mod.read_lines(opts["preds_path"])
+        predictions = [pred for _, pred in lines]
+        numbers = [n for n, _ in lines]
+        tasks = tasks_mod.match(predictions, records, opts["image_template"], numbers)
+    else:
+        predictions = tasks_mod.read_predictions(opts["preds_path"])
+        tasks = tasks_mod.match(predictions, records, opts["image_template"])
     outdir = (opts["outdir"] or opts["preds_path"].resolve().parent / "evaluation").resolve()
     say = (lambda text: None) if opts["quiet"] else _stderr
     try:
@@ -144,21 +170,20 @@ def _grade(
     settings = EvalSettings(outdir, f"eval-{new_run_id()}", opts["workers"], opts["timeout"])
     started = time.monotonic()
     say(f"evaluate: {len(tasks)} prediction(s) on {opts['workers']} worker(s) -> {outdir}")
-    if opts["executor"] == "ray":
-        from cwm_agent.evaluate.ray_grading import RayEvaluator
+    if opts["candidates"]:
+        from cwm_agent.evaluate.candidates import by_instance
 
-        evaluator: Any = RayEvaluator(settings, say, opts["ray_address"])
+        evaluator: Any = _candidate_evaluator(tasks, settings, opts, say)
+        with evaluator:
+            for instance_tasks in by_instance(tasks):
+                evaluator.submit(instance_tasks)
+            evaluator.wait()
     else:
-        from cwm_agent.evaluate.runner import Evaluator
-        from cwm_agent.runtimes.docker_engine import connect
-
-        # Empty patches are graded without a container: then no engine is needed.
-        client = connect() if any(task.patch for task in tasks) else None
-        evaluator = Evaluator(settings, client, say)
-    with evaluator:
-        for task in tasks:
-            evaluator.submit(task)
-        evaluator.wait()
+        evaluator = _evaluator(tasks, settings, opts, say)
+        with evaluator:
+            for task in tasks:
+                evaluator.submit(task)
+            evaluator.wait()
     if evaluator.reused:
         say(f"{evaluator.reused} verdict(s) reused from {outdir}")
     evaluation = {
@@ -168,11 +193,41 @@ def _grade(
         "workers": opts["workers"],
         "executor": opts["executor"],
         "timeout": opts["timeout"],
+        "candidates": opts["candidates"],
+        "first_resolved": opts["first_resolved"],
         "run_id": settings.run_id,  # the label of its containers (`cwm-agent cleanup`)
         "wall_seconds": round(time.monotonic() - started, 3),
     }
     dataset_ids = [str(r.get("instance_id")) for r in records]
-    return evaluator.report(dataset_ids, [t.instance_id for t in tasks], evaluation)
+    graded = tasks if opts["candidates"] else [t.instance_id for t in tasks]
+    report: dict[str, Any] = evaluator.report(dataset_ids, graded, evaluation)
+    return report
+
+
+def _evaluator(tasks: list[Any], settings: Any, opts: dict[str, Any], say: Any) -> Any:
+    if opts["executor"] == "ray":
+        from cwm_agent.evaluate.ray_grading import RayEvaluator
+
+        return RayEvaluator(settings, say, opts["ray_address"])
+    from cwm_agent.evaluate.runner import Evaluator
+    from cwm_agent.runtimes.docker_engine import connect
+
+    # Empty patches are graded without a container: then no engine is needed.
+    client = connect() if any(task.patch for task in tasks) else None
+    return Evaluator(settings, client, say)
+
+
+def _candidate_evaluator(tasks: list[Any], settings: Any, opts: dict[str, Any], say: Any) -> Any:
+    first = opts["first_resolved"]
+    if opts["executor"] == "ray":
+        from cwm_agent.evaluate.ray_grading import RayCandidateEvaluator
+
+        return RayCandidateEvaluator(settings, say, opts["ray_address"], first)
+    from cwm_agent.evaluate.candidates import CandidateEvaluator
+    from cwm_agent.runtimes.docker_engine import connect
+
+    client = connect() if any(task.patch for task in tasks) else None
+    return CandidateEvaluator(settings, client, say, first)
 
 
 def _stderr(text: str) -> None:

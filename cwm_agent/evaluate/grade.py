@@ -16,17 +16,19 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import shlex
 import tarfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from cwm_agent.evaluate.tasks import Task
 from cwm_agent.runtimes.docker_engine import remove_container, start_container
 
 RESOLVED, UNRESOLVED, ERROR, EMPTY = "resolved", "unresolved", "error", "empty_patch"
+TIMED_OUT = "Test timed out"  # how a time-out's error begins (the harness's words)
 
 
 def swebench(module: str) -> Any:
@@ -59,6 +61,18 @@ class GradingError(Exception):
     """The instance cannot be graded (the harness's EvaluationError: an error id)."""
 
 
+class EvalTimeout(GradingError):
+    """The eval script ran past the time limit (its container cannot be reused)."""
+
+
+class WarmContainer(Protocol):
+    """A container that outlives one grading (``warm_grading.py``): the eval script runs
+    with ``environment`` (the mark its processes are found by)."""
+
+    container: Any
+    environment: dict[str, str]
+
+
 class Grader:
     """Grades tasks on one Docker engine; ``live`` holds the containers in use."""
 
@@ -70,7 +84,8 @@ class Grader:
         self.stopping = False  # set by remove_all: a container started after it goes at once
         self._lock = threading.Lock()
 
-    def grade(self, task: Task, folder: Path) -> Outcome:
+    def grade(self, task: Task, folder: Path, warm: WarmContainer | None = None) -> Outcome:
+        """The verdict of ``task``, in a fresh container or in ``warm``'s (left running)."""
         started = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "report.json").unlink(missing_ok=True)
@@ -78,7 +93,7 @@ class Grader:
             return Outcome(task.instance_id, EMPTY, task.key(), 0.0)
         with open(folder / "run_instance.log", "w", encoding="utf-8") as log:
             try:
-                report = self._run(task, folder, log)
+                report = self._run(task, folder, log, warm)
             except GradingError as exc:
                 _log(log, f"Error: {exc}")
                 return Outcome(task.instance_id, ERROR, task.key(), _since(started), str(exc))
@@ -87,25 +102,29 @@ class Grader:
         status = RESOLVED if resolved else UNRESOLVED
         return Outcome(task.instance_id, status, task.key(), _since(started), None, report)
 
-    def _run(self, task: Task, folder: Path, log: TextIO) -> dict[str, Any]:
+    def _run(
+        self, task: Task, folder: Path, log: TextIO, warm: WarmContainer | None
+    ) -> dict[str, Any]:
         spec = swebench("harness.utils").make_test_spec({**task.record, "image": task.image})
         if spec.image_assets:
             raise GradingError("the record has image_assets: grade it with the official harness")
         (folder / "patch.diff").write_text(task.patch, encoding="utf-8")
         (folder / "eval.sh").write_text(spec.eval_script, encoding="utf-8")
-        container = self._start(task, log)
+        container = warm.container if warm else self.start(task, log)
         try:
             _apply(container, task.patch, log)
-            output, timed_out = _run_eval(container, spec.eval_script, self.timeout)
+            env = warm.environment if warm else None
+            output, timed_out = _run_eval(container, spec.eval_script, self.timeout, env)
             _log(log, "Test output written to test_output.txt")
             with open(folder / "test_output.txt", "w", encoding="utf-8") as handle:
                 handle.write(output)
                 if timed_out:
                     handle.write(f"\n\nTimeout error: {self.timeout:g} seconds exceeded.")
             if timed_out:
-                raise GradingError(f"Test timed out after {self.timeout:g} seconds.")
+                raise EvalTimeout(f"{TIMED_OUT} after {self.timeout:g} seconds.")
         finally:
-            self._remove(task, container)
+            if warm is None:
+                self.remove(task.instance_id, container)
         report: dict[str, Any] = swebench("harness.grading").get_eval_report(
             test_spec=spec,
             prediction=task.prediction,
@@ -115,7 +134,8 @@ class Grader:
         (folder / "report.json").write_text(json.dumps(report, indent=4), encoding="utf-8")
         return report
 
-    def _start(self, task: Task, log: TextIO) -> Any:
+    def start(self, task: Task, log: TextIO) -> Any:
+        """A fresh container of the task's image, as the harness creates it (no network)."""
         from cwm_agent.errors import RuntimeFailure
 
         _log(log, f"Creating container for {task.instance_id} from {task.image}...")
@@ -140,9 +160,9 @@ class Grader:
         _log(log, f"Container for {task.instance_id} started: {container.id}")
         return container
 
-    def _remove(self, task: Task, container: Any) -> None:
+    def remove(self, instance_id: str, container: Any) -> None:
         with self._lock:
-            self.live.pop(task.instance_id, None)
+            self.live.pop(instance_id, None)
         remove_container(container)
 
     def remove_all(self) -> None:
@@ -181,11 +201,22 @@ def _apply(container: Any, patch: str, log: TextIO) -> None:
     raise GradingError(f"{constants.APPLY_PATCH_FAIL}:\n{output}")
 
 
-def _run_eval(container: Any, script: str, timeout: float) -> tuple[str, bool]:
+def _run_eval(
+    container: Any, script: str, timeout: float, environment: dict[str, str] | None = None
+) -> tuple[str, bool]:
     """``/bin/bash /eval.sh`` as the harness runs it: (merged output, timed out)."""
     put_file(container, "/eval.sh", script.encode("utf-8"))
+    output, timed_out, _ = exec_stream(container, ["/bin/bash", "/eval.sh"], timeout, environment)
+    return output.decode("utf-8", "replace"), timed_out
+
+
+def exec_stream(
+    container: Any, argv: list[str], timeout: float, environment: dict[str, str] | None = None
+) -> tuple[bytes, bool, int | None]:
+    """``argv`` in the container: (merged output, timed out, exit code). On a time-out the
+    command goes on: the caller ends it (or removes the container)."""
     api = container.client.api
-    exec_id = api.exec_create(container.id, ["/bin/bash", "/eval.sh"])["Id"]
+    exec_id = api.exec_create(container.id, argv, environment=environment)["Id"]
     chunks: list[bytes] = []
     failure: list[BaseException] = []
 
@@ -199,10 +230,11 @@ def _run_eval(container: Any, script: str, timeout: float) -> tuple[str, bool]:
     reader = threading.Thread(target=read, name="evaluate-eval", daemon=True)
     reader.start()
     reader.join(timeout)
-    timed_out = reader.is_alive()  # the caller removes the container, which ends it
+    timed_out = reader.is_alive()  # the caller ends it (or removes the container)
     if failure and not timed_out:
-        raise GradingError(f"the eval script could not run: {failure[0]}")
-    return b"".join(chunks).decode("utf-8", "replace"), timed_out
+        raise GradingError(f"`{shlex.join(argv)}` could not run: {failure[0]}")
+    code = None if timed_out else api.exec_inspect(exec_id).get("ExitCode")
+    return b"".join(chunks), timed_out, code
 
 
 def put_file(container: Any, path: str, data: bytes) -> None:

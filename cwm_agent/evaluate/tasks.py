@@ -38,10 +38,16 @@ class Task:
     prediction: dict[str, Any]
     record: dict[str, Any]
     image: str
+    line: int | None = None  # with --candidates: its line in PREDS (1-based)
 
     @property
     def patch(self) -> str:
         return self.prediction.get("model_patch") or ""
+
+    @property
+    def sha256(self) -> str:
+        """Of the patch's exact bytes: identical patches of an instance are graded once."""
+        return hashlib.sha256(self.patch.encode("utf-8", "surrogateescape")).hexdigest()
 
     @property
     def model(self) -> str:
@@ -56,6 +62,16 @@ class Task:
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
     """PREDS as the harness accepts it; the last prediction of an id wins, in file order."""
+    found: dict[str, dict[str, Any]] = {}
+    for _, pred in read_lines(path):
+        found.pop(pred["instance_id"], None)
+        found[pred["instance_id"]] = pred
+    return list(found.values())
+
+
+def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Every prediction of PREDS with its line (1-based; a JSON file's item number), any
+    number per instance (``--candidates``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -68,22 +84,19 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
         rows = list(data.values()) if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise UsageError(f"{path}: predictions must be a list, or an object keyed by id")
-        placed = [(f"{path} item {n}", row) for n, row in enumerate(rows, 1)]
+        placed = [(n, f"{path} item {n}", row) for n, row in enumerate(rows, 1)]
     else:
-        placed = [(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1)]
-        placed = [(where, _json(line, where)) for where, line in placed if line.strip()]
-    found: dict[str, dict[str, Any]] = {}
-    for where, pred in placed:
+        lines = [(n, f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1)]
+        placed = [(n, where, _json(line, where)) for n, where, line in lines if line.strip()]
+    for _, where, pred in placed:
         if not isinstance(pred, dict) or not isinstance(pred.get("instance_id"), str):
             raise UsageError(f"{where}: a prediction is an object with an instance_id")
         patch = pred.get("model_patch")
         if patch is not None and not isinstance(patch, str):
             raise UsageError(f"{where}: model_patch must be a string")
-        found.pop(pred["instance_id"], None)
-        found[pred["instance_id"]] = pred
-    if not found:
+    if not placed:
         raise UsageError(f"{path} holds no predictions", hint="one JSON object per line")
-    return list(found.values())
+    return [(n, pred) for n, _, pred in placed]
 
 
 def _json(line: str, where: str) -> Any:
@@ -99,8 +112,10 @@ def match(
     predictions: list[dict[str, Any]],
     records: list[dict[str, Any]],
     image_template: str | None = None,
+    lines: list[int] | None = None,
 ) -> list[Task]:
-    """Each prediction with its record; refused up front when any cannot be graded."""
+    """Each prediction with its record (and its line in PREDS, when ``lines`` are given);
+    refused up front when any cannot be graded."""
     by_id = {r.get("instance_id"): r for r in records}
     unknown = [p["instance_id"] for p in predictions if p["instance_id"] not in by_id]
     if unknown:
@@ -111,7 +126,7 @@ def match(
             hint="check --dataset (and --split): the predictions must come from it",
         )
     tasks = []
-    for pred in predictions:
+    for n, pred in enumerate(predictions):
         record = by_id[pred["instance_id"]]
         missing = [k for k in GRADING_KEYS if record.get(k) in (None, "")]
         if missing and pred.get("model_patch"):
@@ -121,7 +136,8 @@ def match(
                 "5): pass the official dataset (verified, lite, full) or a file exported "
                 "from it",
             )
-        tasks.append(Task(pred["instance_id"], pred, record, image_for(record, image_template)))
+        image = image_for(record, image_template)
+        tasks.append(Task(pred["instance_id"], pred, record, image, lines[n] if lines else None))
     return tasks
 
 

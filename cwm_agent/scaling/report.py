@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from cwm_agent.run import result_document
 from cwm_agent.settings import RunSettings
 from cwm_agent.types import Usage
+from cwm_agent.verification import junit
 
-from . import junit, select
+from . import select
 from .records import (
     Attempt,
     Candidate,

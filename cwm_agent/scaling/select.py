@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from . import junit
+from cwm_agent.verification import junit
+
 from .records import Candidate, ExistingCount, Group, ReproTest, Score, SuiteRun, TestGroup
 
 SHOWN_REGRESSIONS = 20

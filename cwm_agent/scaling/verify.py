@@ -18,8 +18,8 @@ from cwm_agent.errors import PatchError, ToolError
 from cwm_agent.factory import open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.types import Runtime
+from cwm_agent.verification import junit
 
-from . import junit
 from .pool import OnceCache
 from .records import Group, ReproTest, SuiteRun, TestGroup, TestRun
 

@@ -152,6 +152,9 @@ class ExecReport:
     early_stopped: bool = False
     cost: Cost = field(default_factory=Cost)
     runs: list[dict[str, Any]] = field(default_factory=list)  # every execution, in order
+    runtimes: int = 0  # runtimes opened: 1 when every reset was verified
+    base_passing: tuple[str, ...] = ()  # the impacted tests passing on the base: they count
+    scripts_counted: tuple[str, ...] = ()  # scripts printing "Issue reproduced" on the base
 
 
 class Workspace(Protocol):

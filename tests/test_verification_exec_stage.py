@@ -1,0 +1,171 @@
+"""The execution stage end to end on real runtimes: what counts (tests passing on the
+base, scripts reproducing there), early stop, budgets, patches that do not apply, a test
+command that cannot run on the base (said loudly), and a SWE-bench record's own test
+command and log parser in its image."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from batch_support import SWEBENCH_IMAGE, needs
+from batch_support import swebench_records as sr
+from exec_support import (
+    FIX,
+    DockerWorkspace,
+    LocalWorkspace,
+    group,
+    make_calc_repo,
+    patch_for,
+    repro_script,
+    rows,
+)
+
+from cwm_agent.verification.execute import ExecConfig, execute
+from cwm_agent.verification.records import ReproScript
+
+SUB = "tests.test_ops::test_sub"
+SENTINEL = "tests.test_env::test_clean_tree"
+BREAKS_SUB = FIX.replace("return a - b", "return b - a")  # fixes add, breaks sub
+OTHER_FIX = FIX.replace("return a + b", "return b + a")
+
+
+@pytest.fixture(autouse=True)
+def quick_pytest(monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_calc_repo(tmp_path / "calc")
+
+
+def run_stage(repo, groups, scripts=(), notes=None, **config):
+    config.setdefault("python", sys.executable)
+    say = notes.append if notes is not None else (lambda text: None)
+    return execute(LocalWorkspace(repo), groups, list(scripts), ExecConfig(**config), say)
+
+
+def test_only_base_passing_tests_and_reproducing_scripts_count(repo):
+    noisy = ReproScript("noisy", "print('Other issues')\n")
+    groups = [group("breaks-sub", patch_for(repo, {"calc/ops.py": BREAKS_SUB})),
+              group("good", patch_for(repo, {"calc/ops.py": FIX}))]  # fmt: skip
+    report = run_stage(repo, groups, [repro_script(), noisy], early_stop=False)
+    assert report.base_passing == (SENTINEL, SUB)  # test_add fails there: it does not count
+    assert report.scripts_counted == ("repro-1",)
+    assert rows(report) == {
+        "breaks-sub": ("ran", 1, 2, 1, 1, (SUB,)),
+        "good": ("ran", 2, 2, 1, 1, ()),
+    }
+    assert report.test_command.endswith("-m pytest -q -p no:cacheprovider -rA")
+    # The base: the tests and both scripts; each group: the tests and the script that counts.
+    assert report.cost.test_runs == 3 + 2 * 2
+    assert report.cost.runtime_seconds > 0 and report.cost.wall_seconds > 0
+    assert report.reset == "verified" and report.runtimes == 1
+
+
+def test_early_stop_once_a_group_passes_every_check(repo):
+    groups = [group("breaks-sub", patch_for(repo, {"calc/ops.py": BREAKS_SUB})),
+              group("good", patch_for(repo, {"calc/ops.py": FIX})),
+              group("also-good", patch_for(repo, {"calc/ops.py": OTHER_FIX}))]  # fmt: skip
+    report = run_stage(repo, groups, [repro_script()])
+    assert [v.status for v in report.verdicts.values()] == ["ran", "ran", "not_run"]
+    stopped = report.verdicts["also-good"]
+    assert stopped.reason.startswith("early stop: good passed all 3 checks")
+    assert report.early_stopped
+    assert report.cost.test_runs == 2 * 3  # the base and two groups, not the third
+
+
+def test_budgets_leave_groups_not_run_with_the_reason(repo):
+    groups = [group(f"g{n}", patch_for(repo, {"calc/ops.py": BREAKS_SUB + "#" * n}))
+              for n in range(1, 4)]  # fmt: skip
+    report = run_stage(repo, groups, [repro_script()], max_test_runs=4)
+    assert [v.status for v in report.verdicts.values()] == ["ran", "not_run", "not_run"]
+    assert report.verdicts["g2"].reason == "budget: 4 of max_test_runs 4 used, 2 needed"
+    assert report.cost.test_runs == 4
+    timed = run_stage(repo, groups[:1], [repro_script()], max_seconds=0.001)
+    assert timed.verdicts["g1"].reason == "budget: max_seconds 0.001 reached"
+
+
+def test_a_patch_that_does_not_apply_is_invalid_and_the_next_group_still_runs(repo):
+    stale = patch_for(repo, {"calc/ops.py": FIX}).replace("return a - b", "return a * b", 1)
+    groups = [group("stale", stale), group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    report = run_stage(repo, groups, [repro_script()])
+    assert report.verdicts["stale"].status == "invalid"
+    assert "does not apply" in report.verdicts["stale"].reason
+    assert rows(report)["good"] == ("ran", 2, 2, 1, 1, ())
+    assert report.reset == "verified"
+
+
+def test_a_group_changing_only_test_infrastructure_gets_the_base_results(repo):
+    groups = [group("tests-only", ""), group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    report = run_stage(repo, groups, [repro_script()])
+    assert rows(report)["tests-only"] == ("ran", 2, 2, 0, 1, ())
+    assert report.cost.test_runs == 2 + 2  # none for it: the base's and the good one's
+
+
+def test_a_test_command_that_fails_on_the_base_is_said_loudly(repo):
+    """No pytest for the runtime's python: no existing test can decide, and the report,
+    the note and each verdict say so; the scripts still decide."""
+    notes: list[str] = []
+    groups = [group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    report = run_stage(repo, groups, [repro_script()], notes=notes, test_cmd="false {tests}")
+    assert any("passes no test on the base" in w for w in report.warnings)
+    assert any(n.startswith("WARNING: the test command passes no test") for n in notes)
+    assert rows(report)["good"] == ("ran", 0, 0, 1, 1, ())
+
+
+def test_a_given_command_without_placeholder_runs_whole_and_counts_by_exit_status(repo):
+    groups = [group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    command = f"{sys.executable} -c 'import calc.ops as o; assert o.sub(5, 3) == 2'"
+    report = run_stage(repo, groups, test_cmd=command)
+    assert report.tests == ()
+    assert report.base_passing == ("(the test command's exit status)",)
+    assert rows(report)["good"] == ("ran", 1, 1, 0, 0, ())
+
+
+def test_nothing_to_run_when_no_check_can_decide(repo):
+    report = run_stage(repo, [group("good", patch_for(repo, {"calc/ops.py": FIX}))], test_cmd="")
+    assert report.verdicts["good"].status == "not_run"
+    assert report.verdicts["good"].reason.startswith("nothing to run")
+
+
+def test_a_swebench_record_runs_its_own_test_command_and_parser_in_its_image():
+    from cwm_agent.errors import RuntimeFailure
+    from cwm_agent.runtimes.docker_engine import connect
+
+    try:
+        connect().images.get(SWEBENCH_IMAGE)
+    except (RuntimeFailure, Exception) as exc:  # noqa: BLE001 - no engine or no image
+        needs(f"a Docker engine with {SWEBENCH_IMAGE} ({exc})")
+    record = sr.record(1, SWEBENCH_IMAGE)
+    script = ReproScript(
+        "newest",
+        "from vercmp import newest\n"
+        "print('Issue resolved' if newest(['1.9.0', '1.10.0']) == '1.10.0' "
+        "else 'Issue reproduced')\n",
+    )
+    groups = [group(kind, sr.text(f"newest.{kind}.patch")) for kind in ("wrong", "gold")]
+    again = sr.text("newest.gold.patch").replace("key=Version)", "key=Version )")
+    groups.append(group("gold-again", again))
+    report = execute(DockerWorkspace(SWEBENCH_IMAGE, record=record), groups, [script],
+                     ExecConfig(), lambda text: None)  # fmt: skip
+    assert report.test_command == "python -m pytest -rA"
+    assert report.tests == ("vercmp/tests.py",)
+    assert report.base_passing == tuple(sorted(sr.EXISTING_TESTS))
+    assert rows(report)["wrong"] == ("ran", 3, 3, 0, 1, ())
+    assert rows(report)["gold"] == ("ran", 3, 3, 1, 1, ())
+    assert report.verdicts["gold-again"].status == "not_run"  # early stop
+    assert report.reset == "verified" and report.runtimes == 1
+
+
+def test_a_runtime_that_cannot_open_leaves_every_group_not_run_and_says_why(tmp_path):
+    notes: list[str] = []
+    missing = LocalWorkspace(tmp_path / "no-such-repo")
+    groups = [group("a", "x"), group("b", "y")]
+    report = execute(missing, groups, [], ExecConfig(), notes.append)
+    assert [v.status for v in report.verdicts.values()] == ["not_run", "not_run"]
+    assert report.verdicts["a"].reason.startswith("execution stopped: ")
+    assert report.warnings == [report.verdicts["a"].reason]
+    assert notes == [f"WARNING: {report.warnings[0]}"]
+    assert report.runtimes == 0

@@ -1,0 +1,148 @@
+"""The warm runtime: its verdicts equal a fresh runtime's per candidate, on candidates
+built to be nasty (deleting files, littering untracked and ignored ones, changing modes,
+leaving a process behind, editing .git), in the local sandbox and in a container; a reset
+it cannot verify falls back to a fresh runtime and says so."""
+
+from __future__ import annotations
+
+import pytest
+from batch_support import SWEBENCH_IMAGE, needs
+from exec_support import (
+    FIX,
+    DockerWorkspace,
+    LocalWorkspace,
+    group,
+    make_calc_repo,
+    nasty_module,
+    patch_for,
+    repro_script,
+    rows,
+)
+
+from cwm_agent.verification.execute import ExecConfig, execute
+from cwm_agent.verification.warm import Warm
+
+KINDS = ["deletes", "litters", "modes", "lingers", "edits-git"]
+TESTBED = "source /opt/miniconda3/bin/activate testbed"
+SENTINEL = "tests.test_env::test_clean_tree"
+# What each candidate deserves (a fresh runtime says so): its own mess fails its sentinel;
+# the one that deleted calc/ makes its own reproduction script crash too.
+DESERVED = {kind: ("ran", 1, 2, 1, 1, (SENTINEL,)) for kind in KINDS}
+DESERVED["deletes"] = ("ran", 1, 2, 0, 1, (SENTINEL,))
+DESERVED["good"] = ("ran", 2, 2, 1, 1, ())
+
+
+@pytest.fixture(autouse=True)
+def quick_pytest(monkeypatch):
+    """The runtimes' pytest without this venv's plugins (they cost seconds a run here)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def nasty_groups(repo):
+    groups = [group(k, patch_for(repo, {"calc/ops.py": nasty_module(k)})) for k in KINDS]
+    return [*groups, group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+
+
+def both_ways(workspace, groups, python="python3"):
+    scripts = [repro_script()]
+    config = ExecConfig(early_stop=False, python=python)
+    warm = execute(workspace, groups, scripts, config, lambda text: None)
+    fresh_config = ExecConfig(early_stop=False, python=python, warm=False)
+    fresh = execute(workspace, groups, scripts, fresh_config, lambda text: None)
+    return warm, fresh
+
+
+def check_nasty(warm, fresh):
+    assert rows(warm) == rows(fresh)
+    assert rows(fresh) == DESERVED
+    assert warm.reset == "verified", warm.reset
+    assert (warm.runtimes, fresh.runtimes) == (1, 1 + len(KINDS) + 1)
+    assert warm.base_passing == (SENTINEL, "tests.test_ops::test_sub")
+    assert warm.tests == ("tests/test_ops.py", "tests/test_env.py")
+
+
+def test_warm_verdicts_equal_fresh_ones_in_the_sandbox(tmp_path):
+    import sys
+
+    repo = make_calc_repo(tmp_path / "calc")
+    warm, fresh = both_ways(LocalWorkspace(repo), nasty_groups(repo), sys.executable)
+    check_nasty(warm, fresh)
+    assert warm.cost.test_runs == fresh.cost.test_runs == 2 * (1 + len(KINDS) + 1)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from cwm_agent.errors import RuntimeFailure
+    from cwm_agent.runtimes.docker_engine import connect
+
+    try:
+        client = connect()
+        client.images.get(SWEBENCH_IMAGE)
+    except (RuntimeFailure, Exception) as exc:  # noqa: BLE001 - no engine or no image
+        needs(f"a Docker engine with {SWEBENCH_IMAGE} ({exc})")
+    yield client
+    client.close()
+
+
+def test_warm_verdicts_equal_fresh_ones_in_a_container(engine, tmp_path):
+    repo = make_calc_repo(tmp_path / "calc")
+    workspace = DockerWorkspace(SWEBENCH_IMAGE, repo, shell_init=TESTBED)
+    warm, fresh = both_ways(workspace, nasty_groups(repo))
+    check_nasty(warm, fresh)
+
+
+def test_a_reset_that_cannot_be_verified_opens_a_fresh_runtime(tmp_path):
+    """A process that drops the run's mark (env -i) survives the kill: the fingerprint
+    sees it, the next candidate gets a fresh runtime, and the report says why."""
+    import sys
+
+    repo = make_calc_repo(tmp_path / "calc")
+    escape = FIX + (
+        "import subprocess\n"
+        "subprocess.Popen(['env', '-i', '/bin/sleep', '600'], start_new_session=True)\n"
+    )
+    groups = [group("escapes", patch_for(repo, {"calc/ops.py": escape})),
+              group("good", patch_for(repo, {"calc/ops.py": FIX}))]  # fmt: skip
+    warm, fresh = both_ways(LocalWorkspace(repo), groups, sys.executable)
+    assert rows(warm) == rows(fresh)
+    assert warm.runtimes == 2
+    assert "a fresh runtime" in warm.reset and "process(es) left running" in warm.reset
+    assert "sleep 600" in warm.reset
+
+
+def test_the_reset_removes_bytecode_written_after_the_snapshot(tmp_path):
+    """A .pyc of a candidate's module, for a source of the same size restored within the
+    same second, would be taken for the base's: bytecode newer than the snapshot goes."""
+    repo = make_calc_repo(tmp_path / "calc")
+    workspace = LocalWorkspace(repo)
+    warm = Warm(workspace.open)
+    try:
+        warm.run("mkdir -p calc/__pycache__ && echo stale > calc/__pycache__/ops.cpython.pyc", 30)
+        warm.reset()
+        listed = warm.run("ls calc/__pycache__ 2>/dev/null | wc -l", 30).output.strip()
+        assert listed == "0"
+        assert warm.stats.verified == 1 and warm.stats.fallbacks == []
+    finally:
+        warm.close()
+
+
+def test_a_big_file_is_not_copied_into_the_snapshot_and_a_change_to_it_is_seen(tmp_path):
+    """A 17 MiB ignored file (a dataset, a build product) counts by size and time: the
+    snapshot does not double it on disk, and a candidate that changes it costs a fresh
+    runtime instead of a reset that cannot put it back."""
+    repo = make_calc_repo(tmp_path / "calc")
+    (repo / "data.log").write_bytes(b"\0" * (17 << 20))  # *.log is ignored
+    warm = Warm(LocalWorkspace(repo).open)
+    try:
+        stored = warm.run("du -sk .git/cwm-warm-*/git/objects | cut -f1", 30).output
+        assert int(stored) < 2048  # KiB: the file is not in the snapshot
+        warm.run("echo more >> data.log", 30)
+        warm.reset()
+        warm.start()
+        assert warm.stats.opened == 2 and "paths or modes" in warm.stats.fallbacks[0]
+        warm.run("rm calc/data.txt", 30)  # and the fresh runtime is snapshotted again
+        warm.reset()
+        assert warm.run("cat calc/data.txt", 30).output == "42\n"
+        assert warm.stats.verified == 1
+    finally:
+        warm.close()
