@@ -115,6 +115,7 @@ def run(**opts: Any) -> None:
       cwm-agent run . --issue-file ISSUE.md -v --traj run.json && cwm-agent show run.json
     """
     from cwm_agent import run as run_mod
+    from cwm_agent import run_summary
     from cwm_agent.progress import make_progress
     from cwm_agent.settings import build
 
@@ -126,22 +127,56 @@ def run(**opts: Any) -> None:
     check_runs_home(opts["traj"])
     level = verbosity(opts)
     install_signal_handlers()
+    warn_unpriced(settings)
     if settings.scaling.enabled:
         from cwm_agent.scaling.cli import run_scaled
 
         sys.exit(run_scaled(settings, issue, opts, level))
-    with make_progress(level) as progress:
-        result, trajectory = run_mod.execute(settings, issue, progress)
-    run_mod.deliver(
-        result.patch,
-        lambda: run_mod.result_document(result, trajectory),
-        as_json=opts["as_json"],
-        output=opts["output"],
-        apply_to=settings.repo if opts["apply_patch"] else None,
-    )
-    if level:
-        click.echo(f"{result.status}: {result.reason} (trajectory: {trajectory.path})", err=True)
+    try:
+        with make_progress(level) as progress:
+            result, trajectory = run_mod.execute(settings, issue, progress)
+    except CwmError:  # the error follows; the line says how far the run got
+        if level:
+            _say_run_line(run_mod.trajectory_path(settings))
+        raise
+    applied = None
+    try:
+        applied = run_mod.deliver(
+            result.patch,
+            lambda: run_mod.result_document(result, trajectory),
+            as_json=opts["as_json"],
+            output=opts["output"],
+            apply_to=settings.repo if opts["apply_patch"] else None,
+        )
+    finally:
+        if level:
+            if applied is not None:
+                click.echo(applied.line(), err=True)
+            click.echo(run_summary.run_line(trajectory.data, trajectory.path), err=True)
     sys.exit(result.exit_code)
+
+
+def warn_unpriced(settings: Any) -> None:
+    """A cost budget for a model without a price counts nothing: said, even with -q."""
+    from cwm_agent.costs import unpriced_warning
+
+    model = settings.model
+    warning = unpriced_warning(model.prices, model.name, ("--max-cost", settings.agent.max_cost))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _say_run_line(path: Path) -> None:
+    """The summary line of a run that ended with an error, from its trajectory on disk."""
+    from cwm_agent import run_summary
+    from cwm_agent.trajectory import load
+
+    try:
+        data = load(path)
+    except (OSError, ValueError):
+        return  # it ended before its first save: the error says all there is
+    if isinstance(data, dict):
+        click.echo(run_summary.run_line(data, path), err=True)
 
 
 @main.command(epilog=VALIDATE_EXIT_CODES)

@@ -68,6 +68,7 @@ class Trajectory:
             "steps": [],
             "submissions": [],
             "usage": asdict(Usage()),
+            "cost_usd": None,  # what the requests cost, where the model has a price
             "exit_status": "running",
             "exit_code": None,
             "reason": "",
@@ -108,8 +109,9 @@ class Trajectory:
             }
         )
 
-    def set_usage(self, usage: Usage) -> None:
+    def set_usage(self, usage: Usage, cost_usd: float | None = None) -> None:
         self.data["usage"] = {**asdict(usage), "total_tokens": usage.total_tokens}
+        self.data["cost_usd"] = None if cost_usd is None else round(cost_usd, 6)
 
     def finish(self, *, status: str, exit_code: int, reason: str, patch: str | None) -> None:
         self.data.update(
