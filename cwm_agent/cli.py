@@ -26,6 +26,7 @@ from cwm_agent.options import (
     runtime_options,
     scaling_options,
     verbosity,
+    warn_unpriced,
 )
 
 EXIT_CODES_HELP = (
@@ -127,7 +128,7 @@ def run(**opts: Any) -> None:
     check_runs_home(opts["traj"])
     level = verbosity(opts)
     install_signal_handlers()
-    warn_unpriced(settings)
+    warn_unpriced(settings.model, ("--max-cost", settings.agent.max_cost))
     if settings.scaling.enabled:
         from cwm_agent.scaling.cli import run_scaled
 
@@ -154,16 +155,6 @@ def run(**opts: Any) -> None:
                 click.echo(applied.line(), err=True)
             click.echo(run_summary.run_line(trajectory.data, trajectory.path), err=True)
     sys.exit(result.exit_code)
-
-
-def warn_unpriced(settings: Any) -> None:
-    """A cost budget for a model without a price counts nothing: said, even with -q."""
-    from cwm_agent.costs import unpriced_warning
-
-    model = settings.model
-    warning = unpriced_warning(model.prices, model.name, ("--max-cost", settings.agent.max_cost))
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
 
 
 def _say_run_line(path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,12 @@ def execute(
 
 
 def run_meter(settings: RunSettings, parent: Meter | None = None) -> Meter:
-    """The meter of one run: the model's prices, the run's budget, counting into ``parent``."""
-    return Meter(settings.model.prices, settings.agent.budget, parent)
+    """The meter of one run (with ``--attempts``: of all its rollouts together): the model's
+    prices, the run's budget, counting into ``parent`` (a batch's)."""
+    budget = settings.agent.budget
+    if settings.scaling.enabled:
+        budget = replace(budget, scope="all attempts together")
+    return Meter(settings.model.prices, budget, parent)
 
 
 def _tell_notices(

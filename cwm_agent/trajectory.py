@@ -172,6 +172,15 @@ def tokens_in(path: Path) -> int:
         return 0
 
 
+def cost_in(path: Path) -> float | None:
+    """What a run cost in USD, from its trajectory file (None: no price, or unreadable)."""
+    try:
+        cost = load(path).get("cost_usd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+
+
 def _encode(value: Any) -> bytes:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     try:

@@ -20,6 +20,7 @@ from cwm_agent.options import (
     runtime_options,
     scaling_options,
     verbosity,
+    warn_unpriced,
 )
 
 DEFAULT_ATTEMPTS = 4
@@ -73,4 +74,5 @@ def best_of(**opts: Any) -> None:
     issue = read_issue(opts["issue"], opts["issue_file"])
     check_output(opts["output"])
     install_signal_handlers()
-    sys.exit(run_scaled(settings, issue, opts, verbosity(opts)))
+    warn_unpriced(settings.model, ("--max-cost", settings.agent.max_cost))
+    sys.exit(run_scaled(settings, issue, opts, verbosity(opts), "best-of"))

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cwm_agent.costs import usd
+
 THINK_CLOSE = "</think>"
 
 
@@ -173,14 +175,35 @@ def _facts(data: dict[str, Any], steps: int, usage: dict[str, Any]) -> list[tupl
         ("runtime", runtime),
         ("repository", str(config.get("repo", "?"))),
         ("steps", f"{steps} of {agent.get('max_steps', '?')}"),
-        ("tokens", f"{prompt:,} prompt + {completion:,} completion"),
+        ("tokens", f"{prompt:,} prompt + {completion:,} completion" + _cached(usage)),
     ]
+    if isinstance(data.get("cost_usd"), (int, float)):
+        facts.append(("cost", _cost(data["cost_usd"], model)))
     if data.get("started_at"):
         started = dt.datetime.fromtimestamp(float(data["started_at"]))
         facts.append(("started", started.strftime("%Y-%m-%d %H:%M:%S")))
     if data.get("wall_seconds") is not None:
         facts.append(("wall time", f"{float(data['wall_seconds']):.1f} s"))
     return facts
+
+
+def _cached(usage: dict[str, Any]) -> str:
+    cached = usage.get("cached_tokens")
+    return f" ({cached:,} prompt tokens cached)" if isinstance(cached, int) and cached else ""
+
+
+def _cost(cost: float, model: dict[str, Any]) -> str:
+    """The run's cost and the prices it was counted at (USD per million tokens)."""
+    prices = [
+        f"{label} {model[key]:g}"
+        for label, key in (
+            ("input", "price_input"),
+            ("output", "price_output"),
+            ("cached input", "price_cached_input"),
+        )  # fmt: skip
+        if isinstance(model.get(key), (int, float))
+    ]
+    return f"{usd(cost)} (USD per 1M tokens: {', '.join(prices)})" if prices else usd(cost)
 
 
 def hook_parts(record: Any) -> tuple[str, str, list[tuple[str, str]], str]:
