@@ -146,6 +146,11 @@ class BatchRunner:
             self._wait(deadline=time.monotonic() + STOP_GRACE)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting
+        if self._alive:
+            self.display.message(
+                f"{self._alive} worker(s) did not stop within {STOP_GRACE:g} s: abandoned "
+                "(their runtimes are removed at exit)"
+            )
 
     def _next(self) -> Instance | None:
         with self._queue_lock:
