@@ -14,6 +14,7 @@ import pytest
 from batch_support import Scripts, batch_args, issue, read_json, read_preds
 from conftest import cwm, run_cli
 from select_support import judge, prediction, read_jsonl, setup, write_jsonl
+from test_progress import run_on_a_terminal
 
 from cwm_agent.scripted_server import ScriptedServer
 
@@ -70,6 +71,16 @@ def test_a_priced_run_reports_its_cost_everywhere(buggy_repo, cli_env, tmp_path)
     assert re.search(r" · \d+\.\d s · trajectory: ", line) and line.endswith(str(traj))
     shown = run_cli(["show", str(traj), "--width", "200"], cli_env)
     assert "$0.0076 (USD per 1M tokens: input 2, output 8, cached input 0.5)" in shown.stdout
+
+
+def test_the_live_status_line_shows_the_cost(buggy_repo, cli_env):
+    slow = script()
+    slow[1] = {**slow[1], "delay": 0.5}  # the line is redrawn while the model "thinks"
+    with ScriptedServer(slow) as server:
+        code, _, terminal = run_on_a_terminal(run_args(server, buggy_repo, *PRICES), cli_env)
+    assert code == 0, terminal
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal)  # colours and cursor moves
+    assert "step 2/128 · 1.1k tokens (context 1.1k) · $0.0019 · " in shown, shown
 
 
 def test_a_cost_budget_ends_the_run_as_a_step_limit(buggy_repo, cli_env):
