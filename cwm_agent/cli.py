@@ -30,7 +30,8 @@ from cwm_agent.options import (
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error (REPO "
+    "Exit codes: 0 patch produced; 1 no patch (gave up, or hit a limit or a budget); 2 usage "
+    "error (REPO "
     "not a git repository included); 3 model/API failure; 4 runtime failure; 5 our final "
     "validation rejected the patch (a bug: please report it); 6 --apply could not apply the "
     "patch to REPO (the patch is still printed); 130 interrupted."
@@ -105,7 +106,13 @@ def run(**opts: Any) -> None:
     Model, runtime and limit settings come from the flag, else env CWM_AGENT_<NAME>
     (OPENAI_BASE_URL for the base URL), else the config file and its --profile, else the
     default; `cwm-agent config show` prints what a run would use. The key is read only
-    from env OPENAI_API_KEY. Progress goes to stderr: a live status line on a terminal.
+    from env OPENAI_API_KEY. Progress goes to stderr: a live status line on a terminal
+    (tokens, and the cost when the model has a price), and one closing line: outcome,
+    steps, tokens, cost, time, where the trajectory is.
+
+    Budgets: --max-cost USD (needs --price-input and --price-output, or the config
+    file's [prices."MODEL"] table) and --max-total-tokens N end the run as a step limit
+    does once spent.
 
     \b
     Examples:
@@ -114,6 +121,8 @@ def run(**opts: Any) -> None:
       gh issue view 42 | cwm-agent run . --model gpt-4.1 --tool-format openai
       cwm-agent run . --profile vllm-cwm --issue "fix the failing test" --json
       cwm-agent run . --issue-file ISSUE.md -v --traj run.json && cwm-agent show run.json
+      cwm-agent run . --issue-file ISSUE.md --model gpt-4.1 --tool-format openai \\
+          --price-input 2 --price-output 8 --max-cost 0.50
     """
     from cwm_agent import run as run_mod
     from cwm_agent import run_summary
