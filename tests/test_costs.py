@@ -13,6 +13,7 @@ from cwm_agent.config import resolve
 from cwm_agent.costs import Budget, Meter, Prices, usd
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import open_model
+from cwm_agent.models.abandon import Lane
 from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.settings import ModelSettings, build
 from cwm_agent.types import Usage
@@ -77,6 +78,28 @@ def test_a_stopped_run_gives_up_its_model_request():
         assert len(server.requests) == 1  # it was out, not refused before it left
     with pytest.raises(KeyboardInterrupt):  # already stopped: no request at all
         model.complete([{"role": "user", "content": "hi"}])
+
+
+def test_a_lane_returns_raises_serves_two_callers_at_once_and_survives_a_give_up():
+    lane, never = Lane(), lambda: False
+    assert lane.run(lambda: 5, never) == 5
+    with pytest.raises(ZeroDivisionError):
+        lane.run(lambda: 1 / 0, never)
+    both = threading.Barrier(2, timeout=30)  # broken (an error) if the calls were queued
+    got: list[str] = []
+    other = threading.Thread(
+        target=lambda: got.append(lane.run(lambda: (both.wait(), "a")[1], never))
+    )
+    other.start()
+    got.append(lane.run(lambda: (both.wait(), "b")[1], never))
+    other.join()
+    assert sorted(got) == ["a", "b"]
+    gate, stop = threading.Event(), threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    with pytest.raises(KeyboardInterrupt):
+        lane.run(gate.wait, stop.is_set)  # given up while its thread still waits
+    assert lane.run(lambda: 7, never) == 7  # a new thread: not queued behind the old call
+    gate.set()
 
 
 def _config(tmp_path: Path, text: str) -> Path:

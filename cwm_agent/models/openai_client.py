@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from ..errors import ContextLengthError, CwmError, ModelError
 from ..types import ModelReply, ToolCall, Usage
 from . import logprobs as token_logprobs
-from .abandon import abandonable
+from .abandon import Lane
 
 if TYPE_CHECKING:
     import openai
@@ -69,6 +69,7 @@ class OpenAIModel:
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
         self.stop = stop  # a run on a worker thread is stopped through it (abandon.py)
+        self._lane = Lane() if stop is not None else None
         # Local servers need no key; the SDK refuses to start without one. The key
         # lives only inside the SDK client, never on this object or in messages.
         self._client: openai.OpenAI = openai.OpenAI(
@@ -219,9 +220,9 @@ class OpenAIModel:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         """The SDK's request (its retries included); with ``stop``, on a thread of its own,
         given up (KeyboardInterrupt: the agent's interrupt path) once ``stop()`` is true."""
-        if self.stop is None:
+        if self.stop is None or self._lane is None:
             return self._client.post(path, body=body, cast_to=object)
-        return abandonable(lambda: self._client.post(path, body=body, cast_to=object), self.stop)
+        return self._lane.run(lambda: self._client.post(path, body=body, cast_to=object), self.stop)
 
     def _attempts(self, request: Any) -> int:
         """Requests the SDK actually sent (it may give up early, e.g. on a long Retry-After)."""
