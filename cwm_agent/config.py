@@ -358,6 +358,7 @@ class Resolved:
             "settings": {
                 name: {"value": self.shown(name), "source": self.sources[name]} for name in SETTINGS
             },
+            "prices": {model: entry for model, (entry, _) in self.price_table.items()},
         }
 
 

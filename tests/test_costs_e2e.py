@@ -261,3 +261,17 @@ def test_select_records_what_its_verifier_cost(tmp_path, cli_env):
     assert record["cost"]["usd"] == pytest.approx(cost)
     assert read_json(tmp_path / "sel" / "summary.json")["cost"]["usd"] == pytest.approx(cost)
     assert "the verifier cost $0.0060" in result.stderr
+
+
+def test_config_show_says_which_price_applies_and_lists_the_table(cli_env, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[prices."m"]\ninput = 2.0\noutput = 8.0\n[prices."n"]\ninput = 1.0\n')
+    env = {**cli_env, "CWM_AGENT_CONFIG": str(config), "CWM_AGENT_MODEL": "m"}
+    shown = run_cli(["config", "show"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(
+        rf"price_input +2\.0 +file {re.escape(str(config))} \[prices\.\"m\"\]", shown.stdout
+    )
+    assert "price of n: input 1 (USD per million tokens)" in shown.stdout
+    doc = json.loads(run_cli(["config", "show", "--json"], env).stdout)
+    assert doc["prices"] == {"m": {"input": 2.0, "output": 8.0}, "n": {"input": 1.0}}
