@@ -265,6 +265,30 @@ def test_ctrl_c_during_model_requests_ends_them_at_once(buggy_repo, env, tmp_pat
     assert leftovers(env) == []  # their sandboxes were removed
 
 
+def test_ctrl_c_stops_every_rollout_of_an_attempts_instance_waiting_on_the_model(
+    buggy_repo, env, tmp_path
+):
+    """The same with --attempts: the instance's rollouts have threads of their own (was:
+    the instance abandoned after the grace, its attempts' trajectories left running)."""
+    issues, scripts = folder_batch(tmp_path, 1, 0.0, 0.0)
+    scripts.scripts["issue-00"] = [{"content": cwm("bash", "echo never runs"), "delay": 300}]
+    outdir = tmp_path / "out"
+    scaled = ("--attempts", "2", "--repro-tests", "1", "--test-cmd", "")
+    with ScriptedServer(scripts) as server:
+        args = batch_args(server, issues, outdir, "--repo", str(buggy_repo), *scaled)
+        proc = start_cli(args, env)
+        wait_for(lambda: sum(r.method == "POST" for r in server.requests) >= 2, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "did not stop within" not in stderr
+    attempts = [read_json(t) for t in sorted(outdir.glob("issue-00/attempt-*.json"))]
+    assert len(attempts) == 2
+    assert {(a["exit_status"], a["exit_code"]) for a in attempts} == {("interrupted", 130)}
+    assert not (outdir / "issue-00" / "result.json").exists()
+    assert leftovers(env) == []
+
+
 def test_usage_errors_exit_2(swe_batch, buggy_repo, env, tmp_path):
     input_path, repos, _, _ = swe_batch
     out = str(tmp_path / "out")
