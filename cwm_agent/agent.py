@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cwm_agent import conversation, prompt_sets, prompts, protocol, tools
+from cwm_agent.costs import Meter, Prices
 from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
 from cwm_agent.protocol import CHARS_PER_TOKEN
 from cwm_agent.redaction import redact, secret_values
@@ -29,12 +30,14 @@ class RunResult:
 
 
 class _EpisodeEnd(Exception):
-    """Raised inside the loop to stop it; caught in one place (Agent.run)."""
+    """Raised inside the loop to stop it; caught in one place (Agent.run). ``steps``: the
+    steps done, when the end came before the current one began (a budget)."""
 
-    def __init__(self, status: str, reason: str) -> None:
+    def __init__(self, status: str, reason: str, steps: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.steps = steps
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -61,6 +64,7 @@ class Agent:
         trajectory: Trajectory,
         progress: ProgressFn | None = None,
         hooks: Sequence[ToolHook] = (),
+        meter: Meter | None = None,
     ) -> None:
         self.model = model
         self.runtime = runtime
@@ -70,6 +74,9 @@ class Agent:
         self.hooks = tuple(hooks)
         self._hook_records: dict[str, Any] = {}
         self.usage = Usage()
+        # What the run spends, against its budgets (and those of a batch or scaled run
+        # it counts into); without a meter, the config's budgets and no price.
+        self.meter = meter or Meter(Prices(), config.budget)
         self.patch: str | None = None
         self.submitted_paths: list[str] = []
         self._format_errors_in_row = 0
@@ -114,10 +121,11 @@ class Agent:
             self._context_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
             self.traj.save()
             for steps in range(1, self.config.max_steps + 1):
+                self._within_budget(steps - 1)
                 self._step(steps)
             raise _EpisodeEnd("limit", f"reached the step limit ({self.config.max_steps})")
         except _EpisodeEnd as end:
-            return self._finish(end.status, end.reason, steps)
+            return self._finish(end.status, end.reason, steps if end.steps is None else end.steps)
         except KeyboardInterrupt:
             self._abort("interrupted", Interrupted.exit_code, "interrupted (Ctrl-C or SIGTERM)")
             raise Interrupted(
@@ -132,6 +140,12 @@ class Agent:
             self._abort("crashed", 1, f"{type(exc).__name__}: {exc}")
             raise
 
+    def _within_budget(self, done: int) -> None:
+        """Before each request: a spent budget ends the run as a step limit does."""
+        limit = self.meter.exhausted()
+        if limit is not None:
+            raise _EpisodeEnd(limit.status, limit.reason, steps=done)
+
     def _step(self, step: int) -> None:
         cfg = self.config
         self.progress("step", {"step": step, "max_steps": cfg.max_steps})
@@ -139,7 +153,7 @@ class Agent:
         # The action runs as the model wrote it; what is stored, shown and sent back (its
         # reply in the next request included) has no secret in it.
         shown = conversation.redacted_reply(reply, self._secrets)
-        self.progress("reply", {"step": step, "reply": shown})
+        self.progress("reply", {"step": step, "reply": shown, "cost_usd": self.meter.cost_usd})
         action, error, extra_results = conversation.interpret(
             reply, self.config.tool_format, submitted=self.patch is not None
         )
@@ -187,6 +201,7 @@ class Agent:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
         reply = conversation.clean_reply(reply)
         self.usage = self.usage + reply.usage
+        self.meter.add(reply.usage)
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens
         else:
@@ -299,7 +314,7 @@ class Agent:
             usage=reply.usage,
             finish_reason=reply.finish_reason,
         )
-        self.traj.set_usage(self.usage)
+        self.traj.set_usage(self.usage, self.meter.cost_usd)
         self.traj.save()
 
     # -- the end ------------------------------------------------------------------------

@@ -27,10 +27,12 @@ from cwm_agent.options import (
     runtime_options,
     scaling_options,
     verbosity,
+    warn_unpriced,
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 patch produced; 1 no patch (gave up or hit a limit); 2 usage error (REPO "
+    "Exit codes: 0 patch produced; 1 no patch (gave up, or hit a limit or a budget); 2 usage "
+    "error (REPO "
     "not a git repository included); 3 model/API failure; 4 runtime failure; 5 our final "
     "validation rejected the patch (a bug: please report it); 6 --apply could not apply the "
     "patch to REPO (the patch is still printed); 130 interrupted."
@@ -106,7 +108,13 @@ def run(**opts: Any) -> None:
     Model, runtime and limit settings come from the flag, else env CWM_AGENT_<NAME>
     (OPENAI_BASE_URL for the base URL), else the config file and its --profile, else the
     default; `cwm-agent config show` prints what a run would use. The key is read only
-    from env OPENAI_API_KEY. Progress goes to stderr: a live status line on a terminal.
+    from env OPENAI_API_KEY. Progress goes to stderr: a live status line on a terminal
+    (tokens, and the cost when the model has a price), and one closing line: outcome,
+    steps, tokens, cost, time, where the trajectory is.
+
+    Budgets: --max-cost USD (needs --price-input and --price-output, or the config
+    file's [prices."MODEL"] table) and --max-total-tokens N end the run as a step limit
+    does once spent.
 
     \b
     Examples:
@@ -115,8 +123,11 @@ def run(**opts: Any) -> None:
       gh issue view 42 | cwm-agent run . --model gpt-4.1 --tool-format openai
       cwm-agent run . --profile vllm-cwm --issue "fix the failing test" --json
       cwm-agent run . --issue-file ISSUE.md -v --traj run.json && cwm-agent show run.json
+      cwm-agent run . --issue-file ISSUE.md --model gpt-4.1 --tool-format openai \\
+          --price-input 2 --price-output 8 --max-cost 0.50
     """
     from cwm_agent import run as run_mod
+    from cwm_agent import run_summary
     from cwm_agent.progress import make_progress
     from cwm_agent.settings import build
 
@@ -128,25 +139,49 @@ def run(**opts: Any) -> None:
     check_runs_home(opts["traj"])
     level = verbosity(opts)
     install_signal_handlers()
+    warn_unpriced(settings.model, ("--max-cost", settings.agent.max_cost))
     if settings.scaling.enabled:
         from cwm_agent.scaling.cli import run_scaled
 
         sys.exit(run_scaled(settings, issue, opts, level))
-    with make_progress(level) as progress:
-        result, trajectory = run_mod.execute(settings, issue, progress)
-    run_mod.deliver(
-        result.patch,
-        lambda: run_mod.result_document(result, trajectory),
-        as_json=opts["as_json"],
-        output=opts["output"],
-        apply_to=settings.repo if opts["apply_patch"] else None,
-    )
-    if level:
-        line = f"{result.status}: {result.reason} (trajectory: {trajectory.path})"
-        click.echo(visible(line), err=True)
+    try:
+        with make_progress(level) as progress:
+            result, trajectory = run_mod.execute(settings, issue, progress)
+    except CwmError:  # the error follows; the line says how far the run got
+        if level:
+            _say_run_line(run_mod.trajectory_path(settings))
+        raise
+    applied = None
+    try:
+        applied = run_mod.deliver(
+            result.patch,
+            lambda: run_mod.result_document(result, trajectory),
+            as_json=opts["as_json"],
+            output=opts["output"],
+            apply_to=settings.repo if opts["apply_patch"] else None,
+        )
+    finally:
+        if level:
+            if applied is not None:
+                click.echo(visible(applied.line()), err=True)
+            line = run_summary.run_line(trajectory.data, trajectory.path)
+            click.echo(visible(line), err=True)
     if result.patch is not None and stdout_lost():
         click.echo(f"warning: stdout was closed; the patch is in {trajectory.path}", err=True)
     sys.exit(result.exit_code)
+
+
+def _say_run_line(path: Path) -> None:
+    """The summary line of a run that ended with an error, from its trajectory on disk."""
+    from cwm_agent import run_summary
+    from cwm_agent.trajectory import load
+
+    try:
+        data = load(path)
+    except (OSError, ValueError):
+        return  # it ended before its first save: the error says all there is
+    if isinstance(data, dict):
+        click.echo(visible(run_summary.run_line(data, path)), err=True)
 
 
 @main.command(epilog=VALIDATE_EXIT_CODES)

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.config_files import LOCAL_FILE, FileLayer, read_layer, user_config_path
+from cwm_agent.config_files import (
+    LOCAL_FILE,
+    FileLayer,
+    PriceEntry,
+    read_layer,
+    user_config_path,
+)
 from cwm_agent.config_values import JSON, Setting, from_env, from_flag, http_url
 from cwm_agent.redaction import url_without_credentials
 
@@ -86,6 +92,33 @@ SETTINGS: dict[str, Setting] = _settings(
         "JSON object for vLLM's chat_template_kwargs (default: CWM's thinking switches "
         "when the model name contains 'cwm'; '{}' sends none).",
         "model",
+    ),
+    Setting(
+        "price_input",
+        float,
+        None,
+        "USD per million input (prompt) tokens of --model; with --price-output the run's "
+        'cost is counted and shown [default: the config file\'s [prices."MODEL"] table; '
+        "none: tokens only].",
+        "model",
+        minimum=0,
+    ),
+    Setting(
+        "price_output",
+        float,
+        None,
+        "USD per million output (completion) tokens of --model.",
+        "model",
+        minimum=0,
+    ),
+    Setting(
+        "price_cached_input",
+        float,
+        None,
+        "USD per million prompt tokens the server read from its cache (where it reports "
+        "them) [default: the input price].",
+        "model",
+        minimum=0,
     ),
     # -- one episode's format and limits (AgentConfig) --
     Setting(
@@ -159,6 +192,26 @@ SETTINGS: dict[str, Setting] = _settings(
         "Before showing a test's result, compare the model's predicted trace.",
         "agent",
         flags=("--trace-prediction/--no-trace-prediction",),
+    ),
+    Setting(
+        "max_cost",
+        float,
+        None,
+        "Budget in USD: once the model requests cost this much the run ends as at a step "
+        "limit (per instance in batch; all attempts together with --attempts). Needs a price.",
+        "agent",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "max_total_tokens",
+        int,
+        None,
+        "Token budget (prompt + completion, every request; no price needed): once used, "
+        "the run ends as at a step limit (per instance in batch; all attempts together "
+        "with --attempts).",
+        "agent",
+        minimum=1,
     ),
     # -- where commands run (RuntimeSettings) --
     Setting("runtime", ("local", "docker"), "local", "Where commands run.", "runtime"),
@@ -244,9 +297,29 @@ SETTINGS: dict[str, Setting] = _settings(
         "scaling",
         project=True,
     ),
+    # -- the whole batch's budgets (BatchLimits; `batch` only) --
+    Setting(
+        "max_total_cost",
+        float,
+        None,
+        "Budget in USD of the whole batch (what OUTDIR's instances spent in earlier "
+        "sessions included): once spent, no instance starts and running ones end at their "
+        "next step.",
+        "batch",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "max_batch_tokens",
+        int,
+        None,
+        "Token budget of the whole batch, as --max-total-cost but in tokens.",
+        "batch",
+        minimum=1,
+    ),
 )
 
-GROUPS = ("model", "agent", "runtime", "scaling")
+GROUPS = ("model", "agent", "runtime", "scaling", "batch")
 
 
 def in_group(group: str) -> list[Setting]:
@@ -264,6 +337,7 @@ class Resolved:
     project_file: Path | None = None  # ./cwm-agent.toml, read with the project rule
     ignored: tuple[str, ...] = ()  # what the project file set and may not
     notices: tuple[str, ...] = ()  # to say on stderr (a project file is never read silently)
+    price_table: Mapping[str, PriceEntry] = field(default_factory=dict)  # [prices."MODEL"]
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -271,6 +345,12 @@ class Resolved:
     def given(self, name: str) -> bool:
         """Whether the user set it anywhere (flag, env or file), not left at the default."""
         return self.sources[name] != "default"
+
+    def table_prices(self, model: str | None) -> dict[str, float]:
+        """``[prices."MODEL"]`` of the trusted config file for ``model``: input, output,
+        cached_input (those it sets)."""
+        entry = self.price_table.get(model or "")
+        return dict(entry[0]) if entry else {}
 
     def shown(self, name: str) -> Any:
         """The value as it may be shown or stored: a URL without its credentials."""
@@ -288,6 +368,7 @@ class Resolved:
             "settings": {
                 name: {"value": self.shown(name), "source": self.sources[name]} for name in SETTINGS
             },
+            "prices": {model: entry for model, (entry, _) in self.price_table.items()},
         }
 
 
@@ -320,7 +401,22 @@ def resolve(
         else:
             values[name] = (defaults or {}).get(name, spec.default)
             sources[name] = "default"
+    _price_from_table(values, sources, files.prices)
     return Resolved(
         values, sources, files.config_file, files.profile, files.project_file,
-        files.ignored, files.notices,
+        files.ignored, files.notices, files.prices,
     )  # fmt: skip
+
+
+def _price_from_table(
+    values: dict[str, Any], sources: dict[str, str], table: Mapping[str, PriceEntry]
+) -> None:
+    """The model's ``[prices."MODEL"]`` entry fills the prices no flag, variable or key set."""
+    entry = table.get(values.get("model") or "")
+    if entry is None:
+        return
+    prices, source = entry
+    for key, value in prices.items():
+        name = f"price_{key}"
+        if sources[name] == "default":
+            values[name], sources[name] = value, source

@@ -59,3 +59,6 @@ def show_command(config_path: str | None, profile: str | None, as_json: bool) ->
     width = [max(len(r[i]) for r in rows) for i in (0, 1)]
     for name, value, source in rows:
         click.echo(f"{name:<{width[0]}}  {value:<{width[1]}}  {source}")
+    for model, entry in doc["prices"].items():  # [prices."MODEL"]: USD per million tokens
+        shown = ", ".join(f"{key} {value:g}" for key, value in entry.items())
+        click.echo(f"price of {model}: {shown} (USD per million tokens)")

@@ -13,7 +13,10 @@
 Top-level keys are the base; ``[profiles.NAME]`` tables override them when chosen with
 ``--profile NAME`` (env ``CWM_AGENT_PROFILE``, or ``profile = "NAME"`` in the file; a
 project file's ``profile`` chooses among its own profiles only). Keys are never read from
-a file: a key-like entry is refused so that it is not committed by mistake.
+a file: a key-like entry is refused so that it is not committed by mistake. A
+``[prices."MODEL"]`` table (``input``, ``output``, ``cached_input``: USD per million
+tokens) prices the model of that name where no flag, variable or key does; a project
+file's is ignored like its budgets.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,10 @@ else:  # pragma: no cover - `tomli` is the same parser for 3.10
     import tomli as tomllib
 
 LOCAL_FILE = "cwm-agent.toml"
+PRICES = "prices"  # the [prices."MODEL"] table: input, output, cached_input (USD per 1M tokens)
+PRICE_KEYS = ("input", "output", "cached_input")
+
+PriceEntry = tuple[dict[str, float], str]  # a model's prices, and the file they came from
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class FileLayer:
     profile: str | None
     ignored: tuple[str, ...] = ()  # project-file keys a project may not set
     project_keys: tuple[str, ...] = ()  # the settings a project file may set
+    prices: dict[str, PriceEntry] = field(default_factory=dict)  # trusted files' [prices]
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -111,8 +119,16 @@ def read_layer(
         raise UsageError(f"no profile {chosen!r} in {where}", hint=f"profiles defined: {known}")
     values: dict[str, tuple[Any, str]] = {}
     ignored: list[str] = []
+    prices: dict[str, PriceEntry] = {}
     used_profile = chosen
     for path, is_trusted, table in tables:
+        if table.prices and not is_trusted:  # what a run may spend is the user's business
+            ignored.append(PRICES)
+        elif table.prices:
+            prices.update(
+                (model, (entry, f"file {path} [{PRICES}.{_quoted(model)}]"))
+                for model, entry in table.prices.items()
+            )
         name = chosen or table.default_profile
         if name is not None and chosen is None and name not in table.profiles:
             raise UsageError(
@@ -131,7 +147,7 @@ def read_layer(
             else:
                 ignored.append(key)
     allowed = tuple(n for n, s in settings.items() if s.project)
-    return FileLayer(values, trusted, project, used_profile, tuple(ignored), allowed)
+    return FileLayer(values, trusted, project, used_profile, tuple(ignored), allowed, prices)
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,7 @@ class _Table:
     top: dict[str, Any]
     profiles: dict[str, dict[str, Any]]
     default_profile: str | None
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _read(path: Path, settings: Mapping[str, Setting]) -> _Table:
@@ -148,6 +165,7 @@ def _read(path: Path, settings: Mapping[str, Setting]) -> _Table:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
     profiles = data.pop("profiles", {})
     default_profile = data.pop("profile", None)
+    prices = _price_table(data.pop(PRICES, {}), path, settings)
     if not isinstance(profiles, dict) or not all(isinstance(t, dict) for t in profiles.values()):
         raise UsageError(f"{path}: 'profiles' must hold [profiles.NAME] tables")
     if default_profile is not None and not isinstance(default_profile, str):
@@ -155,7 +173,34 @@ def _read(path: Path, settings: Mapping[str, Setting]) -> _Table:
     top = _checked(data, path, "", settings)
     # Every profile is checked, used or not: a typo or a key must not wait for its day.
     checked = {n: _checked(t, path, f"[profiles.{n}] ", settings) for n, t in profiles.items()}
-    return _Table(top, checked, default_profile)
+    return _Table(top, checked, default_profile, prices)
+
+
+def _price_table(
+    table: Any, path: Path, settings: Mapping[str, Setting]
+) -> dict[str, dict[str, float]]:
+    """``[prices."MODEL"]`` tables, each value checked as its ``price_*`` setting is."""
+    example = f'[{PRICES}."gpt-4.1"] input = 2.0, output = 8.0, cached_input = 0.5'
+    if not isinstance(table, dict) or not all(isinstance(e, dict) for e in table.values()):
+        raise UsageError(f"{path}: '{PRICES}' must hold one table per model", hint=example)
+    prices: dict[str, dict[str, float]] = {}
+    for model, entry in table.items():
+        where = f"{path}: [{PRICES}.{_quoted(model)}]"
+        unknown = sorted(set(entry) - set(PRICE_KEYS))
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown key {unknown[0]!r}",
+                hint=f"a price has {', '.join(PRICE_KEYS)} (USD per million tokens)",
+            )
+        prices[model] = {
+            key: from_file(settings[f"price_{key}"], value, f"{where} {key}")
+            for key, value in entry.items()
+        }
+    return prices
+
+
+def _quoted(model: str) -> str:
+    return '"' + model.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _checked(

@@ -1,7 +1,8 @@
 """One exception family; each error carries its exit code and a hint.
 
 Exit codes (README's table; `--help` epilogs): 0 a valid patch; 1 no patch (the model gave
-up or a limit was hit; for `validate`: the patch does not parse or apply); 2 usage error
+up or a limit or budget was hit; for `validate`: the patch does not parse or apply; for
+`batch`: its budget was spent with instances not run); 2 usage error
 (flags, settings, inputs, a folder that is not a git repository); 3 the model server
 failed after retries; 4 the runtime failed (no Docker engine, image missing, container
 died); 5 our own final validation rejected a patch the agent had accepted (a bug of

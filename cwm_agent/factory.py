@@ -7,6 +7,7 @@ replay, doctor) comes through here, so a setting means the same everywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,13 @@ if TYPE_CHECKING:  # the SDK and the runtimes load on first use, not at import
     from cwm_agent.types import Runtime
 
 
-def open_model(settings: ModelSettings) -> OpenAIModel | CompletionsModel:
-    """The client for ``settings.api``; the key comes only from env OPENAI_API_KEY."""
+def open_model(
+    settings: ModelSettings, stop: Callable[[], bool] | None = None
+) -> OpenAIModel | CompletionsModel:
+    """The client for ``settings.api``; the key comes only from env OPENAI_API_KEY.
+
+    ``stop``: a run on a worker thread gives up a request once it is true (batch and
+    ``--attempts`` stopping on Ctrl-C; see ``models/abandon.py``)."""
     key = os.environ.get("OPENAI_API_KEY")
     cls: type[OpenAIModel] | type[CompletionsModel]
     if settings.transport == "completions":
@@ -36,6 +42,7 @@ def open_model(settings: ModelSettings) -> OpenAIModel | CompletionsModel:
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
         extra_body=settings.extra_body or None,
+        stop=stop,
     )
 
 

@@ -170,6 +170,15 @@ def say_notices(cfg: Resolved) -> None:
         click.echo(f"notice: {notice}", err=True)
 
 
+def warn_unpriced(model: Any, *budgets: tuple[str, float | None]) -> None:
+    """A cost budget for a model without a price counts nothing: said, even with -q."""
+    from cwm_agent.costs import unpriced_warning
+
+    warning = unpriced_warning(model.prices, model.name, *budgets)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
 def verbosity(opts: Mapping[str, Any]) -> int:
     return 0 if opts.get("quiet") else 1 + int(opts.get("verbose") or 0)
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from cwm_agent.console import visible
+from cwm_agent.costs import usd
 
 REASONING_LINES = 30
 OBSERVATION_LINES = 20
@@ -108,7 +109,8 @@ class StderrProgress:
 
 
 class LiveProgress(StderrProgress):
-    """A live status line on a terminal: step N/limit, the current action, tokens, time.
+    """A live status line on a terminal: step N/limit, the current action, tokens, cost
+    (where the model has a price), time.
 
     Finished steps scroll above it, one line each; ``-v`` adds reasoning and observations.
     """
@@ -124,6 +126,7 @@ class LiveProgress(StderrProgress):
         self.doing = "setting up the runtime"
         self.tokens = 0
         self.context = 0
+        self.cost: float | None = None  # USD so far, where the model has a price
         self._live = Live(
             get_renderable=self._status,
             console=self.console,
@@ -148,6 +151,8 @@ class LiveProgress(StderrProgress):
         if self.max_steps:
             text.append(f"step {self.step}/{self.max_steps}", style="bold")
             text.append(f" · {_tokens(self.tokens)} tokens (context {_tokens(self.context)})")
+            if self.cost is not None:
+                text.append(f" · {usd(self.cost)}")
         text.append(f" · {elapsed // 60}:{elapsed % 60:02d} · ", style="dim")
         text.append(self.doing)
         text.truncate(max(20, self.console.width - 1), overflow="ellipsis")
@@ -163,6 +168,7 @@ class LiveProgress(StderrProgress):
             usage = data["reply"].usage
             self.tokens += usage.total_tokens
             self.context = usage.total_tokens or self.context
+            self.cost = data.get("cost_usd", self.cost)
             if self.verbosity >= 2:
                 thinking = reasoning_of(data["reply"]).strip()
                 for line in trimmed(thinking, REASONING_LINES):

@@ -8,12 +8,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import Agent, ProgressFn, RunResult
+from cwm_agent.costs import Meter
 from cwm_agent.errors import ApplyError, CwmError, Interrupted, PatchError, UsageError
 from cwm_agent.factory import open_model, open_runtime
+from cwm_agent.run_summary import Applied, applied
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory, default_runs_dir
 from cwm_agent.types import Runtime, TextModel
@@ -24,11 +27,22 @@ def trajectory_path(settings: RunSettings) -> Path:
 
 
 def execute(
-    settings: RunSettings, issue: str, progress: ProgressFn | None = None
+    settings: RunSettings,
+    issue: str,
+    progress: ProgressFn | None = None,
+    *,
+    stop: Callable[[], bool] | None = None,
+    meter: Meter | None = None,
 ) -> tuple[RunResult, Trajectory]:
-    """Run one episode. Raises CwmError subclasses (their exit codes) on failures."""
+    """Run one episode. Raises CwmError subclasses (their exit codes) on failures.
+
+    ``stop``: for a run on a worker thread, a check that gives up a model request in
+    progress (the run then ends as interrupted). ``meter``: what the run spends counts
+    there (a batch's or a scaled run's budget above it); by default the run's own.
+    """
     traj = Trajectory(trajectory_path(settings), settings.run_id, settings.record(), issue)
-    model = open_model(settings.model)
+    meter = meter or run_meter(settings)
+    model = open_model(settings.model, stop)
     try:
         runtime = open_runtime(settings.runtime, settings.repo, settings.run_id)
     except CwmError as exc:
@@ -43,7 +57,8 @@ def execute(
         raise Interrupted("interrupted", hint=f"the trajectory is in {traj.path}") from None
     _tell_notices(runtime, traj, progress, said=0, save=False)
     try:
-        agent = Agent(model, runtime, settings.agent, traj, progress, _hooks(settings, model))
+        hooks = _hooks(settings, model)
+        agent = Agent(model, runtime, settings.agent, traj, progress, hooks, meter)
         result = agent.run(issue)
         if result.patch is not None:
             _revalidate(result.patch, runtime)
@@ -54,6 +69,15 @@ def execute(
             _tell_notices(runtime, traj, progress, said=said, save=True)
         finally:
             runtime.close()
+
+
+def run_meter(settings: RunSettings, parent: Meter | None = None) -> Meter:
+    """The meter of one run (with ``--attempts``: of all its rollouts together): the model's
+    prices, the run's budget, counting into ``parent`` (a batch's)."""
+    budget = settings.agent.budget
+    if settings.scaling.enabled:
+        budget = replace(budget, scope="all attempts together")
+    return Meter(settings.model.prices, budget, parent)
 
 
 def _tell_notices(
@@ -98,38 +122,40 @@ def deliver(
     as_json: bool,
     output: str | None,
     apply_to: Path | None,
-) -> None:
+) -> Applied | None:
     """What a run gives back: the patch on stdout (or ``-o``), or with ``--json`` the result
     document on stdout (and the patch in ``-o`` when given); ``--apply`` last, except with
     ``--json``, whose document says whether it applied. The patch is delivered either way;
-    a failed ``--apply`` is raised at the end (exit 6)."""
+    a failed ``--apply`` is raised at the end (exit 6). Returns what ``--apply`` wrote."""
     applying = patch is not None and apply_to is not None
-    failure: ApplyError | None = None
+    outcome: Applied | ApplyError | None = None
     if as_json:
         doc = document()
         if applying:
             assert patch is not None and apply_to is not None
-            failure = _try_apply(patch, apply_to)
-            doc["applied"] = failure is None
-            if failure is not None:
-                doc.update(exit_code=failure.exit_code, apply_error=failure.message)
+            outcome = _try_apply(patch, apply_to)
+            doc["applied"] = isinstance(outcome, Applied)
+            if isinstance(outcome, ApplyError):
+                doc.update(exit_code=outcome.exit_code, apply_error=outcome.message)
+            else:
+                doc.update(applied_files=list(outcome.files), applied_hunks=outcome.hunks)
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         sys.stdout.flush()
     if patch is not None and (output or not as_json):
         emit_patch(patch, output)
     if applying and not as_json:
         assert patch is not None and apply_to is not None
-        failure = _try_apply(patch, apply_to)
-    if failure is not None:
-        raise failure
+        outcome = _try_apply(patch, apply_to)
+    if isinstance(outcome, ApplyError):
+        raise outcome
+    return outcome
 
 
-def _try_apply(patch: str, repo: Path) -> ApplyError | None:
+def _try_apply(patch: str, repo: Path) -> Applied | ApplyError:
     try:
-        apply_to_repo(patch, repo)
+        return apply_to_repo(patch, repo)
     except ApplyError as exc:
         return exc
-    return None
 
 
 def emit_patch(patch: str, output: str | None) -> None:
@@ -150,7 +176,7 @@ def emit_patch(patch: str, output: str | None) -> None:
         sys.stdout.buffer.flush()
 
 
-def apply_to_repo(patch: str, repo: Path) -> None:
+def apply_to_repo(patch: str, repo: Path) -> Applied:
     """``--apply``: the only time the user's repository is written to.
 
     The patch's paths are relative to the top of the git repository holding REPO (the
@@ -170,6 +196,7 @@ def apply_to_repo(patch: str, repo: Path) -> None:
             hint=f"{_DELIVERED}; apply it by hand from the repository's top directory",
         )
     _git_apply(top, data)
+    return applied(patch, top)
 
 
 def _toplevel(repo: Path) -> Path:
@@ -218,6 +245,7 @@ def result_document(result: RunResult, traj: Trajectory) -> dict[str, Any]:
         **patch_fields(result.patch),
         "steps": result.steps,
         "usage": data["usage"],
+        "cost_usd": data.get("cost_usd"),
         "wall_seconds": data.get("wall_seconds"),
         "submissions": len(data["submissions"]),
         "notices": data["config"].get("runtime_notices", []),

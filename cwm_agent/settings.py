@@ -13,6 +13,7 @@ from typing import Any
 
 from cwm_agent import prompt_sets
 from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
+from cwm_agent.costs import Budget, Prices, checked_prices
 from cwm_agent.errors import UsageError
 from cwm_agent.protocol import CHARS_PER_TOKEN
 from cwm_agent.redaction import url_without_credentials
@@ -38,7 +39,14 @@ class ModelSettings:
     request_timeout: float = 600.0
     max_retries: int = 4
     chat_template_kwargs: dict[str, Any] | None = None  # None: the default for the model
+    price_input: float | None = None  # USD per million tokens (costs.py); None: not priced
+    price_output: float | None = None
+    price_cached_input: float | None = None
     native_tools: bool = False  # not a setting: --tool-format openai (filled by build)
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.price_input, self.price_output, self.price_cached_input)
 
     @property
     def transport(self) -> str:
@@ -84,6 +92,13 @@ class AgentConfig:
     prompts: str | None = None  # None: the bundled prompt set
     submit_on_limit: bool = False
     trace_prediction: bool = False
+    max_cost: float | None = None  # USD; the run ends as at a step limit (costs.Meter)
+    max_total_tokens: int | None = None
+
+    @property
+    def budget(self) -> Budget:
+        """The run's own budget (with --attempts: of all attempts together)."""
+        return Budget(self.max_cost, self.max_total_tokens)
 
     @property
     def max_output_chars(self) -> int:
@@ -128,6 +143,24 @@ class ScalingSettings:
 
 
 @dataclass(frozen=True)
+class BatchLimits:
+    """The whole batch's budgets (``--max-total-cost``, ``--max-batch-tokens``)."""
+
+    max_total_cost: float | None = None
+    max_batch_tokens: int | None = None
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(
+            self.max_total_cost,
+            self.max_batch_tokens,
+            scope="the batch",
+            cost_flag="--max-total-cost",
+            tokens_flag="--max-batch-tokens",
+        )
+
+
+@dataclass(frozen=True)
 class RunSettings:
     repo: Path
     model: ModelSettings
@@ -156,6 +189,7 @@ _RECORDS: dict[str, type[Any]] = {
     "agent": AgentConfig,
     "runtime": RuntimeSettings,
     "scaling": ScalingSettings,
+    "batch": BatchLimits,
 }
 assert set(_RECORDS) == set(GROUPS)
 
@@ -172,6 +206,8 @@ def model_settings(cfg: Resolved) -> ModelSettings:
             hint="pass --model NAME, set CWM_AGENT_MODEL, or set model in a config file",
         )
     settings: ModelSettings = record("model", cfg)
+    prices = settings.prices  # half a price would price nothing: refused
+    checked_prices(prices.input, prices.output, prices.cached_input, settings.name)
     return settings
 
 

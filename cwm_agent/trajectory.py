@@ -60,6 +60,7 @@ class Trajectory:
             "steps": [],
             "submissions": [],
             "usage": asdict(Usage()),
+            "cost_usd": None,  # what the requests cost, where the model has a price
             "exit_status": "running",
             "exit_code": None,
             "reason": "",
@@ -120,8 +121,9 @@ class Trajectory:
             f"{max_bytes // 1024} allows: it is in {beside}, not in the trajectory"
         )
 
-    def set_usage(self, usage: Usage) -> None:
+    def set_usage(self, usage: Usage, cost_usd: float | None = None) -> None:
         self.data["usage"] = {**asdict(usage), "total_tokens": usage.total_tokens}
+        self.data["cost_usd"] = None if cost_usd is None else round(cost_usd, 6)
 
     def finish(self, *, status: str, exit_code: int, reason: str, patch: str | None) -> None:
         self.data.update(
@@ -230,3 +232,12 @@ def tokens_in(path: Path) -> int:
         return int(load(path)["usage"].get("total_tokens") or 0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 0
+
+
+def cost_in(path: Path) -> float | None:
+    """What a run cost in USD, from its trajectory file (None: no price, or unreadable)."""
+    try:
+        cost = load(path).get("cost_usd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None

@@ -49,8 +49,13 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one or more model requests. ``cached_tokens`` is the part of
+    ``prompt_tokens`` the server read from its prompt cache (where it says so: OpenAI's
+    ``prompt_tokens_details.cached_tokens``); it is priced apart (``costs.py``)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -60,6 +65,7 @@ class Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
         )
 
 

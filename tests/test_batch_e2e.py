@@ -25,7 +25,7 @@ from batch_support import (
     wait_for,
     write_jsonl,
 )
-from conftest import git, run_cli, snapshot
+from conftest import cwm, git, run_cli, snapshot
 
 from cwm_agent.scripted_server import ScriptedServer
 
@@ -232,6 +232,61 @@ def test_sigterm_stops_running_instances_and_keeps_finished_ones(buggy_repo, env
     assert stopped and all(t["exit_status"] == "interrupted" for t in stopped)
     assert not list(outdir.glob("issue-0[1-3]/result.json"))
     assert leftovers(env) == []  # their sandboxes were removed
+
+
+def test_ctrl_c_during_model_requests_ends_them_at_once(buggy_repo, env, tmp_path):
+    """Issue 22 item 3: a worker waiting on the model used to be waited for (10 s) and
+    then abandoned, its trajectory left "running" with exit None."""
+    issues, scripts = folder_batch(tmp_path, 3, 0.0, 0.0)
+    held = {"content": cwm("bash", "echo never runs"), "delay": 300}  # far past any grace
+    for key in scripts.scripts:
+        scripts.scripts[key] = [held]
+    outdir = tmp_path / "out"
+    with ScriptedServer(scripts) as server:
+        args = batch_args(server, issues, outdir, "--repo", str(buggy_repo), "--workers", "2")
+        proc = start_cli(args, env)
+        wait_for(lambda: sum(r.method == "POST" for r in server.requests) >= 2, timeout=120)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        waited = time.monotonic() - sent
+    assert proc.returncode == 130, stderr
+    assert "batch interrupted" in stderr
+    assert "did not stop within" not in stderr  # every worker was back before the grace ran out
+    assert waited < 60  # not the request's 300 s
+    trajectories = [read_json(t) for t in outdir.glob("issue-*/trajectory.json")]
+    assert len(trajectories) == 2
+    for data in trajectories:
+        assert (data["exit_status"], data["exit_code"]) == ("interrupted", 130), data["reason"]
+        assert data["ended_at"] and data["steps"] == []
+    assert not list(outdir.glob("issue-*/result.json"))  # a resume runs them again
+    summary = read_json(outdir / "summary.json")
+    assert summary["interrupted"] is True and summary["pending"] == 3
+    assert leftovers(env) == []  # their sandboxes were removed
+
+
+def test_ctrl_c_stops_every_rollout_of_an_attempts_instance_waiting_on_the_model(
+    buggy_repo, env, tmp_path
+):
+    """The same with --attempts: the instance's rollouts have threads of their own (was:
+    the instance abandoned after the grace, its attempts' trajectories left running)."""
+    issues, scripts = folder_batch(tmp_path, 1, 0.0, 0.0)
+    scripts.scripts["issue-00"] = [{"content": cwm("bash", "echo never runs"), "delay": 300}]
+    outdir = tmp_path / "out"
+    scaled = ("--attempts", "2", "--repro-tests", "1", "--test-cmd", "")
+    with ScriptedServer(scripts) as server:
+        args = batch_args(server, issues, outdir, "--repo", str(buggy_repo), *scaled)
+        proc = start_cli(args, env)
+        wait_for(lambda: sum(r.method == "POST" for r in server.requests) >= 2, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "did not stop within" not in stderr
+    attempts = [read_json(t) for t in sorted(outdir.glob("issue-00/attempt-*.json"))]
+    assert len(attempts) == 2
+    assert {(a["exit_status"], a["exit_code"]) for a in attempts} == {("interrupted", 130)}
+    assert not (outdir / "issue-00" / "result.json").exists()
+    assert leftovers(env) == []
 
 
 def test_usage_errors_exit_2(swe_batch, buggy_repo, env, tmp_path):

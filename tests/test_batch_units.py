@@ -363,7 +363,7 @@ def test_live_table_and_plain_lines():
 def test_an_instance_that_crashes_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     from cwm_agent.batch import runner
 
-    def execute(settings, issue, progress):
+    def execute(settings, issue, progress, **_):  # stop, meter: not used
         if "boom" in issue:
             raise ValueError("unexpected")
         raise RuntimeFailure("container died", hint="retry")

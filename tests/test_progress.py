@@ -118,7 +118,7 @@ def test_real_run_with_a_terminal_on_stderr(buggy_repo, cli_env):
     assert "step   2 edit: mathlib/ops.py" in terminal
     assert "Let me read the module first." in terminal  # -v: the reasoning
     assert "step 1/128" in terminal and "tokens" in terminal  # the live status line
-    assert "submitted: the model finished" in terminal
+    assert "run ended: submitted (exit 0): the model finished" in terminal
 
 
 def test_quiet_run_on_a_terminal_prints_nothing(buggy_repo, cli_env):

@@ -162,14 +162,20 @@ def test_every_setting_fills_a_field_of_its_record():
         "agent": settings_mod.AgentConfig,
         "runtime": settings_mod.RuntimeSettings,
         "scaling": settings_mod.ScalingSettings,
+        "batch": settings_mod.BatchLimits,
     }
     for spec in SETTINGS.values():
         assert spec.target in {f.name for f in fields(records[spec.group])}, spec.name
-    built = settings_mod.build(resolve({"model": "m"}, use_file=False, env={}), Path("."))
+    cfg = resolve({"model": "m"}, use_file=False, env={})
+    built = settings_mod.build(cfg, Path("."))
     for spec in SETTINGS.values():
-        record = {"model": built.model, "agent": built.agent, "runtime": built.runtime}.get(
-            spec.group, built.scaling
-        )
+        record = {
+            "model": built.model,
+            "agent": built.agent,
+            "runtime": built.runtime,
+            "scaling": built.scaling,
+            "batch": settings_mod.record("batch", cfg),  # the batch's own, not a run's
+        }[spec.group]
         expected = "m" if spec.name == "model" else spec.default
         assert getattr(record, spec.target) == expected, spec.name
 
@@ -180,7 +186,11 @@ def _flags(command: click.Command) -> set[str]:
 
 @pytest.mark.parametrize("command", [run, best_of, batch], ids=["run", "best-of", "batch"])
 def test_the_shared_commands_take_every_setting(command):
-    assert {spec.flag for spec in SETTINGS.values()} <= _flags(command)
+    """Every setting but the batch's own budgets (a whole batch's), which only batch takes."""
+    own = {spec.flag for spec in SETTINGS.values() if spec.group == "batch"}
+    expected = {spec.flag for spec in SETTINGS.values()} - (set() if command is batch else own)
+    assert expected <= _flags(command)
+    assert command is batch or not own & _flags(command)
 
 
 def test_no_option_help_is_written_twice():

@@ -19,24 +19,21 @@ from cwm_agent.options import (
     setting_option,
     settings_of,
     stack,
+    warn_unpriced,
 )
 
 if TYPE_CHECKING:  # loaded when a batch runs, not for --help
-    from cwm_agent.batch.display import LiveDisplay, PlainDisplay
-    from cwm_agent.batch.grading import BatchGrading
     from cwm_agent.batch.instances import Instance
     from cwm_agent.batch.plan import BatchConfig
-    from cwm_agent.batch.ray_executor import RayRunner
-    from cwm_agent.batch.runner import BatchRunner
-    from cwm_agent.batch.store import OutputStore
-    from cwm_agent.batch.summary import Tally
+    from cwm_agent.settings import BatchLimits
     from cwm_agent.verification.sources import Source
 
 
 BATCH_EXIT_HELP = (
     "Exit codes: 0 the batch completed (some instances may have failed: see summary.json; "
-    "re-running retries them); 2 usage error; 130 interrupted (re-run the same command to "
-    "resume)."
+    "re-running retries them); 1 the batch's budget (--max-total-cost, --max-batch-tokens) "
+    "was spent with instances not run; 2 usage error; 130 interrupted (re-run the same "
+    "command to resume)."
 )
 
 
@@ -120,6 +117,7 @@ BATCH_EXIT_HELP = (
 )
 @model_options
 @agent_options
+@settings_of("batch")
 @scaling_options(1, with_workers=False)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; errors only.")
 def batch(**opts: Any) -> None:
@@ -138,6 +136,10 @@ def batch(**opts: Any) -> None:
     Re-running the same command resumes: finished instances are skipped (--redo-existing
     runs them again), failed ones are tried again. OUTDIR/manifest.json records the input,
     model and settings that made it; a batch that differs is refused.
+
+    Budgets: --max-cost and --max-total-tokens per instance (with --attempts, all its
+    attempts together), --max-total-cost and --max-batch-tokens for the whole batch; cost
+    needs a price (--price-input, --price-output, or the config file's [prices] table).
 
     --executor ray runs one Ray task per instance, on a local Ray instance or on the
     cluster at --ray-address; OUTDIR is written here either way. --attempts K solves
@@ -160,7 +162,7 @@ def batch(**opts: Any) -> None:
     """
     install_signal_handlers()
     _check_executor(opts)
-    config = _config(opts)
+    config, limits = _config(opts)
     source, selected, records = _select(opts)
     config.check(selected, source.kind == "folder")
     if opts["grade"]:
@@ -171,10 +173,13 @@ def batch(**opts: Any) -> None:
             raise UsageError(
                 "--evaluate grades SWE-bench records; issue files have no tests to grade with"
             )
+    from cwm_agent.batch.session import run_session
+
     try:
-        _run(config, source, selected, records, opts)
+        code = run_session(config, limits, source, selected, records, opts)
     except KeyboardInterrupt:  # before or after the workers ran: same contract, exit 130
         raise Interrupted("batch interrupted", hint="re-run the same command to resume") from None
+    sys.exit(code)
 
 
 def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance], list[dict[str, Any]]]:
@@ -208,12 +213,12 @@ def _select(opts: dict[str, Any]) -> tuple[Source, list[Instance], list[dict[str
     return source, selected, [record for _, record in placed]
 
 
-def _config(opts: dict[str, Any]) -> BatchConfig:
+def _config(opts: dict[str, Any]) -> tuple[BatchConfig, BatchLimits]:
     from cwm_agent.batch.plan import BatchConfig
-    from cwm_agent.settings import build
+    from cwm_agent.settings import build, record
 
     cfg = resolve_options(opts)
-    return BatchConfig(
+    config = BatchConfig(
         base=build(cfg, Path(".")),
         repo=opts["repo"].resolve() if opts["repo"] else None,
         repos_dir=opts["repos_dir"].resolve() if opts["repos_dir"] else None,
@@ -221,6 +226,10 @@ def _config(opts: dict[str, Any]) -> BatchConfig:
         image_template=opts["image_template"],
         workdir_given=cfg.given("workdir"),
     )
+    limits: BatchLimits = record("batch", cfg)
+    per_instance = ("--max-cost", config.base.agent.max_cost)
+    warn_unpriced(config.base.model, per_instance, ("--max-total-cost", limits.max_total_cost))
+    return config, limits
 
 
 def _check_executor(opts: dict[str, Any]) -> None:
@@ -230,128 +239,3 @@ def _check_executor(opts: dict[str, Any]) -> None:
         require_ray()
     elif opts["ray_address"]:
         raise UsageError("--ray-address is for --executor ray", hint="add --executor ray")
-
-
-def _runner(
-    config: BatchConfig,
-    store: OutputStore,
-    tally: Tally,
-    display: Any,
-    opts: dict[str, Any],
-    grading: BatchGrading | None,
-) -> BatchRunner | RayRunner:
-    on_end = grading.submit if grading is not None else None
-    if opts["executor"] == "ray":
-        from cwm_agent.batch.ray_executor import RayRunner
-
-        return RayRunner(config, store, tally, display, opts["ray_address"], on_end)
-    from cwm_agent.batch.runner import BatchRunner
-
-    return BatchRunner(config, store, tally, display, on_end)
-
-
-def _run(
-    config: BatchConfig,
-    source: Source,
-    selected: list[Instance],
-    records: list[dict[str, Any]],
-    opts: dict[str, Any],
-) -> None:
-    from cwm_agent.batch.store import OutputStore
-    from cwm_agent.batch.summary import Tally
-
-    store = OutputStore(opts["outdir"].resolve())
-    store.open()
-    try:
-        results, done = _resume(store, config, source, selected, opts["redo_existing"])
-        todo = [i for i in selected if i.instance_id not in done]
-        info = {
-            "input": source.describe(),
-            "model": config.base.model.name,
-            "runtime": config.runtime,
-            "workers": opts["workers"],
-            "executor": opts["executor"],
-            "attempts": config.base.scaling.attempts,
-        }
-        tally = Tally(selected, results, info)
-        report = None
-        with _display(tally, opts["quiet"]) as display:
-            display.message(
-                f"batch: {len(selected)} instance(s), {len(selected) - len(todo)} already "
-                f"finished, {len(todo)} to run on {opts['workers']} worker(s) -> {store.outdir}"
-            )
-            grading = _grading(records, store.outdir, selected, results, opts, display)
-            try:
-                _runner(config, store, tally, display, opts, grading).run(todo, opts["workers"])
-                report = grading.finish() if grading is not None else None
-            except (Interrupted, KeyboardInterrupt):
-                if grading is not None:
-                    grading.stop()
-                tally.mark_interrupted()
-                store.write_summary(tally.summary())
-                raise
-        summary = tally.summary()
-        store.write_summary(summary)
-        if report is not None:
-            from cwm_agent.evaluate.report import table
-
-            click.echo(f"{table(report)}\nevaluation: {grading_report(store.outdir)}", err=True)
-        if not opts["quiet"] or summary["failed"]:
-            click.echo(f"{summary['note']} ({store.summary_path})", err=True)
-    finally:
-        store.close()
-
-
-def _resume(
-    store: OutputStore, config: BatchConfig, source: Source, selected: list[Instance], redo: bool
-) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """OUTDIR checked against this batch and repaired: (results, finished ids)."""
-    from cwm_agent.batch import manifest
-
-    results = store.load_results()
-    manifest.check(store.outdir, manifest.made_by(config, source), results)
-    done = store.repair(results)
-    if redo:
-        store.forget([i for i in selected if i.instance_id in done])
-        results = store.load_results()
-        done = store.repair(results)
-    return results, done
-
-
-def _grading(
-    records: list[dict[str, Any]],
-    outdir: Path,
-    selected: list[Instance],
-    results: dict[str, dict[str, Any]],
-    opts: dict[str, Any],
-    display: Any,
-) -> BatchGrading | None:
-    """--evaluate: the grader, already given the instances an earlier session finished."""
-    if not opts["grade"]:
-        return None
-    from cwm_agent.batch.grading import BatchGrading
-
-    settings = {
-        "workers": opts["workers"],
-        "timeout": opts["eval_timeout"],
-        "image_template": opts["image_template"],
-    }
-    grading = BatchGrading(records, outdir, settings, display.message)
-    grading.check(selected)
-    for instance in selected:
-        grading.submit(instance, results.get(instance.instance_id))
-    return grading
-
-
-def grading_report(outdir: Path) -> Path:
-    from cwm_agent.batch.grading import EVALUATION_DIR
-
-    return outdir / EVALUATION_DIR / "report.json"
-
-
-def _display(tally: Tally, quiet: bool) -> LiveDisplay | PlainDisplay:
-    from cwm_agent.batch.display import LiveDisplay, PlainDisplay
-
-    if quiet:
-        return PlainDisplay(tally, quiet=True)
-    return LiveDisplay(tally) if sys.stderr.isatty() else PlainDisplay(tally)

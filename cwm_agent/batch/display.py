@@ -18,6 +18,7 @@ from rich.text import Text
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.summary import Tally, first_line
 from cwm_agent.console import visible
+from cwm_agent.costs import usd
 
 RECENT_LINES = 6  # finished-instance lines kept under the live table
 
@@ -44,19 +45,23 @@ def _outcome(instance: Instance, doc: dict[str, Any] | None) -> str:
         reason = first_line(doc["error"].get("message"))[:160]
         return f"{instance.instance_id}: FAILED {status} (exit {doc.get('exit_code')}): {reason}"
     patch = "patch" if doc.get("patch") else "no patch"
+    cost = doc.get("cost_usd")
+    spent = f"{usage.get('total_tokens', 0):,} tokens"
+    spent += f", {usd(cost)}" if cost is not None else ""
     return (
         f"{instance.instance_id}: {status} ({patch}, exit {doc.get('exit_code')}, "
-        f"{doc.get('steps')} steps, {usage.get('total_tokens', 0):,} tokens, "
-        f"{doc.get('attempt_seconds', 0):.1f} s)"
+        f"{doc.get('steps')} steps, {spent}, {doc.get('attempt_seconds', 0):.1f} s)"
     )
 
 
 def headline(counts: dict[str, Any]) -> str:
     done = counts["finished"] + counts["failed"]
+    cost = counts.get("cost_usd")
     return (
         f"done {done}/{counts['total']} · running {len(counts['running'])} · "
         f"failed {counts['failed']} · tokens {counts['tokens']:,} · "
-        f"elapsed {clock(counts['elapsed'])} · ETA {clock(counts['eta'])}"
+        + (f"cost {usd(cost)} · " if cost is not None else "")
+        + f"elapsed {clock(counts['elapsed'])} · ETA {clock(counts['eta'])}"
     )
 
 
@@ -134,10 +139,16 @@ class LiveDisplay:
         table = Table(expand=False)
         table.add_column("running instance")
         table.add_column("step", justify="right")
+        table.add_column("tokens", justify="right")
+        table.add_column("cost", justify="right")
         table.add_column("elapsed", justify="right")
         for iid, state in sorted(counts["running"].items()):
             since = counts["elapsed"] - (state["started"] - self.tally.started)
-            table.add_row(Text(visible(iid)), str(state["step"] or "setup"), clock(since))
+            tokens = f"{state['tokens']:,}" if "tokens" in state else "-"
+            cost = usd(state.get("cost_usd"))
+            table.add_row(
+                Text(visible(iid)), str(state["step"] or "setup"), tokens, cost, clock(since)
+            )
         with self._lock:
             recent = [Text(line, overflow="ellipsis", no_wrap=True) for line in self._recent]
         parts = [table] if counts["running"] else []  # an empty table is just noise

@@ -5,7 +5,9 @@ OUTDIR must match it, or it is refused before anything runs, naming the differen
 otherwise a resume with another ``--model`` would skip every finished instance as done,
 and another INPUT would mix its predictions into the same ``preds.jsonl``. Which
 instances run (``--filter``, ``--slice``, ``--limit``...) and how (``--workers``, the
-executor, timeouts of requests, container limits) are free to change between runs.
+executor, timeouts of requests, container limits, prices, the batch's total budgets)
+are free to change between runs; a run's own budgets (``--max-cost``,
+``--max-total-tokens``) change results, as ``--max-steps`` does, and are recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ _OPERATIONAL = {
     "model.request_timeout",
     "model.max_retries",
     "model.chat_template_kwargs",  # recorded as what is sent: model.extra_body
+    "model.price_input",  # prices say what a run cost; a price list may change
+    "model.price_output",
+    "model.price_cached_input",
     "runtime.memory",
     "runtime.pids_limit",
     "runtime.base_commit",  # each record's own

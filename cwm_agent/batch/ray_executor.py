@@ -12,6 +12,10 @@ At most ``workers`` tasks are out at a time, each in a worker process of its own
 ``--ray-address`` a local Ray instance with ``workers`` CPUs is started and shut down at
 the end.
 
+The batch's budget (``--max-total-cost``, ``--max-batch-tokens``) is kept here, at task
+granularity: a task's spend is known when it comes back, so no task is sent once it is
+spent, and the tasks out end on their own (each within its ``--max-cost``).
+
 Stopping (Ctrl-C / SIGTERM): every task out is cancelled (``ray.cancel``: a
 KeyboardInterrupt in the task, which the agent turns into a clean abort that closes its
 runtime); those that have not come back after ``STOP_GRACE`` seconds are cancelled with
@@ -41,6 +45,7 @@ from cwm_agent.batch.runner import (
 )
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
+from cwm_agent.costs import Limit, Meter, usage_of
 from cwm_agent.errors import Interrupted
 from cwm_agent.verification.ray_support import TASK_RETRIES, session
 from cwm_agent.verification.store import write_atomic
@@ -77,12 +82,15 @@ class RayRunner:
         display: Display,
         address: str | None = None,
         on_end: OnEnd | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.ledger = Ledger(store, tally, display, on_end)
         self.display = display
         self.address = address
+        self.meter = meter  # the batch's budget, counted as tasks come back
+        self.budget_spent: Limit | None = None
         self._started: dict[str, float] = {}  # instance id -> when its task was sent
 
     def run(self, instances: list[Instance], workers: int) -> None:
@@ -99,6 +107,9 @@ class RayRunner:
             out: dict[Any, Instance] = {}  # object ref -> its instance
             try:
                 while queue or out:
+                    if queue and self.meter is not None and self.meter.exhausted():
+                        self.budget_spent = self.meter.exhausted()
+                        queue.clear()  # not sent: pending, for a resume with a larger budget
                     while queue and len(out) < workers:
                         instance = queue.popleft()
                         self.ledger.begin(instance)
@@ -127,6 +138,8 @@ class RayRunner:
             doc = finish_document(crashed, instance, self.config.base.model.name, started)
             files, scratch = {LOG_NAME: f"{type(exc).__name__}: {exc}\n".encode()}, ""
         self._unpack(files, scratch, folder)
+        if doc is not None and self.meter is not None:
+            self.meter.add(usage_of(doc.get("usage")))
         self.ledger.end(instance, _relocate(doc, scratch, folder))
 
     def _unpack(self, files: dict[str, bytes], scratch: str, folder: Path) -> None:

@@ -8,10 +8,15 @@ shared with the Ray executor (``ray_executor.py``).
 Stopping (Ctrl-C / SIGTERM reach the main thread only): the main thread sets ``stop``;
 each running agent notices at its next step or action (the progress callback raises
 KeyboardInterrupt there, which the agent turns into a clean abort that closes its
-runtime). The main thread waits up to ``STOP_GRACE`` seconds for that; workers stuck in a
-long model request (or in an ``--attempts`` pipeline, whose rollouts have threads of
-their own) are abandoned (daemon threads) and their runtimes are closed by the runtimes'
-exit finalizers. Interrupted instances leave no result, so a resume reruns them.
+runtime), and a model request in progress is given up at once (``models/abandon.py``), so
+its trajectory ends as interrupted too. The main thread waits up to ``STOP_GRACE`` seconds
+for that; a worker still not back (a runtime that does not close) is abandoned (daemon
+threads) and its runtime is closed by the runtimes' exit finalizers. Interrupted instances
+leave no result, so a resume reruns them.
+
+Budgets: every instance's meter counts into ``meter``, the batch's (``--max-total-cost``,
+``--max-batch-tokens``); once it is spent no instance starts, and the running ones end at
+their next step as at a step limit (``costs.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.scaled import first_trajectory, solve_scaled
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import TOKEN_KEYS, Tally
+from cwm_agent.costs import Limit, Meter
 from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.progress import StderrProgress
-from cwm_agent.run import execute, patch_fields, result_document
+from cwm_agent.run import execute, patch_fields, result_document, run_meter
 from cwm_agent.runtimes.shell import stop_commands
 from cwm_agent.trajectory import load as load_trajectory
 
@@ -95,11 +101,14 @@ class BatchRunner:
         tally: Tally,
         display: Display,
         on_end: OnEnd | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.config = config
         self.ledger = Ledger(store, tally, display, on_end)
         self.tally = tally
         self.display = display
+        self.meter = meter  # the batch's budget; every instance counts into it
+        self.budget_spent: Limit | None = None  # why no more instances started
         self.stop = threading.Event()
         self._queue: collections.deque[Instance] = collections.deque()
         self._queue_lock = threading.Lock()
@@ -137,10 +146,21 @@ class BatchRunner:
             self._wait(deadline=time.monotonic() + STOP_GRACE)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting
+        if self._alive:
+            self.display.message(
+                f"{self._alive} worker(s) did not stop within {STOP_GRACE:g} s: abandoned "
+                "(their runtimes are removed at exit)"
+            )
 
     def _next(self) -> Instance | None:
         with self._queue_lock:
-            return None if self.stop.is_set() or not self._queue else self._queue.popleft()
+            if self.stop.is_set() or not self._queue:
+                return None
+            spent = self.meter.exhausted() if self.meter is not None else None
+            if spent is not None:
+                self.budget_spent = self.budget_spent or spent
+                return None
+            return self._queue.popleft()
 
     def _work(self) -> None:
         try:
@@ -158,6 +178,8 @@ class BatchRunner:
 
     def _attempt(self, instance: Instance) -> None:
         folder = self.ledger.begin(instance)
+        meter = run_meter(self.config.base, self.meter)
+        self.tally.watch(instance, meter)
         with open(folder / LOG_NAME, "a", encoding="utf-8", buffering=1) as log:
             doc = solve_instance(
                 self.config,
@@ -167,6 +189,7 @@ class BatchRunner:
                 self._on_step(instance),
                 self.stop.is_set,
                 lambda text: self.display.message(f"{instance.instance_id}: warning: {text}"),
+                meter,
             )
         self.ledger.end(instance, doc)
 
@@ -186,15 +209,17 @@ def solve_instance(
     on_step: Callable[[int], None] | None = None,
     stopping: Callable[[], bool] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    meter: Meter | None = None,
 ) -> dict[str, Any] | None:
     """One instance, isolated: its result document, or None if it was interrupted.
 
     The per-instance function of every executor. It writes the trajectory (or, with
     ``--attempts``, the scaled run's records) into ``folder`` and its progress to ``log``;
     whatever it raises is caught and recorded. ``stopping`` is polled at every step and
-    action: when it turns true the agent aborts the way Ctrl-C makes it (runtime closed).
-    ``on_warning`` gets the run's warnings too (e.g. the image's HEAD is not the record's
-    base_commit), for the batch's own display.
+    action and while a model request is out: when it turns true the agent aborts the way
+    Ctrl-C makes it (runtime closed). ``on_warning`` gets the run's warnings too (e.g. the
+    image's HEAD is not the record's base_commit), for the batch's own display. ``meter``:
+    the instance's budget (counting into the batch's); by default its own.
     """
     started = time.monotonic()
     model = config.base.model.name
@@ -207,10 +232,11 @@ def solve_instance(
             settings = config.settings(instance, repo, folder / "trajectory.json")
             if scaled:
                 issue = instance.problem_statement
-                doc = solve_scaled(settings, issue, folder, log)
+                doc = solve_scaled(settings, issue, folder, log, meter, stopping)
             else:
                 progress = _progress(log, on_step, stopping, on_warning)
-                result, traj = execute(settings, instance.problem_statement, progress)
+                issue = instance.problem_statement
+                result, traj = execute(settings, issue, progress, stop=stopping, meter=meter)
                 doc = result_document(result, traj)
         doc["prediction"] = _prediction(instance, model, doc["patch"])
         doc["error"] = None
@@ -287,6 +313,7 @@ def _error_document(exc: BaseException, traj_path: Path, error: dict[str, Any]) 
         **patch_fields(None),
         "steps": len(traj.get("steps", [])),
         "usage": traj.get("usage") or dict.fromkeys(TOKEN_KEYS, 0),
+        "cost_usd": traj.get("cost_usd"),
         "wall_seconds": traj.get("wall_seconds"),
         "submissions": len(traj.get("submissions", [])),
         "trajectory": str(traj_path) if traj else None,

@@ -10,28 +10,40 @@ selected patch.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from cwm_agent.costs import Meter
     from cwm_agent.settings import RunSettings
 
 # What an earlier attempt at the instance may have left; a new attempt starts without it.
 SCALED_FILES = ("selection.json", "attempt-*.json", "repro-*.json")
 
 
-def solve_scaled(settings: RunSettings, issue: str, folder: Path, log: TextIO) -> dict[str, Any]:
+def solve_scaled(
+    settings: RunSettings,
+    issue: str,
+    folder: Path,
+    log: TextIO,
+    meter: Meter | None = None,
+    stopping: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """The `--json` document of a scaled run whose records go to ``folder``.
 
     Raises what `run_with_attempts` raises (e.g. ModelError when every attempt failed so).
     The rollouts run on `workers = attempts` threads of their own: a batch with
     ``--workers N --attempts K`` has up to N * K rollouts (and as many reproduction
-    rollouts) at once.
+    rollouts) at once. ``meter``: the instance's budget (all its rollouts together);
+    ``stopping``: the batch stopping, which every rollout follows at once.
     """
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
-    outcome = run_with_attempts(settings, issue, traj_dir=folder, progress=_log_lines(log))
+    outcome = run_with_attempts(
+        settings, issue, traj_dir=folder, progress=_log_lines(log), meter=meter, stopping=stopping
+    )
     log.write(report.table(outcome.selection) + "\n")
     return report.document(outcome)
 

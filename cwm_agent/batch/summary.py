@@ -8,8 +8,9 @@ from collections import Counter
 from typing import Any
 
 from cwm_agent.batch.instances import Instance
+from cwm_agent.costs import Meter, sum_usd
 
-TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_tokens", "total_tokens")
 
 
 def is_finished(doc: dict[str, Any]) -> bool:
@@ -28,6 +29,8 @@ class Tally:
         self.info = info  # input, model, workers: what the summary repeats for the reader
         self.results = {k: v for k, v in results.items() if k in ids}
         self.running: dict[str, dict[str, Any]] = {}  # id -> {"started": t, "step": n}
+        self.meters: dict[str, Meter] = {}  # id -> what the running instance spent so far
+        self.budget: dict[str, Any] = {}  # the batch's budgets, and why it stopped at one
         self.ended_this_session = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
@@ -38,6 +41,11 @@ class Tally:
             self.results.pop(instance.instance_id, None)  # a retry: the old failure is void
             self.running[instance.instance_id] = {"started": time.monotonic(), "step": 0}
 
+    def watch(self, instance: Instance, meter: Meter) -> None:
+        """The running instance's spend, for the display (thread executor only)."""
+        with self._lock:
+            self.meters[instance.instance_id] = meter
+
     def step(self, instance: Instance, step: int) -> None:
         with self._lock:
             if instance.instance_id in self.running:
@@ -47,6 +55,7 @@ class Tally:
         """``doc`` None: the attempt was interrupted and left no outcome."""
         with self._lock:
             self.running.pop(instance.instance_id, None)
+            self.meters.pop(instance.instance_id, None)
             if doc is not None:
                 self.results[instance.instance_id] = doc
                 self.ended_this_session += 1
@@ -56,7 +65,12 @@ class Tally:
         with self._lock:
             docs = list(self.results.values())
             running = {k: dict(v) for k, v in self.running.items()}
+            meters = dict(self.meters)
             ended = self.ended_this_session
+        for iid, meter in meters.items():  # what running instances spent so far
+            if iid in running:
+                running[iid].update(tokens=meter.usage.total_tokens, cost_usd=meter.cost_usd)
+        live = [r for r in running.values() if "tokens" in r]
         finished = sum(is_finished(d) for d in docs)
         failed = len(docs) - finished
         elapsed = time.monotonic() - self.started
@@ -69,7 +83,8 @@ class Tally:
             "failed": failed,
             "pending": left,
             "running": running,
-            "tokens": _tokens(docs)["total_tokens"],
+            "tokens": _tokens(docs)["total_tokens"] + sum(r["tokens"] for r in live),
+            "cost_usd": sum_usd([d.get("cost_usd") for d in docs] + [r["cost_usd"] for r in live]),
             "elapsed": elapsed,
             "eta": eta,
         }
@@ -101,10 +116,12 @@ class Tally:
             "by_status": dict(Counter(str(d.get("status")) for d in docs.values())),
             "by_exit_code": dict(Counter(str(d.get("exit_code")) for d in docs.values())),
             "tokens": _tokens(list(docs.values())),
+            "cost_usd": sum_usd([d.get("cost_usd") for d in docs.values()]),
+            "budget": dict(self.budget) or None,
             "wall_seconds": round(time.monotonic() - self.started, 3),
             "instance_seconds": round(sum(d.get("attempt_seconds") or 0 for d in docs.values()), 3),
             "failed_instances": failed,
-            "note": _note(len(failed), pending, interrupted),
+            "note": _note(len(failed), pending, interrupted, self.budget.get("stopped")),
             "updated_at": time.time(),
         }
 
@@ -123,10 +140,12 @@ def first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
-def _note(failed: int, pending: int, interrupted: bool) -> str:
+def _note(failed: int, pending: int, interrupted: bool, spent: str | None = None) -> str:
     parts = []
     if interrupted:
         parts.append(f"interrupted with {pending} instance(s) not done")
+    elif pending and spent:
+        parts.append(f"stopped with {pending} instance(s) not run: {spent}")
     elif pending:
         parts.append(f"{pending} instance(s) not done yet")
     if failed:
@@ -134,4 +153,6 @@ def _note(failed: int, pending: int, interrupted: bool) -> str:
     if not parts:
         return "all instances finished"
     again = "run the rest" if pending else "retry them"
+    if pending and spent and not interrupted:
+        again = "run the rest once the budget is raised"
     return "; ".join(parts) + f"; re-run the same command to {again}"

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from ..errors import ContextLengthError, CwmError, ModelError
 from ..types import ModelReply, ToolCall, Usage
 from . import logprobs as token_logprobs
+from .abandon import Lane
 
 if TYPE_CHECKING:
     import openai
@@ -54,6 +56,7 @@ class OpenAIModel:
         timeout: float = 600,
         max_retries: int = 4,
         extra_body: dict[str, Any] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         import openai  # lazy: importing the SDK costs ~0.5 s, `import cwm_agent` must not
 
@@ -65,6 +68,8 @@ class OpenAIModel:
         self.timeout = timeout
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
+        self.stop = stop  # a run on a worker thread is stopped through it (abandon.py)
+        self._lane = Lane() if stop is not None else None
         # Local servers need no key; the SDK refuses to start without one. The key
         # lives only inside the SDK client, never on this object or in messages.
         self._client: openai.OpenAI = openai.OpenAI(
@@ -172,7 +177,7 @@ class OpenAIModel:
         tries = 2 if self.max_retries > 0 else 1
         for _ in range(tries):
             try:
-                data = self._client.post(path, body=body, cast_to=object)
+                data = self._post(path, body)
             except openai.APIStatusError as exc:
                 raise self._status_error(exc, url) from None
             except openai.APITimeoutError as exc:
@@ -211,6 +216,13 @@ class OpenAIModel:
             "Check that --base-url points at an OpenAI-compatible API (usually ending in /v1) "
             f"serving model {self.model!r}, and look at the server log.",
         )
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        """The SDK's request (its retries included); with ``stop``, on a thread of its own,
+        given up (KeyboardInterrupt: the agent's interrupt path) once ``stop()`` is true."""
+        if self.stop is None or self._lane is None:
+            return self._client.post(path, body=body, cast_to=object)
+        return self._lane.run(lambda: self._client.post(path, body=body, cast_to=object), self.stop)
 
     def _attempts(self, request: Any) -> int:
         """Requests the SDK actually sent (it may give up early, e.g. on a long Retry-After)."""
@@ -328,7 +340,21 @@ def _usage(data: dict[str, Any]) -> Usage:
     usage = data.get("usage") or {}
     if not isinstance(usage, dict):
         raise _BadReply(f"the reply's usage is not an object of token counts: {_shown(usage)}")
-    return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+    prompt = _count(usage, "prompt_tokens")
+    return Usage(prompt, _count(usage, "completion_tokens"), min(_cached(usage), prompt))
+
+
+def _cached(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from the server's cache (OpenAI's and vLLM's
+    ``prompt_tokens_details.cached_tokens``). Optional and only a price detail: a shape
+    that cannot be read counts as none rather than failing the reply."""
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        return 0
+    try:
+        return _count(details, "cached_tokens")
+    except _BadReply:
+        return 0
 
 
 def _count(usage: dict[str, Any], key: str) -> int:

@@ -19,12 +19,15 @@ describes its test-time scaling:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import ProgressFn, RunResult
+from cwm_agent.costs import Meter
 from cwm_agent.errors import Interrupted, UsageError
+from cwm_agent.run import run_meter
 from cwm_agent.runtimes.shell import STOPPING, stop_commands
 from cwm_agent.settings import RunSettings, check_sampling
 from cwm_agent.trajectory import default_runs_dir, mark_interrupted
@@ -55,13 +58,18 @@ def run_with_attempts(
     traj_dir: Path | None = None,
     progress: ProgressFn | None = None,
     python: str = "python3",
+    meter: Meter | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> ScalingOutcome:
     """Sample ``settings.scaling.attempts`` patches and select one (see the module docstring).
 
     ``settings.scaling.test_cmd``: None = ``verify.DEFAULT_TEST_CMD`` when the base has
     tests, "" = no existing tests. ``python`` runs the reproduction scripts. Raises
     the first attempt's error when every attempt failed with one (e.g. the model is
-    unreachable).
+    unreachable). ``meter``: the budget of all rollouts together (``--max-cost``,
+    ``--max-total-tokens``; by default the settings'); once spent, every rollout ends at
+    its next step as at a step limit. ``stopping``: a caller's stop (a batch's Ctrl-C),
+    followed by every rollout at once.
     """
     scaling = settings.scaling
     attempts = scaling.attempts
@@ -79,14 +87,15 @@ def run_with_attempts(
     tests_too = f" + {attempts} reproduction tests" if scaling.repro_tests else ""
     note(f"sampling {attempts} attempts{tests_too} with {workers} workers; records in {out_dir}")
     pool = DaemonPool(workers)
-    sampler = Sampler(settings, issue, out_dir, bench, note)
+    meter = meter or run_meter(settings)
+    sampler = Sampler(settings, issue, out_dir, bench, note, meter, stopping)
     try:
         runs, tests = sampler.sample(pool, attempts, with_tests=scaling.repro_tests > 0)
         candidates = [run.candidate for run in runs]
         found = _verify(
             pool, bench, candidates, tests, scaling.repro_tests, scaling.early_stop, note
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C here, or the caller's stop
         _wind_down(pool, sampler, out_dir)
         raise Interrupted("interrupted", hint=f"the trajectories so far are in {out_dir}") from None
     finally:
@@ -105,19 +114,22 @@ STOP_GRACE = 10.0  # seconds the rollouts get to end after Ctrl-C
 
 
 def _wind_down(pool: DaemonPool, sampler: Sampler, out_dir: Path) -> None:
-    """After Ctrl-C: every rollout stops (a running command at once, the others at their
-    next step) and closes its runtime; a rollout still waiting on the model after the grace
-    is abandoned, its trajectory marked interrupted. The process-wide stop of commands
-    ends with the wind-down, so a caller of this function can go on."""
+    """After Ctrl-C: every rollout stops (a running command and a model request at once,
+    the others at their next step) and closes its runtime; a rollout still not done after
+    the grace (a runtime that does not close) is abandoned, its trajectory marked
+    interrupted. The process-wide stop of commands ends with the wind-down, so a caller
+    of this function can go on, unless someone else set it (a batch stopping)."""
     pool.cancel_pending()  # rollouts not started yet never start
     sampler.stop.set()
+    ours = not STOPPING.is_set()
     stop_commands()
     try:
         pool.wait_running(STOP_GRACE)
     except KeyboardInterrupt:
         pass  # a second Ctrl-C: stop waiting
     finally:
-        STOPPING.clear()
+        if ours:
+            STOPPING.clear()
     for path in (*out_dir.glob("attempt-*.json"), *out_dir.glob("repro-*.json")):
         mark_interrupted(path, "interrupted (Ctrl-C or SIGTERM) while waiting for the model")
 

@@ -42,12 +42,20 @@ class ScalingProgress:
             self.stream.flush()
 
 
-def run_scaled(settings: RunSettings, issue: str, opts: dict[str, Any], verbosity: int = 1) -> int:
+def run_scaled(
+    settings: RunSettings,
+    issue: str,
+    opts: dict[str, Any],
+    verbosity: int = 1,
+    command: str = "run",
+) -> int:
     """`run --attempts K` (and `best-of`) from the parsed options; returns the exit code.
 
-    Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``.
+    Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``; ends
+    with the summary line on stderr.
     """
     from cwm_agent.run import deliver
+    from cwm_agent.run_summary import scaled_line
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
@@ -61,13 +69,18 @@ def run_scaled(settings: RunSettings, issue: str, opts: dict[str, Any], verbosit
         progress=printer,
     )
     result = outcome.result
-    deliver(
-        result.patch,
-        lambda: report.document(outcome),
-        as_json=bool(opts.get("as_json")),
-        output=opts.get("output"),
-        apply_to=settings.repo if opts.get("apply_patch") else None,
-    )
     printer.echo(report.table(outcome.selection))
-    printer.echo(f"{result.status}: {result.reason} (selection: {outcome.path})")
+    applied = None
+    try:
+        applied = deliver(
+            result.patch,
+            lambda: report.document(outcome),
+            as_json=bool(opts.get("as_json")),
+            output=opts.get("output"),
+            apply_to=settings.repo if opts.get("apply_patch") else None,
+        )
+    finally:
+        if applied is not None:
+            printer.echo(applied.line())
+        printer.echo(scaled_line(report.document(outcome), command))
     return result.exit_code

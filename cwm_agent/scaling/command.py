@@ -20,6 +20,7 @@ from cwm_agent.options import (
     runtime_options,
     scaling_options,
     verbosity,
+    warn_unpriced,
 )
 
 DEFAULT_ATTEMPTS = 4
@@ -53,8 +54,8 @@ def best_of(**opts: Any) -> None:
     the existing tests (--test-cmd), counted per test: of the tests that pass on the
     unpatched code, those that still pass. The patch that passes the most tests wins, ties
     going to the patch most attempts produced, then to the fewest tokens. The trajectories
-    and selection.json (every candidate, every count, every test run, the reason) go to
-    --traj-dir.
+    and selection.json (every candidate, every count, every test run, the reason, the cost)
+    go to --traj-dir. --max-cost and --max-total-tokens bound all the rollouts together.
 
     \b
     Examples:
@@ -73,4 +74,5 @@ def best_of(**opts: Any) -> None:
     issue = read_issue(opts["issue"], opts["issue_file"])
     check_output(opts["output"])
     install_signal_handlers()
-    sys.exit(run_scaled(settings, issue, opts, verbosity(opts)))
+    warn_unpriced(settings.model, ("--max-cost", settings.agent.max_cost))
+    sys.exit(run_scaled(settings, issue, opts, verbosity(opts), "best-of"))

@@ -26,6 +26,7 @@ class Candidate:
     seconds: float
     trajectory: str
     patch_hash: str | None = None  # of the normalized patch; None without a usable patch
+    cost_usd: float | None = None  # where the model has a price
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)
@@ -49,6 +50,7 @@ class ReproTest:
     source: str = "submitted"  # or "working tree" (--submit-on-limit took an unsent file)
     problem: str = ""  # why there is no usable test, or why it was filtered out
     base_outcome: str | None = None  # its verdict on the unpatched base
+    cost_usd: float | None = None  # where the model has a price
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)

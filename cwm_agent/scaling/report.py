@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cwm_agent.costs import sum_usd, usd
 from cwm_agent.run import result_document
 from cwm_agent.settings import RunSettings
 from cwm_agent.types import Usage
@@ -90,6 +91,9 @@ def selection_document(
             "total_tokens": total_usage(runs).total_tokens,
             "reproduction_tokens": repro_usage,
         },
+        # Every rollout's, the reproduction ones and those that failed included: what the
+        # scaled run cost, where the model has a price.
+        "cost_usd": sum_usd([r.candidate.cost_usd for r in runs] + [t.cost_usd for t in tests]),
         "wall_seconds": round(time.time() - started, 3),
     }
 
@@ -198,6 +202,7 @@ def document(outcome: ScalingOutcome) -> dict[str, Any]:
         }
     doc["run_id"] = selection["run_id"]
     doc["usage"] = selection["usage"]  # every rollout's tokens, not only the winner's
+    doc["cost_usd"] = selection.get("cost_usd")
     doc["wall_seconds"] = selection["wall_seconds"]
     doc["selection_file"] = str(outcome.path)
     doc["selection"] = selection
@@ -206,7 +211,11 @@ def document(outcome: ScalingOutcome) -> dict[str, Any]:
 
 def table(selection: dict[str, Any]) -> str:
     """The candidates as a plain-text table (for stderr)."""
-    lines = [f"{'attempt':>7}  {'status':<20} {'tokens':>8}  {'patch':<12}  votes  tests passed"]
+    priced = any(row.get("cost_usd") is not None for row in selection["candidates"])
+    cost = f"  {'cost':>9}" if priced else ""
+    lines = [
+        f"{'attempt':>7}  {'status':<20} {'tokens':>8}{cost}  {'patch':<12}  votes  tests passed"
+    ]
     for row in selection["candidates"]:
         checks = "-"
         if row["tests_total"] is not None:
@@ -219,8 +228,9 @@ def table(selection: dict[str, Any]) -> str:
         if row["patch_hash"] and not row["valid"]:
             checks = "invalid"
         mark = "  <- selected" if row["selected"] else ""
+        cost = f"  {usd(row.get('cost_usd')):>9}" if priced else ""
         lines.append(
-            f"{row['attempt']:>7}  {row['status'][:20]:<20} {row['tokens']:>8}  "
+            f"{row['attempt']:>7}  {row['status'][:20]:<20} {row['tokens']:>8}{cost}  "
             f"{row['patch_hash'] or '-':<12}  {row['votes'] or '-':>5}  {checks}{mark}"
         )
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any
 
 from cwm_agent import protocol
 from cwm_agent.agent import Agent, ProgressFn
+from cwm_agent.costs import Meter
 from cwm_agent.errors import CwmError, Interrupted, ToolError
 from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
@@ -112,12 +113,16 @@ def run_repro_rollout(
     traj_path: Path,
     progress: ProgressFn | None = None,
     python: str = "python3",
+    *,
+    stop: Callable[[], bool] | None = None,
+    meter: Meter | None = None,
 ) -> ReproTest:
     """One reproduction rollout; model and runtime failures become a record, not a raise.
 
     The fix rollouts' settings, but ``scaling.repro_max_steps`` turns. With
     ``--submit-on-limit``, a test file left unsent at the root when a limit ends the
-    episode is taken, as a fix rollout's working-tree diff would be.
+    episode is taken, as a fix rollout's working-tree diff would be. ``stop`` and
+    ``meter`` as for ``run.execute``.
     """
     started = time.perf_counter()
     config = replace(
@@ -129,11 +134,12 @@ def run_repro_rollout(
     traj = Trajectory(traj_path, run_id, record, issue)
     source = "submitted"
     try:
-        model = open_model(settings.model)
+        model = open_model(settings.model, stop)
         runtime = open_runtime(settings.runtime, settings.repo, run_id)
         try:
             traj.data["config"]["runtime_notices"] = list(runtime.notices)
-            agent = ReproAgent(model, runtime, config, traj, progress, _hooks(settings, model))
+            hooks = _hooks(settings, model)
+            agent = ReproAgent(model, runtime, config, traj, progress, hooks, meter)
             agent.python = python
             result = agent.run(issue)
             script = agent.script
@@ -178,6 +184,7 @@ def _record(sample: int, status: str, traj: Trajectory, started: float, **found:
         sample=sample,
         status=status,
         tokens=int(traj.data["usage"].get("total_tokens") or 0),
+        cost_usd=traj.data.get("cost_usd"),
         seconds=round(time.perf_counter() - started, 3),
         trajectory=str(traj.path),
         path=found.get("path"),

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import ProgressFn
-from cwm_agent.errors import CwmError
+from cwm_agent.costs import Meter
+from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.run import execute
 from cwm_agent.settings import RunSettings
-from cwm_agent.trajectory import tokens_in
+from cwm_agent.trajectory import cost_in, tokens_in
 from cwm_agent.verification.identity import patch_hash
 
 from .pool import DaemonPool
@@ -27,12 +28,25 @@ Note = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Sampler:
+    """The rollouts of one scaled run. Each rollout's meter counts into ``meter`` (the
+    budget of all attempts together); ``stopping`` (a batch stopping) stops them as
+    ``stop`` does, a model request in progress included."""
+
     settings: RunSettings
     issue: str
     out_dir: Path
     bench: Bench
     note: Note
+    meter: Meter | None = None
+    stopping: Callable[[], bool] | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set: wind down
+
+    def stopped(self) -> bool:
+        return self.stop.is_set() or (self.stopping is not None and self.stopping())
+
+    def _meter(self) -> Meter:
+        """A rollout's own meter: no budget of its own, counting into the scaled run's."""
+        return Meter(self.settings.model.prices, parent=self.meter)
 
     def sample(
         self, pool: DaemonPool, attempts: int, with_tests: bool
@@ -49,8 +63,13 @@ class Sampler:
         path = self.out_dir / f"attempt-{number}.json"
         mine = replace(self.settings, run_id=f"{self.settings.run_id}-a{number}", traj_path=path)
         started = time.perf_counter()
+        forward = self._forward(f"attempt {number}")
         try:
-            result, traj = execute(mine, self.issue, self._forward(f"attempt {number}"))
+            result, traj = execute(
+                mine, self.issue, forward, stop=self.stopped, meter=self._meter()
+            )
+        except Interrupted:
+            raise  # the scaled run is stopping: not an attempt that failed
         except CwmError as exc:
             self.note(f"attempt {number}: failed: {exc.message}")
             failed = Candidate(
@@ -60,6 +79,7 @@ class Sampler:
                 reason=exc.message,
                 patch=None,
                 tokens=tokens_in(path),
+                cost_usd=cost_in(path),
                 steps=0,
                 seconds=round(time.perf_counter() - started, 3),
                 trajectory=str(path),
@@ -72,6 +92,7 @@ class Sampler:
             reason=result.reason,
             patch=result.patch,
             tokens=result.usage.total_tokens,
+            cost_usd=traj.data.get("cost_usd"),
             steps=result.steps,
             seconds=round(time.perf_counter() - started, 3),
             trajectory=str(traj.path),
@@ -91,7 +112,10 @@ class Sampler:
         path = self.out_dir / f"repro-{number}.json"
         forward = self._forward(f"reproduction test {number}")
         python = self.bench.config.python
-        test = run_repro_rollout(self.settings, self.issue, number, path, forward, python)
+        test = run_repro_rollout(
+            self.settings, self.issue, number, path, forward, python,
+            stop=self.stopped, meter=self._meter(),
+        )  # fmt: skip
         if test.code is None:
             self.note(f"reproduction test {number}: none ({test.problem})")
             return test
@@ -110,7 +134,7 @@ class Sampler:
         def forward(event: str, data: dict[str, Any]) -> None:
             if event == "warning":
                 self.note(f"{label}: warning: {data['message']}")
-            if event in ("step", "action") and self.stop.is_set():
+            if event in ("step", "action") and self.stopped():
                 raise KeyboardInterrupt  # the agent's own Ctrl-C path: abort, close runtime
 
         return forward

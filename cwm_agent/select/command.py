@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cwm_agent.costs import Prices, checked_prices, usd
 from cwm_agent.errors import Interrupted, ModelError, UsageError
 from cwm_agent.options import read_issue, resolve_options
 from cwm_agent.select import report, stages, tasks
@@ -85,7 +86,20 @@ def _verifier(opts: dict[str, Any], cfg: Any) -> VerifierConfig | None:
         max_tokens=opts["verifier_max_tokens"],
         cache_dir=cache.resolve(),
         prompts=cfg["prompts"],
+        prices=_verifier_prices(cfg, name),
     )
+
+
+def _verifier_prices(cfg: Any, name: str) -> Prices:
+    """The --price-* flags (and env, keys) price --model; another verifier model is priced
+    by its own [prices."MODEL"] entry, or not at all."""
+    if name == cfg["model"]:
+        model = record("model", cfg)
+        found = (model.price_input, model.price_output, model.price_cached_input)
+    else:
+        table = cfg.table_prices(name)
+        found = (table.get("input"), table.get("output"), table.get("cached_input"))
+    return checked_prices(*found, name)
 
 
 def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec) -> dict[str, Any]:
@@ -174,8 +188,11 @@ def _tell(
         click.echo(f"WARNING ({warning['instances']} instance(s)): {shown}", err=True)
     if not opts["quiet"]:
         funnel = " -> ".join(f"{k} {v}" for k, v in summary["funnel"].items())
+        spent = (summary.get("cost") or {}).get("usd")
+        spent_text = f"; the verifier cost {usd(spent)}" if spent is not None else ""
         click.echo(f"selected {summary['chosen']} of {summary['instances']} instance(s): "
-                   f"{funnel}; {store.preds_path}, {store.report_path}", err=True)  # fmt: skip
+                   f"{funnel}{spent_text}; {store.preds_path}, {store.report_path}",
+                   err=True)  # fmt: skip
     if failed:
         click.echo(f"{failed} instance(s) failed: re-run the same command to retry them", err=True)
     if opts["as_json"]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cwm_agent.console import visible
+from cwm_agent.costs import usd
 from cwm_agent.patch_size import human_size
 from cwm_agent.show import fields
 
@@ -216,8 +217,11 @@ def _facts(data: dict[str, Any], steps: int, usage: dict[str, int]) -> list[tupl
         ("runtime", runtime),
         ("repository", fields.label(config, "repo")),
         ("steps", f"{steps} of {fields.label(agent, 'max_steps')}"),
-        ("tokens", f"{prompt:,} prompt + {completion:,} completion"),
+        ("tokens", f"{prompt:,} prompt + {completion:,} completion" + _cached(usage)),
     ]
+    cost = fields.number(data, "cost_usd", "")
+    if cost is not None:
+        facts.append(("cost", _cost(cost, model)))
     started = fields.number(data, "started_at", "")
     if started:
         when = dt.datetime.fromtimestamp(started) if 0 < started < 1e11 else None
@@ -226,6 +230,25 @@ def _facts(data: dict[str, Any], steps: int, usage: dict[str, int]) -> list[tupl
     if wall is not None:
         facts.append(("wall time", f"{wall:.1f} s"))
     return facts
+
+
+def _cached(usage: dict[str, Any]) -> str:
+    cached = usage.get("cached_tokens")
+    return f" ({cached:,} prompt tokens cached)" if isinstance(cached, int) and cached else ""
+
+
+def _cost(cost: float, model: dict[str, Any]) -> str:
+    """The run's cost and the prices it was counted at (USD per million tokens)."""
+    prices = [
+        f"{label} {model[key]:g}"
+        for label, key in (
+            ("input", "price_input"),
+            ("output", "price_output"),
+            ("cached input", "price_cached_input"),
+        )  # fmt: skip
+        if isinstance(model.get(key), (int, float))
+    ]
+    return f"{usd(cost)} (USD per 1M tokens: {', '.join(prices)})" if prices else usd(cost)
 
 
 def hook_parts(record: Any) -> tuple[str, str, list[tuple[str, str]], str]:

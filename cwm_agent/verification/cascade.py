@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cwm_agent.costs import sum_usd
 from cwm_agent.errors import RuntimeFailure
 from cwm_agent.verification import choice, grouping, static
 from cwm_agent.verification.records import (
@@ -166,6 +167,7 @@ def _reward(
         model_calls=sum(s.calls for s in results),
         tokens=sum(s.tokens for s in results),
         wall_seconds=time.monotonic() - started,
+        usd=sum_usd([s.usd for s in results]),
     )
     log.scores(results)
     unscored = [s for s in results if s.score is None]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from cwm_agent.costs import sum_usd
 from cwm_agent.types import Runtime
 
 
@@ -89,6 +90,7 @@ class Cost:
     test_runs: int = 0
     runtime_seconds: float = 0.0  # seconds a runtime was held open for execution
     wall_seconds: float = 0.0
+    usd: float | None = None  # the model calls' price, where the verifier model has one
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
@@ -97,6 +99,7 @@ class Cost:
             self.test_runs + other.test_runs,
             self.runtime_seconds + other.runtime_seconds,
             self.wall_seconds + other.wall_seconds,
+            sum_usd([self.usd, other.usd]),
         )
 
     def row(self) -> dict[str, Any]:

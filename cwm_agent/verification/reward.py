@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent import prompt_sets, prompts
+from cwm_agent.costs import Prices
 from cwm_agent.errors import ModelError
 from cwm_agent.settings import ModelSettings
 from cwm_agent.verification import answer
@@ -41,6 +42,7 @@ class VerifierConfig:
     top_logprobs: int = 5
     cache_dir: Path | None = None  # None: no cache
     prompts: str | None = None  # the prompt set; its folder may hold verifier.j2
+    prices: Prices = Prices()  # the verifier model's, where the user gave one
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Score:
     tokens: int = 0
     seconds: float = 0.0
     model_error: bool = False  # the request failed after retries (a resume asks again)
+    usd: float | None = None  # what the request cost, where the model has a price
 
     def row(self) -> dict[str, Any]:
         row: dict[str, Any] = {"score": None if self.score is None else round(self.score, 6)}
@@ -87,6 +90,7 @@ class RewardModel:
             "template_sha256": self.template_sha256,
             "max_tokens": self.config.max_tokens,
             "cache": str(self.config.cache_dir) if self.config.cache_dir else None,
+            "prices": self.config.prices.record(),
         }
 
     def score(self, issue: str, groups: Sequence[Group], repo: str = "") -> list[Score]:
@@ -110,9 +114,10 @@ class RewardModel:
             return Score(group.key, None, "error", reason=str(exc).splitlines()[0],
                          calls=1, seconds=seconds, model_error=True)  # fmt: skip
         reading = answer.read(reply, self.config.max_tokens)
-        tokens = reply.usage.total_tokens
+        tokens, usd = reply.usage.total_tokens, self.config.prices.cost(reply.usage)
         result = Score(group.key, reading.score, reading.source, reading.answer, reading.reason,
-                       calls=1, tokens=tokens, seconds=time.monotonic() - started)  # fmt: skip
+                       calls=1, tokens=tokens, seconds=time.monotonic() - started,
+                       usd=usd)  # fmt: skip
         if reading.score is not None:
             self.cache.put(key, {**result.row(), "model": self.model_name,
                                  "template_sha256": self.template_sha256})  # fmt: skip
