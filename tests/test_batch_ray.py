@@ -153,7 +153,10 @@ def test_sigterm_cancels_the_ray_tasks_and_keeps_what_finished(three_records, en
     for iid in ids[1:]:  # busy for far longer than the test waits: never done before SIGTERM
         scripts.scripts[iid] = busy_script(steps=100, delay=0.4)
     outdir = tmp_path / "out"
+    # --max-steps 100 (after batch_args' 6: the last one counts): busy instances cannot end
+    # at their step limit, however slowly the third one starts on a loaded machine.
     extra = ("--repos-dir", str(repos), "--workers", "2", "--executor", "ray")
+    extra += ("--max-steps", "100")
     with ScriptedServer(scripts) as server:
         proc = start_cli(batch_args(server, input_path, outdir, *extra), env)
         wait_for(lambda: count_lines(outdir / "preds.jsonl") >= 1, timeout=60)

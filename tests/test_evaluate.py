@@ -201,8 +201,6 @@ def test_without_an_engine_exit_4_and_ctrl_c_removes_the_containers(engine, tmp_
     no_engine = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
     result = run_cli(args, no_engine)
     assert result.returncode == 4 and "no Docker engine answers" in result.stderr
-    mine = {"name": "cwm-agent-eval-"}
-    before = started(engine, mine)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cwm_agent", *args],
         stdout=subprocess.PIPE,
@@ -210,17 +208,21 @@ def test_without_an_engine_exit_4_and_ctrl_c_removes_the_containers(engine, tmp_
         text=True,
     )
     try:
-        wait_for(lambda: len(started(engine, mine) - before) == 2, timeout=60)
+        wait_for(lambda: len(started(engine, proc.pid)) == 2, timeout=60)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "evaluation interrupted" in stderr
-    assert started(engine, mine) - before == set()  # removed, not left to `cleanup`
+    assert started(engine, proc.pid) == set()  # removed, not left to `cleanup`
     assert not list((tmp_path / "out").glob("*/outcome.json"))  # no verdict was made
 
 
-def started(engine, filters) -> set[str]:
-    """Ids of the containers there now (one call: no inspect that a removal can race)."""
-    return {c["Id"] for c in engine.api.containers(all=True, filters=filters)}
+def started(engine, pid: int) -> set[str]:
+    """Ids of the containers the process ``pid`` made that are there now (one call: no
+    inspect that a removal can race; other runs on the same engine do not count)."""
+    from cwm_agent.runtimes.docker_engine import OWNER_LABEL
+
+    found = engine.api.containers(all=True, filters={"label": OWNER_LABEL})
+    return {c["Id"] for c in found if f"/{pid}/" in c["Labels"].get(OWNER_LABEL, "")}
