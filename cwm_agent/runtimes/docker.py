@@ -17,6 +17,7 @@ import shlex
 import shutil
 import tarfile
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -53,6 +54,11 @@ from .shell import QUIET_ENV, ShellSession
 from .snapshot import Snapshot
 
 FILES_LIMIT = 256 << 20  # the most a file read or a diff may return (as base64)
+
+
+EXEC_RETRY_SECONDS = 10.0  # starting a shell while the process table drains
+# How runc says it could not start a process for lack of room (not a missing bash).
+PROCESS_TABLE_FULL = ("read init-p", "resource temporarily unavailable")
 
 
 class DockerRuntime:
@@ -185,7 +191,18 @@ class DockerRuntime:
         container, env, alive = self.container, self._env, self._res["alive"]  # no `self`
 
         def factory(cwd: str, _host_env: Mapping[str, str]) -> ExecTransport:
-            return ExecTransport(container, cwd, env, killer, alive)
+            # Processes just killed leave the process table only once the container's init
+            # has reaped them; until then runc may find no room to start the shell ("OCI
+            # runtime exec failed"), more so on a busy machine: try again for a while.
+            deadline = time.monotonic() + EXEC_RETRY_SECONDS
+            while True:
+                try:
+                    return ExecTransport(container, cwd, env, killer, alive)
+                except RuntimeFailure as exc:
+                    other = not any(sign in exc.message for sign in PROCESS_TABLE_FULL)
+                    if other or time.monotonic() > deadline or not alive["alive"]:
+                        raise
+                    time.sleep(0.2)
 
         session = ShellSession(
             cwd, head_bytes=head, tail_bytes=tail, tmp_dir=self._tmp,
