@@ -115,25 +115,26 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
             folder / "selection.json"
         )
         assert doc["prediction"] == pred and (folder / "patch.diff").read_text() == doc["patch"]
-        assert selection["attempts"] == 2 and len(selection["candidates"]) == 2
-        chosen = next(c for c in selection["candidates"] if c["selected"])
+        assert selection["attempts"] == 2 and len(selection["rollouts"]) == 2
+        assert selection["instance_id"] == key  # the cascade's record of the instance
+        chosen = next(r for r in selection["rollouts"] if r["selected"])
         assert doc["trajectory"] == chosen["trajectory"]
-        for candidate in selection["candidates"]:  # every rollout's trajectory is kept
-            assert Path(candidate["trajectory"]).parent == folder
-            assert read_json(Path(candidate["trajectory"]))["config"]
+        for rollout in selection["rollouts"]:  # every rollout's trajectory is kept
+            assert Path(rollout["trajectory"]).parent == folder
+            assert read_json(Path(rollout["trajectory"]))["config"]
         log = (folder / "stderr.log").read_text()
         assert "selected" in log and f"records in {folder}\n" in log
 
     tested = read_json(outdir / "i-1" / "selection.json")
-    counts = sorted(
-        (c["existing_tests"]["passed"], c["existing_tests"]["total"]) for c in tested["candidates"]
-    )
+    counts = sorted((r["checks"]["passed"], r["checks"]["total"]) for r in tested["rollouts"])
     assert counts == [(0, 1), (1, 1)]  # the tests decided between two patches
-    assert tested["existing_tests"]["mode"] == "per_test"
-    assert "attempt" in tested["reason"] and tested["executions"] >= 2
+    assert tested["chosen"]["decided_by"] == "tests passed"
+    assert tested["stages"]["execute"]["runtimes"] == 1
+    assert "attempt" in tested["reason"] and tested["cost"]["test_runs"] >= 3
     alone = read_json(outdir / "i-2" / "selection.json")
-    assert "the only distinct patch" in alone["reason"]
-    assert sorted(c["status"] for c in alone["candidates"]) == ["limit", "submitted"]
+    assert alone["chosen"]["decided_by"] == "only one"  # nothing to run tests for
+    assert alone["stages"]["execute"]["why"] == "one group left: nothing to choose between"
+    assert sorted(r["status"] for r in alone["rollouts"]) == ["limit", "submitted"]
 
     summary = read_json(outdir / "summary.json")
     assert (summary["finished"], summary["attempts"], summary["patches"]) == (2, 2, 2)

@@ -8,22 +8,30 @@ are ``test_add`` (fails on the base), ``test_sub`` and a sentinel (both pass the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 from batch_support import SWEBENCH_IMAGE, needs
 from batch_support import swebench_records as sr
-from conftest import git, run_cli
+from conftest import cwm, git, run_cli
 from exec_support import FIX, REPRO, make_calc_repo
 from select_support import FORCING, prediction, read_jsonl, write_jsonl
+
+from cwm_agent.scripted_server import ScriptedServer
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest, in the sandbox too
 BREAKS_SUB = FIX.replace("return a - b", "return b - a")  # fixes add, breaks sub
 BROKEN = FIX.replace("return a + b", "return a * b")  # does not fix add
 SUB = "tests.test_ops::test_sub"
+RAY = importlib.util.find_spec("ray") is not None or os.environ.get("CWM_REQUIRE_RAY") == "1"
 
 
 @pytest.fixture
@@ -172,3 +180,82 @@ def test_the_records_images_in_docker_with_their_own_test_command(tmp_path, env)
     assert static["not_checked"] == {} and static["base"].startswith("the execution runtime's")
     assert record["warnings"] == []
     assert execute["runtimes"] == 1  # the one lent to the static stage, reset between groups
+
+
+def _fix(name: str, add: str, sub: str) -> list[str]:
+    search = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b"
+    replace = f"def add(a, b):\n    return {add}\n\n\ndef sub(a, b):\n    return {sub}"
+    return [
+        cwm("edit", f"calc/ops.py\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE",
+            f"[script:{name}] add() is wrong."),
+        cwm("bash", "git diff > fix.patch"),
+        cwm("submit", "fix.patch"),
+        "<think>\nDone.\n</think>\nFixed add().",
+    ]  # fmt: skip
+
+
+ROLLOUTS = {
+    "breaks": _fix("breaks", "a + b", "b - a"),
+    "right": _fix("right", "a + b", "a - b"),
+    "repro": [
+        cwm("create", "test_issue.py\n" + REPRO, "[script:repro] A script."),
+        cwm("submit", "test_issue.py"),
+        "It checks add(2, 3).",
+    ],
+}
+
+
+class Rollouts:
+    """Fix rollouts take "breaks" then "right"; reproduction rollouts write the script."""
+
+    def __init__(self) -> None:
+        self.fixes = ["breaks", "right"]
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> str | None:
+        said = [m for m in body["messages"] if m["role"] == "assistant"]
+        if said:
+            name = re.search(r"\[script:(\w+)\]", json.dumps(said[0])).group(1)
+        elif "Issue reproduced" in body["messages"][1]["content"]:
+            name = "repro"
+        else:
+            with self.lock:
+                name = self.fixes.pop(0)
+        script = ROLLOUTS[name]
+        return script[len(said)] if len(said) < len(script) else None
+
+
+@pytest.mark.skipif(not RAY, reason="Ray is not installed (CWM_REQUIRE_RAY=1 fails instead)")
+def test_a_batch_folder_with_its_reproduction_rollouts_under_ray(world, tmp_path, env):
+    """`batch --attempts 2` wrote two candidates and two reproduction rollouts; select,
+    on Ray workers, reads the rollouts' tests as the candidates' companions and runs them."""
+    batch_out = tmp_path / "batch"
+    args = ["batch", str(world["records"]), "-o", str(batch_out), "--repos-dir"]
+    args += [str(world["repos"]), "--model", "m", "--max-steps", "6", "--attempts", "2"]
+    args += ["--workers", "1", "--repro-tests", "2", "--test-cmd", ""]
+    with ScriptedServer(Rollouts()) as server:
+        made = run_cli([*args, "--base-url", server.base_url], env, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (batch_out / "calc-1").glob("repro-*.json")) == [
+        "repro-1.json", "repro-2.json"
+    ]  # fmt: skip
+    out = tmp_path / "sel"
+    ray_tmp = tempfile.mkdtemp(prefix="cwmray-", dir="/tmp")  # Ray's sockets: a short path
+    try:
+        select = ["select", str(batch_out), "-o", str(out), "--dataset", str(world["records"])]
+        select += ["--repos-dir", str(world["repos"]), "--executor", "ray", "--no-early-stop"]
+        result = run_cli(select, {**env, "RAY_TMPDIR": ray_tmp}, timeout=300)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_jsonl(out / "selection.jsonl")
+    execute = record["stages"]["execute"]
+    (script,) = execute["scripts"]  # the two rollouts wrote one program
+    assert script["votes"] == 2 and script["counted"]
+    assert script["source"] == ", ".join(str(batch_out / "calc-1" / f"repro-{n}.json")
+                                         for n in (1, 2))  # fmt: skip
+    verdicts = sorted((g["execute"]["passed"], g["execute"]["total"]) for g in record["groups"])
+    assert verdicts == [(2, 3), (3, 3)]  # the script resolves with both; one breaks test_sub
+    assert record["chosen"]["decided_by"] == "tests passed"
+    chosen = next(c for c in record["candidates"] if c["chosen"])
+    assert "[script:right]" in Path(chosen["origin"]["path"]).read_text()

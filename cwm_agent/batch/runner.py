@@ -207,7 +207,8 @@ def solve_instance(
             settings = config.settings(instance, repo, folder / "trajectory.json")
             if scaled:
                 issue = instance.problem_statement
-                doc = solve_scaled(settings, issue, folder, log)
+                facts = {"instance_id": instance.instance_id, **instance.facts}
+                doc = solve_scaled(settings, issue, folder, log, (instance.instance_id, facts))
             else:
                 progress = _progress(log, on_step, stopping, on_warning)
                 result, traj = execute(settings, instance.problem_statement, progress)

@@ -78,20 +78,27 @@ def base_code(source: CodeSource) -> Iterator[tuple[GitBase | None, str]]:
 
 
 class LocalWorkspace:
-    """Fresh local runtimes (sandboxed copies) of one checkout of the base."""
+    """Fresh runtimes of one checkout of the base: sandboxed copies, or containers it is
+    copied into (a scaled run's REPO, whichever runtime its rollouts used)."""
 
     def __init__(
-        self, instance_id: str, record: Mapping[str, Any], checkout: Path, settings: RuntimeSettings
+        self,
+        instance_id: str,
+        record: Mapping[str, Any],
+        checkout: Path,
+        settings: RuntimeSettings,
+        prefix: str = "select",  # what the runtimes' names start with (a run's id)
     ) -> None:
         self.instance_id = instance_id
         self.record: Mapping[str, Any] = safe_record(record)
         self.checkout = checkout
         self.settings = settings
+        self.prefix = prefix
 
     def open(self, label: str) -> Runtime:
         from cwm_agent.factory import open_runtime
 
-        return open_runtime(self.settings, self.checkout, f"select-{label}")
+        return open_runtime(self.settings, self.checkout, f"{self.prefix}-{label}")
 
 
 class ImageWorkspace:
