@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 from conftest import cwm, git, run_cli
+from select_support import FORCING
 
 from cwm_agent.scripted_server import ScriptedServer
 
 VENV_BIN = str(Path(sys.executable).parent)  # `python3` with pytest
 ZERO_TEST = "from mathlib.ops import add\n\n\ndef test_add_zero():\n    assert add(5, 0) == 5\n"
-FORCING = "def pytest_runtest_logreport(report):\n    report.outcome = 'passed'\n"
 
 
 def _edit(line: str) -> str:
