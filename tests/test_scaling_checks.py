@@ -1,7 +1,8 @@
 """What a scaled run's selection refuses to believe, through the CLI: a test command that
 cannot pass on the base (said loudly, with what decided instead), and a candidate whose
 conftest.py forces every test report to "passed" while its code is wrong (not credited:
-its test infrastructure takes no part in its verification).
+its test infrastructure takes no part in its verification). And a verifier model, when
+one is configured, scoring the changes.
 
 The repository (``buggy_repo``): ``add`` subtracts; ``tests/test_ops.py::test_add`` fails
 on the base; ``tests/test_zero.py::test_add_zero`` passes there (``5 - 0 == 5``) and with
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cwm, git, run_cli
-from select_support import FORCING
+from select_support import FORCING, judge
 
 from cwm_agent.scripted_server import ScriptedServer
 
@@ -53,6 +54,8 @@ class Attempts:
         self.lock = threading.Lock()
 
     def __call__(self, body: dict) -> dict | None:
+        if body["model"] == "judge":  # the verifier: YES for a change that adds
+            return judge(body)
         said = [m for m in body["messages"] if m["role"] == "assistant"]
         if said:
             name = re.search(r"\[script:(\w+)\]", json.dumps(said[0])).group(1)
@@ -122,3 +125,17 @@ def test_a_conftest_forcing_passed_is_not_credited(repo, cli_env):
     assert forcing["checks"]["regressions"] == ["tests.test_zero::test_add_zero"]
     assert (forcing["checks"]["passed"], right["checks"]["passed"]) == (0, 1)
     assert sel["warnings"] == []
+
+
+def test_a_verifier_scores_the_changes_when_one_is_configured(repo, cli_env, tmp_path):
+    """No tests to run (--test-cmd '', no reproduction rollouts): the verifier's score
+    decides over the majority."""
+    env = {**cli_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    doc, _ = scaled_run(repo, env, ["wrong", "right", "wrong"], "--test-cmd", "",
+                        "--verifier-model", "judge")  # fmt: skip
+    sel = doc["selection"]
+    assert sel["stages"]["reward"]["ran"] and sel["stages"]["reward"]["cost"]["model_calls"] == 2
+    assert sel["chosen"]["decided_by"] == "reward score"
+    assert "+    return a + b" in doc["patch"]
+    assert sel["warnings"] == []
+    assert (tmp_path / "cache" / "cwm-agent" / "verifier").is_dir()

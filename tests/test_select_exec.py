@@ -22,7 +22,7 @@ import pytest
 from batch_support import SWEBENCH_IMAGE, needs
 from batch_support import swebench_records as sr
 from conftest import cwm, git, run_cli
-from exec_support import FIX, REPRO, make_calc_repo
+from exec_support import FIX, REPRO, make_calc_repo, nasty_module
 from select_support import FORCING, prediction, read_jsonl, write_jsonl
 
 from cwm_agent.scripted_server import ScriptedServer
@@ -259,3 +259,30 @@ def test_a_batch_folder_with_its_reproduction_rollouts_under_ray(world, tmp_path
     assert record["chosen"]["decided_by"] == "tests passed"
     chosen = next(c for c in record["candidates"] if c["chosen"])
     assert "[script:right]" in Path(chosen["origin"]["path"]).read_text()
+
+
+def test_warm_verdicts_equal_a_fresh_runtime_per_group_through_selects_plan(world, env):
+    """select's own plan with the warm runtime and with a fresh runtime per group: the
+    same verdicts, with a candidate that deletes files of the package when imported."""
+    from cwm_agent.select.stages import plan
+    from cwm_agent.settings import RuntimeSettings
+    from cwm_agent.verification.cascade import Task, select_instance
+    from cwm_agent.verification.execute import ExecConfig
+    from cwm_agent.verification.records import Candidate, Origin, ReproScript
+    from cwm_agent.verification.workspace import CodeSource
+
+    clone = world["clone"]
+    patches = [patch_for(clone, {"calc/ops.py": nasty_module("deletes")})]
+    patches += [world["patches"]["breaks_sub"], world["patches"]["right"]]
+    candidates = tuple(Candidate("calc-1", p, Origin("t", line=n)) for n, p in enumerate(patches))
+    code = CodeSource(clone, git(clone, "rev-parse", "HEAD").strip(), RuntimeSettings())
+    task = Task("calc-1", "add() subtracts", candidates, code, scripts=(ReproScript("r", REPRO),))
+    verdicts = {}
+    for warm in (True, False):
+        config = ExecConfig(python=sys.executable, early_stop=False, warm=warm)
+        outcome = select_instance(task, plan(None, None, config, keep=5).build())
+        verdicts[warm] = {g["key"]: g["execute"] for g in outcome.record["groups"]}
+        assert outcome.record["stages"]["execute"]["runtimes"] == (1 if warm else 4)
+    assert verdicts[True] == verdicts[False]
+    # Of the sentinel, test_sub and the script: the deleting one keeps test_sub only.
+    assert sorted(v["passed"] for v in verdicts[True].values()) == [1, 2, 3]
