@@ -25,7 +25,7 @@ VERIFIER = VerifierConfig(ModelSettings("judge"))
 
 def test_the_default_stages_are_those_whose_inputs_are_there():
     bare = stages.plan(None, None, None, keep=5)
-    assert bare.stages == ("static", "group") and bare.wanted == frozenset()
+    assert bare.stages == ("static", "group")
     assert bare.skipped["reward"] == stages.NO_VERIFIER
     assert bare.skipped["execute"] == stages.NO_RUNTIME and bare.build().executor is None
     full = stages.plan(None, VERIFIER, ExecConfig(max_test_runs=7), keep=3)

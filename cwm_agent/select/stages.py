@@ -29,7 +29,6 @@ class PlanSpec:
 
     stages: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)
-    wanted: frozenset[str] = frozenset()
     keep: int = 5
     verifier: VerifierConfig | None = None
     execution: ExecConfig | None = None  # None: execute does not run
@@ -39,7 +38,7 @@ class PlanSpec:
         executor = None
         if "execute" in self.stages and self.execution is not None:
             executor = Execution(self.execution)
-        return Plan(self.stages, self.skipped, self.wanted, self.keep, reward, executor)
+        return Plan(self.stages, self.skipped, self.keep, reward, executor)
 
     def describe(self) -> dict[str, object]:
         return {"run": list(self.stages), "not_run": dict(self.skipped)}
@@ -82,7 +81,6 @@ def plan(
     return PlanSpec(
         stages,
         skipped,
-        frozenset(),  # every stage that was wanted runs
         keep,
         verifier if "reward" in stages else None,
         execution if "execute" in stages else None,

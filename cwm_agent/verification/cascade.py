@@ -67,13 +67,10 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
-    """What runs for every instance. ``skipped``: stage -> why it does not run; ``wanted``:
-    the skipped stages that were asked for or would have run by default (their absence
-    is warned about)."""
+    """What runs for every instance. ``skipped``: stage -> why it does not run."""
 
     stages: tuple[str, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
-    wanted: frozenset[str] = frozenset()
     keep: int = 5
     reward: RewardModel | None = None
     executor: Executor | None = None
@@ -105,10 +102,6 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
         groups, verdicts, weak = _execute(task, plan, log, groups, scores, note, lender)
     ranked = choice.rank(groups, scores, verdicts, plan.prefer)
     decision = choice.decide(ranked)
-    for stage in STAGES:
-        if stage in plan.wanted and stage in plan.skipped and decision.winner is not None:
-            log.warn(f"{stage} did not run ({plan.skipped[stage]}): the choice fell to "
-                     f"{decision.decided_by}")  # fmt: skip
     for text in weak:  # a check that could not run: say what decided instead
         log.warn(f"execute: {text}" + _fell_to(decision))
     record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)
