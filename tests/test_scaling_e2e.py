@@ -316,3 +316,41 @@ def test_ctrl_c_during_best_of_finishes_every_rollout_and_leaves_nothing(
     assert len(records) >= 2
     assert {r["exit_status"] for r in records} == {"interrupted"}
     assert os.listdir(tmp) == []
+
+
+def test_ctrl_c_during_verification_ends_the_run_and_leaves_nothing(repo, cli_env, tmp_path):
+    """Ctrl-C while the warm runtime runs the tests: exit 130 at once, the rollouts'
+    trajectories as they ended, no runtime or temporary folder left behind."""
+    import signal
+    import subprocess
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**cli_env, "TMPDIR": str(tmp)}
+    traj_dir = tmp_path / "rollouts"
+    plan = Conversations()
+    plan.waiting["fix"] = ["right-spaced", "wrong"]
+    with ScriptedServer(plan) as server:
+        args = [sys.executable, "-m", "cwm_agent", "best-of", str(repo), "--issue", "x"]
+        args += ["--model", "m", "--base-url", server.base_url, "--attempts", "2"]
+        args += ["--repro-tests", "0", "--test-cmd", "sleep 60", "--traj-dir", str(traj_dir)]
+        proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # the stage has started: its base run sleeps
+            seen.append(line)
+            if "verifying the patches" in line:
+                break
+        time.sleep(1.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - started < 8
+    assert "Traceback" not in stderr
+    records = [json.loads(p.read_text()) for p in traj_dir.glob("attempt-*.json")]
+    assert {r["exit_status"] for r in records} == {"submitted"}  # they had ended
+    assert not (traj_dir / "selection.json").exists()  # no choice was made
+    assert os.listdir(tmp) == []
