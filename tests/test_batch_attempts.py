@@ -143,6 +143,15 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
     assert (summary["finished"], summary["attempts"], summary["patches"]) == (2, 2, 2)
     assert os.listdir(env["TMPDIR"]) == []
 
+    # Resumed: both instances finished, nothing solved or selected again.
+    before = {key: (outdir / key / "selection.json").read_bytes() for key in PLAN}
+    with ScriptedServer(Attempts()) as server:
+        again = run_cli([*args, "--base-url", server.base_url], env)
+        assert [r for r in server.requests if r.method == "POST"] == []
+    assert again.returncode == 0, again.stderr
+    assert "2 already finished, 0 to run" in again.stderr
+    assert {key: (outdir / key / "selection.json").read_bytes() for key in PLAN} == before
+
 
 def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path):
     issues = tmp_path / "issues"
