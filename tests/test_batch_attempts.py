@@ -160,3 +160,32 @@ def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path
     args = ["batch", str(issues), "-o", str(tmp_path / "o"), "--repo", str(buggy_repo)]
     result = run_cli([*args, "--model", "m", "--attempts", "3", "--temperature", "0"], env)
     assert result.returncode == 2 and "--temperature is 0" in result.stderr
+
+
+def test_a_swebench_record_gives_attempts_its_test_command_and_nothing_it_grades_with():
+    """What `--attempts`' execution gets of a record: its own test command, set-up and log
+    parser (from the eval script, without the test names), never the tests or the patch."""
+    from batch_support import swebench_records as sr
+
+    from cwm_agent.batch.instances import from_records
+    from cwm_agent.verification.testcmd import for_record
+
+    (instance,) = from_records([("records.jsonl:1", sr.record(1))])
+    facts = instance.facts
+    assert facts["test_command"]["command"] == "python -m pytest -rA"
+    assert facts["test_command"]["parser"] == "parse_log_pytest"
+    assert "conda activate testbed" in facts["test_command"]["preamble"]
+    text = json.dumps(facts)
+    for secret in ("FAIL_TO_PASS", "PASS_TO_PASS", "test_patch", "eval_script", sr.TEST_FILE):
+        assert secret not in text
+    command = for_record(facts, None)
+    assert command is not None and command.kind == "swebench"
+    assert command.script([sr.TEST_FILE], "/l", "/r", False).endswith(
+        f"{{ python -m pytest -rA {sr.TEST_FILE}\n}} >/l 2>&1"
+    )
+    # Its log parser reads a run without any grading field at hand.
+    log = f"PASSED {sr.TEST_FILE}::test_bump_patch\nFAILED {sr.TEST_FILE}::test_bump_major\n"
+    assert command.results(log, None, facts) == {
+        f"{sr.TEST_FILE}::test_bump_patch": "passed",
+        f"{sr.TEST_FILE}::test_bump_major": "failed",
+    }
