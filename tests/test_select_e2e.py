@@ -167,6 +167,17 @@ def test_usage_errors(world, tmp_path, cli_env, extra, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_tests_without_the_execute_stage_are_refused(world, tmp_path, cli_env):
+    preds = write_jsonl(tmp_path / "p.jsonl", [prediction("calc-1", world["patches"]["right"])])
+    script = tmp_path / "check.py"
+    script.write_text("print('Issue resolved')\n")
+    args = ["select", str(preds), "-o", str(tmp_path / "out"), "--dataset", str(world["records"])]
+    result = run_cli([*args, "--tests", str(script)], cli_env)  # no runtime: no execution
+    assert result.returncode == 2, result.stderr
+    assert "--tests is for the execute stage, which does not run (no runtime" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_malformed_inputs_name_the_file_and_line(world, tmp_path, cli_env):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(prediction("calc-1", "x")) + "\n{not json\n")
