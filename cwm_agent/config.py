@@ -253,11 +253,12 @@ SETTINGS: dict[str, Setting] = _settings(
         "test_cmd",
         str,
         None,
-        "The repository's tests: run once on the unpatched base and on every distinct "
-        "patch; the tests that pass on the base count, one each (from pytest's per-test "
-        "report; a command that writes none counts by its exit code) [default: 'python3 -m "
-        "pytest -q -p no:cacheprovider' when the repository has a tests folder or test_*.py "
-        "files; '' for none].",
+        "The repository's tests, for the execution stage: run on the unpatched base and "
+        "with each candidate change in one warm runtime; the tests that pass on the base "
+        "count, one each. {tests} in it is replaced by the impacted test files; without it "
+        "the command runs as given, read per test from pytest's report, else by its exit "
+        "status [default: the SWE-bench record's own command, else pytest, on the impacted "
+        "test files; '' for none].",
         "scaling",
         project=True,
     ),
@@ -265,7 +266,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "test_timeout",
         float,
         900.0,
-        "Seconds for one run of --test-cmd.",
+        "Seconds for one run of the tests.",
         "scaling",
         minimum=0,
         above=True,
@@ -275,9 +276,8 @@ SETTINGS: dict[str, Setting] = _settings(
         "repro_tests",
         int,
         5,
-        "Groups of model-written reproduction tests (same normalized text) kept for the "
-        "selection: the largest among those that reproduce the issue on the base (0: none "
-        "written).",
+        "Groups of model-written reproduction tests (same normalized text) that count: the "
+        "largest among those that reproduce the issue on the base (0: none written).",
         "scaling",
         minimum=0,
     ),
@@ -292,10 +292,46 @@ SETTINGS: dict[str, Setting] = _settings(
     Setting(
         "early_stop",
         bool,
-        False,
-        "Stop verifying once one patch passes every test.",
+        True,
+        "Stop executing candidates once one passes every check (the choice is the same: a "
+        "later one could at best tie, and ties go to the earlier).",
         "scaling",
+        flags=("--early-stop/--no-early-stop",),
         project=True,
+    ),
+    Setting(
+        "max_test_runs",
+        int,
+        None,
+        "Budget of the execution stage per instance: test and reproduction-script runs; "
+        "the candidates it does not reach are not run, with the reason [default: none].",
+        "scaling",
+        minimum=1,
+    ),
+    Setting(
+        "max_seconds",
+        float,
+        None,
+        "Budget of the execution stage per instance: seconds [default: none].",
+        "scaling",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "verifier_model",
+        str,
+        None,
+        "A verifier model that scores each distinct change from the issue, without running "
+        "it (the reward stage: P(YES) from the answer's logprobs).",
+        "scaling",
+    ),
+    Setting(
+        "verifier_base_url",
+        str,
+        None,
+        "The verifier's OpenAI-compatible endpoint [default: --base-url].",
+        "scaling",
+        check=http_url,
     ),
     # -- the whole batch's budgets (BatchLimits; `batch` only) --
     Setting(

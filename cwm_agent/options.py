@@ -99,7 +99,7 @@ def scaling_options(default_attempts: int, *, with_workers: bool = True) -> Call
         "--workers",
         type=click.IntRange(min=1),
         default=None,
-        help="Rollouts and test runs at a time [default: the number of attempts].",
+        help="Rollouts at a time [default: the number of attempts].",
     )
     attempts = setting_option("attempts", shown_default=default_attempts)
     rest = settings_of("scaling", skip=("attempts",))

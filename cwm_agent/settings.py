@@ -131,11 +131,15 @@ class ScalingSettings:
     """Test-time scaling (`--attempts K`); with one attempt a run is a single episode."""
 
     attempts: int = 1
-    test_cmd: str | None = None  # None: the default when the repository has tests; "": none
+    test_cmd: str | None = None  # None: the execution stage decides; "": none
     test_timeout: float = 900.0
     repro_tests: int = 5
     repro_max_steps: int = 128
-    early_stop: bool = False
+    early_stop: bool = True
+    max_test_runs: int | None = None  # the execution stage's budgets, per instance
+    max_seconds: float | None = None
+    verifier_model: str | None = None  # the reward stage runs only with one
+    verifier_base_url: str | None = None
 
     @property
     def enabled(self) -> bool:

@@ -15,7 +15,16 @@ REPO = "acme/calc"
 RIGHT = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a * b\n"
 BROKEN = "def add(a, b):\n    return (a +\n"
-FORCING = "def pytest_runtest_logreport(report):\n    report.outcome = 'passed'\n"
+# A conftest.py that makes every test report "passed" from the moment it is made: the JUnit
+# report, the summary and the exit status all believe it (a candidate grading itself).
+FORCING = """import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    made = yield
+    made.get_result().outcome = "passed"
+"""
 
 
 def setup(tmp_path: Path, ids: tuple[str, ...] = ("calc-1", "calc-2")) -> dict[str, Any]:

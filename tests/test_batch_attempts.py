@@ -99,6 +99,7 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
     args = ["batch", str(issues), "-o", str(outdir), "--repo", str(buggy_repo), "--model", "m"]
     args += ["--max-steps", "5", "--workers", "2", "--executor", executor]
     args += ["--attempts", "2", "--repro-tests", "0", "--test-cmd", TEST_CMD]
+    args += ["--no-early-stop"]  # both patches run, whichever the race put first
     with ScriptedServer(Attempts()) as server:
         result = run_cli([*args, "--base-url", server.base_url], env)
     assert result.returncode == 0, result.stderr
@@ -115,29 +116,41 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
             folder / "selection.json"
         )
         assert doc["prediction"] == pred and (folder / "patch.diff").read_text() == doc["patch"]
-        assert selection["attempts"] == 2 and len(selection["candidates"]) == 2
-        chosen = next(c for c in selection["candidates"] if c["selected"])
+        assert selection["attempts"] == 2 and len(selection["rollouts"]) == 2
+        assert selection["instance_id"] == key  # the cascade's record of the instance
+        chosen = next(r for r in selection["rollouts"] if r["selected"])
         assert doc["trajectory"] == chosen["trajectory"]
-        for candidate in selection["candidates"]:  # every rollout's trajectory is kept
-            assert Path(candidate["trajectory"]).parent == folder
-            assert read_json(Path(candidate["trajectory"]))["config"]
+        for rollout in selection["rollouts"]:  # every rollout's trajectory is kept
+            assert Path(rollout["trajectory"]).parent == folder
+            assert read_json(Path(rollout["trajectory"]))["config"]
         log = (folder / "stderr.log").read_text()
         assert "selected" in log and f"records in {folder}\n" in log
 
     tested = read_json(outdir / "i-1" / "selection.json")
-    counts = sorted(
-        (c["existing_tests"]["passed"], c["existing_tests"]["total"]) for c in tested["candidates"]
-    )
-    assert counts == [(0, 1), (1, 1)]  # the tests decided between two patches
-    assert tested["existing_tests"]["mode"] == "per_test"
-    assert "attempt" in tested["reason"] and tested["executions"] >= 2
+    checks = [r["checks"] for r in tested["rollouts"]]
+    assert sorted((c["status"], c["passed"], c["total"]) for c in checks) == [
+        ("ran", 0, 1), ("ran", 1, 1)
+    ]  # fmt: skip  # the tests decided between two patches
+    assert tested["chosen"]["decided_by"] == "tests passed"
+    assert tested["stages"]["execute"]["runtimes"] == 1
+    assert "attempt" in tested["reason"] and tested["cost"]["test_runs"] == 3  # base + 2
     alone = read_json(outdir / "i-2" / "selection.json")
-    assert "the only distinct patch" in alone["reason"]
-    assert sorted(c["status"] for c in alone["candidates"]) == ["limit", "submitted"]
+    assert alone["chosen"]["decided_by"] == "only one"  # nothing to run tests for
+    assert alone["stages"]["execute"]["why"] == "one group left: nothing to choose between"
+    assert sorted(r["status"] for r in alone["rollouts"]) == ["limit", "submitted"]
 
     summary = read_json(outdir / "summary.json")
     assert (summary["finished"], summary["attempts"], summary["patches"]) == (2, 2, 2)
     assert os.listdir(env["TMPDIR"]) == []
+
+    # Resumed: both instances finished, nothing solved or selected again.
+    before = {key: (outdir / key / "selection.json").read_bytes() for key in PLAN}
+    with ScriptedServer(Attempts()) as server:
+        again = run_cli([*args, "--base-url", server.base_url], env)
+        assert [r for r in server.requests if r.method == "POST"] == []
+    assert again.returncode == 0, again.stderr
+    assert "2 already finished, 0 to run" in again.stderr
+    assert {key: (outdir / key / "selection.json").read_bytes() for key in PLAN} == before
 
 
 def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path):
@@ -147,3 +160,32 @@ def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path
     args = ["batch", str(issues), "-o", str(tmp_path / "o"), "--repo", str(buggy_repo)]
     result = run_cli([*args, "--model", "m", "--attempts", "3", "--temperature", "0"], env)
     assert result.returncode == 2 and "--temperature is 0" in result.stderr
+
+
+def test_a_swebench_record_gives_attempts_its_test_command_and_nothing_it_grades_with():
+    """What `--attempts`' execution gets of a record: its own test command, set-up and log
+    parser (from the eval script, without the test names), never the tests or the patch."""
+    from batch_support import swebench_records as sr
+
+    from cwm_agent.batch.instances import from_records
+    from cwm_agent.verification.testcmd import for_record
+
+    (instance,) = from_records([("records.jsonl:1", sr.record(1))])
+    facts = instance.facts
+    assert facts["test_command"]["command"] == "python -m pytest -rA"
+    assert facts["test_command"]["parser"] == "parse_log_pytest"
+    assert "conda activate testbed" in facts["test_command"]["preamble"]
+    text = json.dumps(facts)
+    for secret in ("FAIL_TO_PASS", "PASS_TO_PASS", "test_patch", "eval_script", sr.TEST_FILE):
+        assert secret not in text
+    command = for_record(facts, None)
+    assert command is not None and command.kind == "swebench"
+    assert command.script([sr.TEST_FILE], "/l", "/r", False).endswith(
+        f"{{ python -m pytest -rA {sr.TEST_FILE}\n}} >/l 2>&1"
+    )
+    # Its log parser reads a run without any grading field at hand.
+    log = f"PASSED {sr.TEST_FILE}::test_bump_patch\nFAILED {sr.TEST_FILE}::test_bump_major\n"
+    assert command.results(log, None, facts) == {
+        f"{sr.TEST_FILE}::test_bump_patch": "passed",
+        f"{sr.TEST_FILE}::test_bump_major": "failed",
+    }

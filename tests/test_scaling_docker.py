@@ -2,8 +2,9 @@
 
 K=2 (a right and a wrong fix of add()) and two reproduction rollouts, one of which
 submits its test by a path relative to the directory it moved to. The test image has no
-pytest: the default test command runs, writes no per-test report, and its exit code is
-the one check (it fails everywhere); the reproduction tests decide.
+pytest: the impacted tests cannot run on the base, which the selection says loudly (in
+selection.json and on stderr) with what decided instead: the reproduction test, run in
+the one warm container the execution stage uses.
 """
 
 from __future__ import annotations
@@ -78,16 +79,21 @@ def test_a_scaled_run_in_containers(client, buggy_repo, cli_env, tmp_path):  # n
     sel = doc["selection"]
     assert "+    return a + b" in doc["patch"]
     tests = sel["reproduction_tests"]
-    assert [t["base_outcome"] for t in tests] == ["reproduced", "reproduced"]
+    assert [(t["base_outcome"], t["counted"]) for t in tests] == [("reproduced", True)] * 2
     assert {t["path"] for t in tests} == {"test_issue.py", "../test_issue.py"}
-    assert len({t["test_hash"] for t in tests}) == 1 and sel["kept_tests"][0]["size"] == 2
-    existing = sel["existing_tests"]
-    assert (existing["source"], existing["mode"]) == ("default", "exit_code")
-    assert "its exit code counts as one check" in existing["note"]
-    assert existing["base"]["tests"] is None
-    runs = [r for r in sel["test_runs"] if r["test"] == "existing"]
-    assert len(runs) == 3 and all("No module named pytest" in r["output_tail"] for r in runs)
-    right = next(c for c in sel["candidates"] if c["selected"])
-    wrong = next(c for c in sel["candidates"] if not c["selected"])
-    assert (right["tests_passed"], right["tests_total"]) == (1, 2)  # the repro test, not pytest
-    assert (wrong["tests_passed"], wrong["tests_total"]) == (0, 2)
+    execute = sel["stages"]["execute"]
+    assert [(s["votes"], s["counted"]) for s in execute["scripts"]] == [(2, True)]  # one program
+    # No pytest in the image: the existing tests cannot run, and that is said loudly, in
+    # selection.json and on stderr, with what decided instead (the reproduction script).
+    assert execute["base_passing"] == 0 and execute["tests"] == ["tests/test_ops.py"]
+    (warning,) = sel["warnings"]
+    assert warning.startswith("execute: the test command passes no test on the base")
+    assert "No module named pytest" in warning
+    assert warning.endswith("the choice fell to the checks that could run (tests passed)")
+    assert f"warning: selection: {warning}" in result.stderr
+    right = next(r for r in sel["rollouts"] if r["selected"])
+    wrong = next(r for r in sel["rollouts"] if not r["selected"])
+    assert (right["checks"]["passed"], right["checks"]["total"]) == (1, 1)  # the script
+    assert (wrong["checks"]["passed"], wrong["checks"]["total"]) == (0, 1)
+    assert sel["chosen"]["decided_by"] == "tests passed"
+    assert execute["runtimes"] == 1 and execute["reset"] == "verified"  # one container

@@ -2,9 +2,10 @@
 
 K=4 samples: two right fixes (the same change, spelled `a + b` and `a+b`), one wrong fix
 (`a * b`) and one that never submits; four reproduction rollouts submit their test files:
-two distinct good tests (one of them twice, restyled: one group by normalized text) and
+two distinct good tests (one of them twice, restyled: one script by normalized text) and
 a bogus test that prints "Issue resolved" on the base. The repository's suite has one
-test that fails on the base (the issue's) and one that passes there.
+test that fails on the base (the issue's) and one that passes there. The selection is the
+verification cascade, its execution in one warm runtime.
 """
 
 from __future__ import annotations
@@ -138,70 +139,70 @@ def scripts_of(test_row: dict) -> str:
     return re.search(r"\[script:([\w-]+)\]", text).group(1)
 
 
-def runs_of(selection: dict, candidate: str, test: str) -> list[dict]:
-    return [r for r in selection["test_runs"] if r["candidate"] == candidate and r["test"] == test]
+def runs_of(selection: dict, group: str, check: str | None = None) -> list[dict]:
+    runs = selection["stages"]["execute"]["runs"]
+    return [r for r in runs if r["group"] == group and check in (None, r["check"])]
 
 
-def test_the_right_fix_is_selected_and_identical_patches_run_once(
+def test_the_right_fix_is_selected_and_each_check_runs_once_per_change(
     repo, tmp_path, python_path, monkeypatch
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with ScriptedServer(Conversations()) as server:
-        settings = settings_for(server, repo, tmp_path, attempts=4, test_cmd=TEST_CMD)
+        settings = settings_for(
+            server, repo, tmp_path, attempts=4, test_cmd=TEST_CMD, early_stop=False
+        )
         outcome = run_with_attempts(settings, "add() subtracts")
     sel = outcome.selection
     result = outcome.result
     assert result.exit_code == 0 and "+    return a+b" in result.patch  # fewer tokens than a + b
-    by_status = sorted(c["status"] for c in sel["candidates"])
-    assert by_status == ["format_errors", "submitted", "submitted", "submitted"]
-    right = next(c for c in sel["candidates"] if c["selected"])
-    wrong = next(c for c in sel["candidates"] if c["votes"] == 1)
+    rows = sel["rollouts"]
+    assert sorted(r["status"] for r in rows) == [
+        "format_errors", "submitted", "submitted", "submitted"
+    ]  # fmt: skip
+    right = next(r for r in rows if r["selected"])
+    wrong = next(r for r in rows if r["votes"] == 1)
     assert right["votes"] == 2 and right["tokens"] == 4 * 110
-    # The score counts tests: the one existing test that passes on the base, two kept tests.
-    assert (right["tests_passed"], right["tests_total"], right["rank"]) == (3, 3, 1)
-    assert (wrong["tests_passed"], wrong["tests_total"], wrong["rank"]) == (1, 3, 2)
-    assert right["existing_tests"] == {
-        "mode": "per_test", "passed": 1, "total": 1, "skipped": False, "regressions": [],
-        "note": "",
+    # The checks: the one existing test that passes on the base, two reproducing scripts.
+    assert right["checks"] == {
+        "status": "ran", "passed": 3, "total": 3, "regressions": [], "reason": ""
     }  # fmt: skip
-    assert wrong["existing_tests"]["passed"] == 1 and wrong["repro_passed"] == 0
-    assert set(right["repro_verdicts"].values()) == {"resolved"}
-    assert set(wrong["repro_verdicts"].values()) == {"reproduced"}
-    assert wrong["standing"] == "fewer tests passed (1 of 3; the winner 3)"
-    twin = next(c for c in sel["candidates"] if c["votes"] == 2 and not c["selected"])
-    assert (
-        twin["standing"] == f"the selected patch, emitted from attempt {right['attempt']} "
-        "(fewest tokens)"
+    assert (wrong["checks"]["passed"], wrong["checks"]["total"]) == (1, 3)
+    groups = {g["key"]: g for g in sel["groups"]}
+    assert groups[wrong["group"]]["execute"]["existing_passed"] == 1
+    assert groups[wrong["group"]]["execute"]["repro_passed"] == 0
+    assert sel["chosen"]["decided_by"] == "tests passed"
+    assert sel["reason"] == (
+        f"attempt {right['attempt']} selected by tests passed: passes 3 of 3 checks; the "
+        "next best passes 1 (2 of 4 attempts produced this change)."
     )
-    assert sel["reason"].startswith(f"attempt {right['attempt']} selected: it passes 3 of 3")
-    assert "1 of the 1 existing tests that pass on the base" in sel["reason"]
-    assert "the most of any patch (runner-up" in sel["reason"]
-    assert "2 of 4 attempts produced this patch" in sel["reason"]
-    assert result.reason == sel["reason"]
-    existing = sel["existing_tests"]
-    assert (existing["mode"], existing["counted"], existing["command"]) == ("per_test", 1, TEST_CMD)
-    assert existing["base"]["tests"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
-    # Reproduction tests: submitted as files; t1 and its restyled copy t3 are one group;
-    # the bogus one is dropped on the base.
-    rows = sel["reproduction_tests"]
-    assert all(t["path"] == "test_issue.py" and t["normalized"] == "ast" for t in rows)
-    kept = [t for t in rows if t["kept"]]
-    assert len(kept) == 3 and {t["rank"] for t in kept} == {1, 2}
-    assert [(k["size"], k["rank"]) for k in sel["kept_tests"]] == [(2, 1), (1, 2)]
-    pair = [t for t in rows if t["group_size"] == 2]
-    assert len(pair) == 2 and pair[0]["test_hash"] == pair[1]["test_hash"]
-    assert {scripts_of(t) for t in pair} == {"t1", "t3"}  # different text, one program
-    bogus = next(t for t in rows if not t["kept"])
-    assert scripts_of(bogus) == "t4" and bogus["base_outcome"] == "resolved"
-    assert sel["cache_hits"] >= 1
-    base = [r for r in sel["test_runs"] if r["candidate"] == "base"]
-    assert sorted(r["outcome"] for r in base) == ["failed", "reproduced", "reproduced", "resolved"]
-    # Each distinct patch ran each check exactly once: 4 on the base + 2 x (2 + 1).
-    assert sel["executions"] == len(sel["test_runs"]) == 10
-    for test in {r["test"] for r in sel["test_runs"] if r["candidate"] != "base"}:
-        assert len(runs_of(sel, right["patch_hash"], test)) == 1
-    wrong_run = runs_of(sel, wrong["patch_hash"], "existing")[0]
-    assert wrong_run["outcome"] == "failed" and wrong_run["tests"]["passed"] == 1
+    assert result.reason == sel["reason"] and sel["selected"]["attempt"] == right["attempt"]
+    assert sel["order"].startswith("tests passed, then reward score, then votes, then tokens")
+    execute = sel["stages"]["execute"]
+    assert (execute["test_command"], execute["base_passing"]) == (TEST_CMD, 1)
+    (base_tests,) = runs_of(sel, "base", "existing")
+    assert base_tests["tests"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
+    assert execute["reset"] == "verified" and execute["runtimes"] == 1
+    # Reproduction tests: submitted as files; t1 and its restyled copy t3 are one script
+    # (two votes); the bogus one prints "Issue resolved" on the base and does not count.
+    tests = sel["reproduction_tests"]
+    assert all(t["path"] == "test_issue.py" and t["normalized"] == "ast" for t in tests)
+    pair = [t for t in tests if scripts_of(t) in ("t1", "t3")]
+    assert len({t["test_hash"] for t in pair}) == 1  # different text, one program
+    bogus = next(t for t in tests if scripts_of(t) == "t4")
+    assert (bogus["base_outcome"], bogus["counted"]) == ("resolved", False)
+    assert all(t["base_outcome"] == "reproduced" and t["counted"] for t in tests if t != bogus)
+    # most votes first; among single votes, sample order (which sample wrote which: a race)
+    assert sorted(((s["votes"], s["counted"]) for s in execute["scripts"]), reverse=True) == [
+        (2, True), (1, True), (1, False)
+    ]  # fmt: skip
+    # On the base: the tests and each script once; each change: applied, then each check
+    # that counts once (the twin patches are one group, run once).
+    assert len(runs_of(sel, "base")) == 1 + 3
+    for group in (right["group"], wrong["group"]):
+        checks = [r["check"] for r in runs_of(sel, group)]
+        assert checks[:2] == ["apply", "existing"] and len(set(checks)) == len(checks) == 4
+    assert execute["cost"]["test_runs"] == 4 + 2 * 3
     # Records: every rollout's trajectory and selection.json next to them.
     folder = tmp_path / "runs" / "run"
     assert outcome.path == folder / "selection.json"
@@ -224,22 +225,23 @@ def test_cli_with_early_stop(command, repo, cli_env, tmp_path):
             args += ["--attempts", "4", "--traj", str(folder) + ".json"]
         else:
             args += ["--traj-dir", str(folder)]
-        result = run_cli(args, cli_env)  # the default test command: the repo has tests/
+        result = run_cli(args, cli_env)  # the default: pytest on the impacted test files
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     sel = doc["selection"]
     assert doc["status"] == "submitted" and "+    return a+b" in doc["patch"]
-    assert sel["test_cmd"] == "python3 -m pytest -q -p no:cacheprovider"
-    assert sel["test_cmd_source"] == "default" and sel["existing_tests"]["counted"] == 1
-    assert sel["early_stopped"] is True
-    assert "stopped early" in sel["reason"]
-    wrong = next(c for c in sel["candidates"] if c["votes"] == 1)
-    assert wrong["existing_tests"]["skipped"] is True
-    assert runs_of(sel, wrong["patch_hash"], "existing") == []
-    assert sel["executions"] == 9  # 3 + 1 on the base, 2 + 1 for the winner, 2 for the other
+    execute = sel["stages"]["execute"]
+    assert execute["test_command"] == "python3 -m pytest -q -p no:cacheprovider -rA"
+    assert sorted(execute["tests"]) == ["tests/test_ops.py", "tests/test_scale.py"]
+    assert execute["base_passing"] == 1 and execute["early_stopped"] is True
+    wrong = next(r for r in sel["rollouts"] if r["votes"] == 1)
+    assert wrong["checks"]["status"] == "not_run"
+    assert wrong["checks"]["reason"].startswith("early stop: ")
+    assert runs_of(sel, wrong["group"]) == []
+    assert len(runs_of(sel, "base")) == 3 + 1  # the tests, each script
     assert doc["selection_file"] == str(folder / "selection.json")
-    assert "<- selected" in result.stderr  # the candidates table
-    assert "(existing tests skipped: early stop)" in result.stderr
+    assert "<- selected" in result.stderr  # the rollouts table
+    assert "not_run (early stop)" in result.stderr
 
 
 def test_every_attempt_failing_raises_the_model_error(buggy_repo, tmp_path, monkeypatch):
@@ -250,8 +252,9 @@ def test_every_attempt_failing_raises_the_model_error(buggy_repo, tmp_path, monk
             settings = settings_for(server, buggy_repo, tmp_path, attempts=2, repro_tests=0)
             run_with_attempts(settings, "x")
     selection = json.loads((tmp_path / "runs" / "run" / "selection.json").read_text())
-    assert selection["selected"] is None
-    assert [c["exit_code"] for c in selection["candidates"]] == [3, 3]
+    assert selection["selected"] is None and selection["chosen"] is None
+    assert [r["exit_code"] for r in selection["rollouts"]] == [3, 3]
+    assert selection["reason"] == "none of the 2 attempts produced a valid patch."
 
 
 def test_attempts_need_sampling(buggy_repo, tmp_path):
@@ -313,4 +316,42 @@ def test_ctrl_c_during_best_of_finishes_every_rollout_and_leaves_nothing(
     records = [json.loads(p.read_text()) for p in traj_dir.glob("*-*.json")]
     assert len(records) >= 2
     assert {r["exit_status"] for r in records} == {"interrupted"}
+    assert os.listdir(tmp) == []
+
+
+def test_ctrl_c_during_verification_ends_the_run_and_leaves_nothing(repo, cli_env, tmp_path):
+    """Ctrl-C while the warm runtime runs the tests: exit 130 at once, the rollouts'
+    trajectories as they ended, no runtime or temporary folder left behind."""
+    import signal
+    import subprocess
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**cli_env, "TMPDIR": str(tmp)}
+    traj_dir = tmp_path / "rollouts"
+    plan = Conversations()
+    plan.waiting["fix"] = ["right-spaced", "wrong"]
+    with ScriptedServer(plan) as server:
+        args = [sys.executable, "-m", "cwm_agent", "best-of", str(repo), "--issue", "x"]
+        args += ["--model", "m", "--base-url", server.base_url, "--attempts", "2"]
+        args += ["--repro-tests", "0", "--test-cmd", "sleep 60", "--traj-dir", str(traj_dir)]
+        proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # the stage has started: its base run sleeps
+            seen.append(line)
+            if "verifying the patches" in line:
+                break
+        time.sleep(1.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - started < 8
+    assert "Traceback" not in stderr
+    records = [json.loads(p.read_text()) for p in traj_dir.glob("attempt-*.json")]
+    assert {r["exit_status"] for r in records} == {"submitted"}  # they had ended
+    assert not (traj_dir / "selection.json").exists()  # no choice was made
     assert os.listdir(tmp) == []

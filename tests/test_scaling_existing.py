@@ -2,9 +2,10 @@
 
 The suite has the issue's test (fails on the base), an unrelated test that always fails,
 and two tests of `scale` that pass on the base. K=3: one right fix of `add`, and twice a
-wrong fix that repairs `add` but breaks `scale`. The suite's exit code is 1 for every
-candidate, so an exit-code check cannot tell them apart (and the majority would pick the
-wrong fix); counting the tests that pass on the base and still pass can.
+wrong fix that repairs `add` but breaks `scale`. The whole suite's exit code is 1 for
+every candidate, so an exit-code check cannot tell them apart (and the majority would pick
+the wrong fix); counting the tests that pass on the base and still pass can. By default
+only the impacted test files run (the unrelated failing one is not among them).
 """
 
 from __future__ import annotations
@@ -112,67 +113,64 @@ def scaled_run(repo: Path, env: dict, *extra: str) -> dict:
 
 
 def by_name(selection: dict) -> dict[str, dict]:
-    """The candidates by the script they followed: "right", and the wrong patch's group."""
+    """The rollouts by the script they followed: "right", and the wrong patch's group."""
     rows = {}
-    for row in selection["candidates"]:
+    for row in selection["rollouts"]:
         text = Path(row["trajectory"]).read_text()
         rows.setdefault(re.search(r"\[script:(\w+)\]", text).group(1), row)
     return rows
 
 
+def verdict(selection: dict, row: dict) -> dict:
+    return next(g["execute"] for g in selection["groups"] if g["key"] == row["group"])
+
+
 def test_the_per_test_count_separates_a_right_fix_from_a_wrong_one(repo, cli_env):
-    doc = scaled_run(repo, cli_env)  # the default test command: the repository has tests/
+    doc = scaled_run(repo, cli_env)  # the default: pytest on the impacted test files
     sel = doc["selection"]
     rows = by_name(sel)
     right, wrong = rows["right"], rows["wrong"]
     assert right["selected"] and "+    return a + b" in doc["patch"]
     assert "v + factor" not in doc["patch"]
     assert (wrong["votes"], right["votes"]) == (2, 1)  # the majority is wrong
-    # The suite fails with every patch: its exit code says nothing.
-    for row in (right, wrong):
-        existing = [r for r in sel["test_runs"] if r["candidate"] == row["patch_hash"]]
-        assert [(r["test"], r["outcome"], r["exit_code"]) for r in existing] == [
-            ("existing", "failed", 1)
-        ]
+    execute = sel["stages"]["execute"]
+    assert execute["tests"] == ["tests/test_ops.py"]  # test_quirk.py imports nothing changed
     # Per test: the two tests of scale pass on the base; the wrong fix breaks one of them.
-    summary = sel["existing_tests"]
-    assert (summary["mode"], summary["counted"], summary["source"]) == ("per_test", 2, "default")
-    assert summary["base"]["tests"] == {"passed": 2, "failed": 2, "error": 0, "skipped": 0}
-    assert (right["existing_tests"]["passed"], right["existing_tests"]["total"]) == (2, 2)
-    assert (wrong["existing_tests"]["passed"], wrong["existing_tests"]["total"]) == (1, 2)
-    assert wrong["existing_tests"]["regressions"] == ["tests.test_ops::test_scale"]
-    assert (right["tests_passed"], wrong["tests_passed"]) == (2, 1)
-    assert (
-        "it passes 2 of 2 tests (2 of the 2 existing tests that pass on the base)" in doc["reason"]
-    )
-    assert wrong["standing"] == "fewer tests passed (1 of 2; the winner 2)"
+    assert execute["base_passing"] == 2
+    (base,) = [r for r in execute["runs"] if r["group"] == "base"]
+    assert base["tests"] == {"passed": 2, "failed": 1, "error": 0, "skipped": 0}
+    assert (right["checks"]["passed"], right["checks"]["total"]) == (2, 2)
+    assert (wrong["checks"]["passed"], wrong["checks"]["total"]) == (1, 2)
+    assert wrong["checks"]["regressions"] == ["tests.test_ops::test_scale"]
+    assert doc["reason"].startswith(f"attempt {right['attempt']} selected by tests passed: ")
+    assert "passes 2 of 2 checks; the next best passes 1" in doc["reason"]
 
 
 @pytest.mark.parametrize(
-    ("command", "mode"),
+    ("command", "counted"),
     [
         (
             "cd tests && PYTHONPATH=.. python3 -m pytest -q -p no:cacheprovider test_ops.py  # ops",
-            "per_test",
+            ["test_ops::test_scale"],
         ),
         (
-            "python3 -c 'from mathlib.ops import add, scale; "
-            "assert add(2, 3) == 5 and scale([1], 2) == [2]'",
-            "exit_code",
+            "python3 -c 'from mathlib.ops import scale; assert scale([1], 2) == [2]'",
+            ["(the test command's exit status)"],
         ),
     ],
 )
-def test_a_users_test_command_is_counted_per_test_or_by_its_exit_code(repo, cli_env, command, mode):
+def test_a_users_test_command_is_counted_per_test_or_by_its_exit_code(
+    repo, cli_env, command, counted
+):
+    """Without {tests} the command runs as given: per test where pytest reports them,
+    else its exit status is the one check."""
     sel = scaled_run(repo, cli_env, "--test-cmd", command)["selection"]
     rows = by_name(sel)
     right, wrong = rows["right"], rows["wrong"]
-    assert right["selected"] and sel["existing_tests"]["mode"] == mode
-    assert sel["existing_tests"]["command"] == command
-    if mode == "per_test":
-        assert (right["existing_tests"]["passed"], wrong["existing_tests"]["passed"]) == (2, 1)
-        assert wrong["existing_tests"]["regressions"] == ["test_ops::test_scale"]
-    else:  # no report: the exit code is one check, and selection.json says so
-        assert (right["existing_tests"]["passed"], wrong["existing_tests"]["passed"]) == (1, 0)
-        assert right["existing_tests"]["total"] == 1
-        assert "its exit code counts as one check" in sel["existing_tests"]["note"]
-        assert "its exit code counts as one check" in right["existing_tests"]["note"]
+    assert right["selected"] and sel["stages"]["execute"]["test_command"] == command
+    assert sel["stages"]["execute"]["tests"] == []  # not aimed at files: no {tests}
+    assert wrong["checks"]["regressions"] == counted
+    total = sel["stages"]["execute"]["base_passing"]  # 2 tests of scale, or the exit status
+    assert right["checks"]["passed"] == right["checks"]["total"] == total
+    assert verdict(sel, wrong)["existing_passed"] == total - 1
+    assert sel["warnings"] == []

@@ -1,24 +1,24 @@
-"""The selection's pure parts: patch and script identity, the tests that count, the choice."""
+"""A scaled run's selection, its pure parts: patch and script identity, the rollouts as
+candidates and scripts, CWM's order for the choice, script verdicts, the pool."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
 
-from cwm_agent.scaling.pool import DaemonPool, OnceCache
-from cwm_agent.scaling.records import Candidate, ExistingCount, Group, ReproTest, Score, SuiteRun
-from cwm_agent.scaling.select import (
-    choose,
-    count_existing,
-    group_candidates,
-    promise_order,
-    standing,
-    top_tests,
-)
-from cwm_agent.scaling.verify import classify
+from cwm_agent.errors import UsageError
+from cwm_agent.scaling.pool import DaemonPool
+from cwm_agent.scaling.records import Attempt, ReproTest, Rollout
+from cwm_agent.scaling.verify import candidates, scripts
+from cwm_agent.verification import choice
+from cwm_agent.verification.checks import classify
 from cwm_agent.verification.identity import normalize_test, patch_hash, script_key
+from cwm_agent.verification.records import Candidate as VCandidate
+from cwm_agent.verification.records import ExecVerdict, Group, Origin
+from cwm_agent.verification.scripts import EVERY, group_scripts, read_tests
 
 
 def diff(body: str, start: int = 1, path: str = "pkg/mod.py") -> str:
@@ -94,129 +94,84 @@ def test_a_script_that_does_not_parse_is_compared_by_its_whitespace_normalized_t
     assert script_key(py2) != script_key(py2.replace("x", "y"))
 
 
-def candidate(attempt: int, key: str | None, tokens: int = 100) -> Candidate:
-    return Candidate(
-        attempt, "submitted", 0, "", "patch" if key else None, tokens, 3, 1.0, "t.json", key
-    )
+def rollout(attempt: int, patch: str | None, tokens: int = 100) -> Attempt:
+    status = "submitted" if patch else "limit"
+    return Attempt(Rollout(attempt, status, 0, "", patch, tokens, 3, 1.0, f"a{attempt}.json"))
 
 
-def test_groups_and_their_representative():
-    groups = group_candidates(
-        [candidate(1, "a", 300), candidate(2, None), candidate(3, "b"), candidate(4, "a", 200)]
-    )
-    assert [(g.key, g.attempts) for g in groups] == [("a", [1, 4]), ("b", [3])]
-    assert groups[0].representative.attempt == 4 and groups[0].votes == 2
+def test_rollouts_with_a_patch_are_the_candidates(tmp_path):
+    runs = [rollout(1, SPACED, 300), rollout(2, None), rollout(3, TIGHT, 200)]
+    found = candidates("i-1", runs, tmp_path, "m")
+    assert [(c.origin.attempt, c.tokens, c.patch) for c in found] == [(1, 300, SPACED),
+                                                                      (3, 200, TIGHT)]  # fmt: skip
+    assert found[0].origin == Origin(str(tmp_path), model="m", attempt=1, path="a1.json")
 
 
-def repro(sample: int, code: str, base: str | None = "reproduced") -> ReproTest:
+def test_cwms_order_after_votes_is_the_fewest_tokens():
+    """Tests passed, then votes, then tokens (no verifier in CWM's pipeline): the larger
+    change that cost fewer tokens wins a tie on the rest; with "size" the smaller one."""
+
+    def grp(key: str, votes: int, patch: str, tokens: int) -> Group:
+        members = tuple(VCandidate("i", patch, Origin("f"), tokens) for _ in range(votes))
+        return Group(key, members, patch)
+
+    small, large = "+a\n", "+a\n+b\n+c\n"
+    groups = [grp("cheap-large", 1, large, 100), grp("costly-small", 1, small, 900)]
+    by_tokens = choice.decide(choice.rank(groups, prefer="tokens"))
+    assert (by_tokens.winner.group.key, by_tokens.decided_by) == ("cheap-large", "tokens")
+    assert by_tokens.reason == "the fewest tokens: 100; the next best 900"
+    by_size = choice.decide(choice.rank(groups))
+    assert (by_size.winner.group.key, by_size.decided_by) == ("costly-small", "size")
+    more_votes = [*groups, grp("twice", 2, large, 5000)]
+    assert choice.decide(choice.rank(more_votes, prefer="tokens")).decided_by == "votes"
+    verdicts = {"costly-small": ExecVerdict("costly-small", "ran", 2, 2)}
+    tested = choice.decide(choice.rank(more_votes, None, verdicts, prefer="tokens"))
+    assert (tested.winner.group.key, tested.decided_by) == ("costly-small", "tests passed")
+
+
+def repro(sample: int, code: str, problem: str = "") -> ReproTest:
     key, how = script_key(code)
-    path = "test_issue.py"
-    return ReproTest(sample, "submitted", 7, 1.0, "r.json", path, code, key, how, base_outcome=base)
+    return ReproTest(sample, "submitted", 7, 1.0, f"/r/repro-{sample}.json", "test_issue.py",
+                     code, key, how, problem=problem)  # fmt: skip
 
 
-def test_the_largest_groups_of_reproducing_tests_are_kept():
-    a, b, c, d = "print('a')\n", "print('b')\n", "print('c')\n", "print('d')\n"
+def test_reproduction_tests_are_one_script_per_program_most_votes_first():
+    good = "print('Issue resolved' if f() else 'Issue reproduced')\n"
+    other = "print('Issue reproduced' if g() else 'Issue resolved')\n"
     tests = [
-        repro(1, b),
-        repro(2, a),
-        repro(3, "print( 'a' )  # the same as 2\n"),
-        repro(4, c, base="resolved"),  # does not reproduce the issue on the base
-        repro(5, c, base="resolved"),
-        repro(6, c, base="resolved"),
-        repro(7, d),
-        repro(8, "x", base=None),  # not run (filtered out)
-        ReproTest(9, "limit", 7, 1.0, "r9.json", problem="no test was submitted"),
+        repro(1, other),
+        repro(2, good),
+        repro(3, "print( 'Issue resolved' if f( ) else 'Issue reproduced' )  # the same\n"),
+        repro(4, "print('x')\n", problem="filtered out: it never mentions 'Issue reproduced'"),
+        ReproTest(5, "limit", 7, 1.0, "/r/repro-5.json", problem="no test was submitted"),
     ]
-    kept = top_tests(tests, keep=2)
-    assert [(t.samples, t.code) for t in kept] == [((2, 3), a), ((1,), b)]  # ties: first sample
-    assert [t.size for t in top_tests(tests, keep=5)] == [2, 1, 1]
-    assert top_tests(tests, keep=0) == []
-
-
-def test_existing_tests_count_those_that_pass_on_the_base():
-    base = SuiteRun(
-        "failed", {"t::a": "passed", "t::b": "passed", "t::c": "failed", "t::d": "skipped"}
-    )
-    right = SuiteRun(
-        "failed", {"t::a": "passed", "t::b": "passed", "t::c": "passed", "t::d": "passed"}
-    )
-    wrong = SuiteRun("failed", {"t::a": "passed", "t::b": "failed", "t::c": "failed"})
-    assert count_existing(base, right) == ExistingCount("per_test", 2, 2)
-    assert count_existing(base, wrong) == ExistingCount("per_test", 1, 2, regressions=("t::b",))
-    crashed = count_existing(base, SuiteRun("timeout", None))
-    assert (crashed.passed, crashed.total, crashed.regressions) == (0, 2, ("t::a", "t::b"))
-    assert "no per-test report with this patch (the run timeout)" in crashed.note
-    assert count_existing(base, None) == ExistingCount("per_test", 0, 2, skipped=True)
-
-
-def test_without_a_report_on_the_base_the_exit_code_is_one_check():
-    base = SuiteRun("failed", None)
-    passed = count_existing(base, SuiteRun("passed", None))
-    assert (passed.mode, passed.passed, passed.total) == ("exit_code", 1, 1)
-    assert "exit code counts as one check" in passed.note
-    assert count_existing(base, SuiteRun("failed", {"t::a": "passed"})).passed == 0
-    assert count_existing(base, None).skipped
-
-
-def group(key: str, *members: Candidate) -> Group:
-    return Group(key, members)
-
-
-def existing(passed: int, total: int) -> ExistingCount:
-    return ExistingCount("per_test", passed, total)
-
-
-def verdicts(*outcomes: str) -> tuple[tuple[str, str], ...]:
-    return tuple((f"t{n}", outcome) for n, outcome in enumerate(outcomes))
-
-
-def test_choose_prefers_tests_passed_then_majority_then_tokens():
-    a = group("a", candidate(1, "a", 500))
-    b = group("b", candidate(2, "b", 900), candidate(3, "b", 800))
-    c = group("c", candidate(4, "c", 100))
-    # The count of tests decides, not all-or-nothing: 9 of 10 existing tests beat 7 of 10.
-    sa, sb = (
-        Score(a, verdicts("resolved"), existing(9, 10)),
-        Score(b, verdicts("resolved"), existing(7, 10)),
-    )
-    best, reason = choose([sb, sa], 4)
-    assert best.group is a
-    assert reason.startswith("attempt 1 selected: it passes 10 of 11 tests")
-    assert "9 of the 10 existing tests that pass on the base" in reason
-    assert "1 of 1 reproduction tests print 'Issue resolved'" in reason
-    assert "the most of any patch (runner-up: attempt 3, 8 of 11)" in reason
-    assert standing(sb, best) == "fewer tests passed (8 of 11; the winner 10)"
-
-    tied = [
-        Score(a, verdicts("resolved", "reproduced"), None),
-        Score(b, verdicts("reproduced", "resolved"), None),
+    found = scripts(tests)
+    assert [(s.code, s.votes, s.source) for s in found] == [
+        (good, 2, "repro-2.json, repro-3.json"),
+        (other, 1, "repro-1.json"),
     ]
-    best, reason = choose(tied, 4)
-    assert best.group is b and best.group.representative.attempt == 3
-    assert "the majority decided" in reason
-    assert "2 of 4 attempts produced this patch (attempts 2, 3; attempt 3 used the fewest" in reason
-    assert standing(tied[0], best) == "tied on tests passed; fewer votes (1; the winner 2)"
-
-    best, reason = choose(
-        [Score(a, verdicts("resolved"), None), Score(c, verdicts("resolved"), None)], 4
-    )
-    assert best.group is c and "the fewest tokens decided" in reason
-
-    best, reason = choose([Score(a, (), existing(0, 0)), Score(c, (), None)], 4)
-    assert "selected without tests" in reason
-
-    fallback = ExistingCount("exit_code", 1, 1)
-    best, reason = choose(
-        [Score(a, (), fallback), Score(c, (), ExistingCount("exit_code", 0, 1))], 4
-    )
-    assert best.group is a and "the existing test command passed (exit code" in reason
+    assert found[0].key == script_key(good)[0]
 
 
-def test_promise_order_puts_the_likeliest_winner_first():
-    a = group("a", candidate(1, "a"))
-    b = group("b", candidate(2, "b"), candidate(3, "b"))
-    assert [g.key for g in promise_order([a, b], {"a": 1, "b": 1})] == ["b", "a"]
-    assert [g.key for g in promise_order([a, b], {"a": 2, "b": 1})] == ["a", "b"]
+def test_scripts_given_with_tests_and_what_is_left_out(tmp_path):
+    one = tmp_path / "check.py"
+    one.write_text("print('Issue resolved' if ok() else 'Issue reproduced')\n")
+    many = tmp_path / "tests.jsonl"
+    many.write_text(json.dumps({"instance_id": "a-1", "code": "print('Other issues')"}) + "\n")
+    found = read_tests([str(one), str(many)])
+    assert set(found) == {EVERY, "a-1"} and found["a-1"][0].source == f"{many}:1"
+    grouped, notes = group_scripts([*found[EVERY], *found["a-1"]])
+    assert len(grouped) == 1 and grouped[0].source == str(one)
+    assert notes == [f"{many}:1: reproduction script left out: it never mentions "
+                     "'Issue reproduced' or 'Issue resolved'"]  # fmt: skip
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"code": "x"}\n')
+    with pytest.raises(UsageError, match=f"--tests {bad}:1: no instance_id"):
+        read_tests([str(bad)])
+    text = tmp_path / "x.txt"
+    text.write_text("print('Issue resolved')")
+    with pytest.raises(UsageError, match="not a .py or .jsonl file"):
+        read_tests([str(text)])
 
 
 @pytest.mark.parametrize(
@@ -237,26 +192,6 @@ def test_verdicts(output, verdict):
 
 def test_a_timeout_is_its_own_verdict():
     assert classify("Issue reproduced\n", timed_out=True) == "timeout"
-
-
-def test_once_cache_runs_a_key_once_across_threads():
-    calls = []
-
-    def slow() -> int:
-        calls.append(1)
-        time.sleep(0.05)
-        return 42
-
-    cache = OnceCache()
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("k", slow))) for _ in "1234"
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [42] * 4 and len(calls) == 1 and cache.hits == 3
 
 
 def test_daemon_pool_runs_jobs_and_cancels_pending_ones():

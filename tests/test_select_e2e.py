@@ -54,7 +54,8 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
 
     summary = json.loads(result.stdout)
     assert summary == json.loads((out / "summary.json").read_text())
-    assert summary["funnel"] == {"candidates": 5, "static": 3, "group": 2, "chosen": 1}
+    funnel = {"candidates": 5, "static": 3, "group": 2, "execute": 2, "chosen": 1}
+    assert summary["funnel"] == funnel
     preds = read_jsonl(out / "preds.jsonl")
     # 2 votes (a+b and a + b); the smaller patch stands for them
     assert preds == [prediction("calc-1", p["right_spaced"], "m2")]
@@ -75,7 +76,9 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
     assert "FAIL_TO_PASS" not in (out / "selection.jsonl").read_text()
 
 
-def test_the_execute_stage_is_reported_as_not_run_loudly(world, tmp_path, cli_env):
+def test_an_execution_that_cannot_decide_is_said_loudly_with_what_decided(world, tmp_path, cli_env):
+    """The clone has no tests and no script was given: the stage runs (--repos-dir gives
+    it a runtime) but no check can tell the candidates apart; every instance says so."""
     p = world["patches"]
     preds = write_jsonl(
         tmp_path / "p.jsonl", [prediction("calc-1", p["wrong"]), prediction("calc-1", p["right"])]
@@ -84,13 +87,15 @@ def test_the_execute_stage_is_reported_as_not_run_loudly(world, tmp_path, cli_en
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # stdout is only for --json
     record = read_jsonl(tmp_path / "out" / "selection.jsonl")[0]
-    assert record["stages"]["execute"]["why"] == (
-        "the execution stage is not wired into select in this version"
+    assert record["stages"]["execute"]["ran"] and record["stages"]["execute"]["tests"] == []
+    assert {g["execute"]["status"] for g in record["groups"]} == {"not_run"}
+    loud = (
+        "execute: impacted tests: no test file imports the changed modules; the choice "
+        "fell to input order"
     )
-    loud = "execute did not run (the execution stage is not wired into select in this version)"
-    assert any(w.startswith(loud) for w in record["warnings"])
+    assert record["warnings"] == [loud]
     assert f"WARNING calc-1: {loud}" in result.stderr
-    assert "WARNING (1 instance(s)): execute did not run" in result.stderr
+    assert f"WARNING (1 instance(s)): {loud}" in result.stderr
 
 
 def test_a_folder_of_patches_for_one_local_repository(world, tmp_path, cli_env):
@@ -160,6 +165,17 @@ def test_usage_errors(world, tmp_path, cli_env, extra, message):
         args += ["--dataset", str(world["records"])]
     result = run_cli([*args, *extra], cli_env)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_tests_without_the_execute_stage_are_refused(world, tmp_path, cli_env):
+    preds = write_jsonl(tmp_path / "p.jsonl", [prediction("calc-1", world["patches"]["right"])])
+    script = tmp_path / "check.py"
+    script.write_text("print('Issue resolved')\n")
+    args = ["select", str(preds), "-o", str(tmp_path / "out"), "--dataset", str(world["records"])]
+    result = run_cli([*args, "--tests", str(script)], cli_env)  # no runtime: no execution
+    assert result.returncode == 2, result.stderr
+    assert "--tests is for the execute stage, which does not run (no runtime" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_malformed_inputs_name_the_file_and_line(world, tmp_path, cli_env):

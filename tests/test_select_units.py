@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 
 import pytest
 from rich.console import Console
@@ -15,6 +16,7 @@ from cwm_agent.select.store import SelectionStore, finished
 from cwm_agent.select.summary import Tally
 from cwm_agent.settings import ModelSettings
 from cwm_agent.verification.cascade import Outcome
+from cwm_agent.verification.execute import ExecConfig, Execution
 from cwm_agent.verification.records import Cost
 from cwm_agent.verification.reward import VerifierConfig
 
@@ -22,16 +24,20 @@ VERIFIER = VerifierConfig(ModelSettings("judge"))
 
 
 def test_the_default_stages_are_those_whose_inputs_are_there():
-    bare = stages.plan(None, None, has_runtime=False, keep=5)
-    assert bare.stages == ("static", "group") and bare.wanted == frozenset()
+    bare = stages.plan(None, None, None, keep=5)
+    assert bare.stages == ("static", "group")
     assert bare.skipped["reward"] == stages.NO_VERIFIER
-    full = stages.plan(None, VERIFIER, has_runtime=True, keep=3)
-    assert full.stages == ("static", "group", "reward")
-    assert full.skipped == {"execute": stages.NOT_WIRED} and full.wanted == {"execute"}
-    asked = stages.plan(stages.parse("reward, static"), VERIFIER, has_runtime=False, keep=1)
+    assert bare.skipped["execute"] == stages.NO_RUNTIME and bare.build().executor is None
+    full = stages.plan(None, VERIFIER, ExecConfig(max_test_runs=7), keep=3)
+    assert full.stages == ("static", "group", "reward", "execute") and full.skipped == {}
+    executor = full.build().executor
+    assert isinstance(executor, Execution) and executor.config.max_test_runs == 7
+    assert pickle.loads(pickle.dumps(full)) == full  # what Ray workers get
+    asked = stages.plan(stages.parse("reward, static"), VERIFIER, ExecConfig(), keep=1)
     assert asked.stages == ("static", "reward") and asked.skipped["group"] == "not in --stages"
+    assert asked.execution is None and asked.build().executor is None
     with pytest.raises(UsageError, match="--stages execute: no runtime"):
-        stages.plan(("execute",), None, has_runtime=False, keep=1)
+        stages.plan(("execute",), None, None, keep=1)
 
 
 def _record(iid: str, retry: bool = False) -> dict:

@@ -185,24 +185,6 @@ def test_the_execute_stage_gets_code_changes_without_test_infrastructure(patches
     assert record["stages"]["execute"]["cost"]["test_runs"] == 2
 
 
-def test_a_wanted_stage_that_did_not_run_is_warned_about_with_the_signal_used(patches):
-    repo, base, p = patches
-    task = _task(repo, base, p, ["wrong", "good", "good"])
-    plan = Plan(
-        ("static", "group"),
-        {"reward": "no verifier model", "execute": "not wired in this version"},
-        wanted=frozenset({"execute"}),
-    )
-    outcome = select_instance(task, plan)
-    assert outcome.warnings == (
-        "execute did not run (not wired in this version): the choice fell to votes",
-    )
-    assert outcome.record["stages"]["execute"] == {
-        "ran": False, "in": 2, "out": 2, "why": "not wired in this version",
-        "cost": Cost().row(),
-    }  # fmt: skip
-
-
 def test_without_base_code_the_apply_check_is_not_checked_and_said(patches):
     repo, base, p = patches
     task = _task(repo, base, p, ["good"])

@@ -143,7 +143,8 @@ def batch(**opts: Any) -> None:
 
     --executor ray runs one Ray task per instance, on a local Ray instance or on the
     cluster at --ray-address; OUTDIR is written here either way. --attempts K solves
-    each instance with K rollouts and test-based selection (as `run --attempts K`).
+    each instance with K rollouts and selects one with the verification cascade (as `run
+    --attempts K`; a SWE-bench record's own test command by default).
 
     \b
     Examples:
@@ -157,8 +158,8 @@ def batch(**opts: Any) -> None:
       cwm-agent batch issues/ --repo ./myrepo -o runs/issues --model facebook/cwm
       cwm-agent batch swebench_lite.jsonl -o runs/lite --repos-dir /shared/clones \\
           --executor ray --ray-address ray://head:10001 --workers 64 --model facebook/cwm
-      cwm-agent batch issues/ --repo ./myrepo -o runs/best4 --attempts 4 --early-stop \\
-          --test-cmd 'python -m pytest -q tests' --model facebook/cwm
+      cwm-agent batch issues/ --repo ./myrepo -o runs/best4 --attempts 4 \\
+          --test-cmd 'python -m pytest -q {tests}' --model facebook/cwm
     """
     install_signal_handlers()
     _check_executor(opts)

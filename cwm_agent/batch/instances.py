@@ -4,14 +4,16 @@ files; the selection flags (``--filter``, ``--shuffle``, ``--slice``, ``--limit`
 Records are read as they come (the official SWE-bench files carry many more fields:
 patches, tests, hints); an Instance keeps only the fields below. That is where grading
 stays post-hoc: ``test_patch``, ``FAIL_TO_PASS``, ``PASS_TO_PASS`` and the gold ``patch``
-never reach the agent, its prompts or the selection of patches.
+never reach the agent, its prompts or the selection of patches (``--attempts`` gets the
+record's own test command as plain facts: ``verification.workspace.safe_record``).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from cwm_agent.errors import UsageError
 from cwm_agent.verification.checkout import check_repo_name
 from cwm_agent.verification.sources import Placed, Source, read_records
 from cwm_agent.verification.store import folder_name
+from cwm_agent.verification.workspace import safe_record
 
 ISSUE_SUFFIXES = (".md", ".txt")
 # GitHub's owner/name: the only shape of a record's repo, found as a folder of --repos-dir.
@@ -31,6 +34,8 @@ class Instance:
     repo: str | None = None  # "owner/name", resolved against --repos-dir
     base_commit: str | None = None
     image: str | None = None  # the record's own image (SWE-bench Verified files carry one)
+    # What --attempts' execution may know of the record (its own test command, no tests).
+    facts: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def dirname(self) -> str:
@@ -120,6 +125,7 @@ def _from_record(record: dict[str, Any], where: str) -> Instance:
         None if repo is None else check_repo_name(repo, f"{where} ({instance_id})"),
         _optional(record, "base_commit", where),
         _optional(record, "image", where),
+        safe_record(record),
     )
 
 

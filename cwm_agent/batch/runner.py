@@ -232,7 +232,11 @@ def solve_instance(
             settings = config.settings(instance, repo, folder / "trajectory.json")
             if scaled:
                 issue = instance.problem_statement
-                doc = solve_scaled(settings, issue, folder, log, meter, stopping)
+                facts = {"instance_id": instance.instance_id, **instance.facts}
+                instance_facts = (instance.instance_id, facts)
+                doc = solve_scaled(
+                    settings, issue, folder, log, meter, stopping, instance=instance_facts
+                )
             else:
                 progress = _progress(log, on_step, stopping, on_warning)
                 issue = instance.problem_statement

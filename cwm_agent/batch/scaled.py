@@ -2,15 +2,17 @@
 
 The instance folder then holds what `run --attempts K --traj-dir FOLDER` writes:
 ``attempt-N.json`` (one trajectory per fix rollout), ``repro-N.json`` (the reproduction
-rollouts) and ``selection.json`` (every candidate, every test run, the reason); its
-``result.json`` is the `run --attempts K --json` document, and its prediction is the
-selected patch.
+rollouts) and ``selection.json`` (the verification cascade's record of the instance, as a
+line of select's ``selection.jsonl``, plus the rollouts' rows); its ``result.json`` is the
+`run --attempts K --json` document, and its prediction is the selected patch. A SWE-bench
+record's own test command (its eval script's, as plain facts) is the execution stage's
+default there.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -29,8 +31,10 @@ def solve_scaled(
     log: TextIO,
     meter: Meter | None = None,
     stopping: Callable[[], bool] | None = None,
+    instance: tuple[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The `--json` document of a scaled run whose records go to ``folder``.
+    """The `--json` document of a scaled run whose records go to ``folder``; ``instance``:
+    (its id, what the selection may know of its record).
 
     Raises what `run_with_attempts` raises (e.g. ModelError when every attempt failed so).
     The rollouts run on `workers = attempts` threads of their own: a batch with
@@ -41,8 +45,15 @@ def solve_scaled(
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
+    progress = _log_lines(log)
     outcome = run_with_attempts(
-        settings, issue, traj_dir=folder, progress=_log_lines(log), meter=meter, stopping=stopping
+        settings,
+        issue,
+        traj_dir=folder,
+        progress=progress,
+        meter=meter,
+        stopping=stopping,
+        instance=instance,
     )
     log.write(report.table(outcome.selection) + "\n")
     return report.document(outcome)

@@ -48,21 +48,25 @@ def best_of(**opts: Any) -> None:
 
     K rollouts run in parallel, each in its own copy of REPO (or container, with --runtime
     docker). In K more rollouts the model writes a reproduction script (printing "Issue
-    reproduced", "Issue resolved" or "Other issues") and submits it; scripts that reproduce
-    the issue on the unpatched code are grouped by their normalized text and the
-    --repro-tests largest groups are kept. Every distinct patch runs the kept scripts and
-    the existing tests (--test-cmd), counted per test: of the tests that pass on the
-    unpatched code, those that still pass. The patch that passes the most tests wins, ties
-    going to the patch most attempts produced, then to the fewest tokens. The trajectories
-    and selection.json (every candidate, every count, every test run, the reason, the cost)
-    go to --traj-dir. --max-cost and --max-total-tokens bound all the rollouts together.
+    reproduced", "Issue resolved" or "Other issues") and submits it. The patches then go
+    through the verification cascade of `cwm-agent select`: static checks, one group per
+    distinct change (its votes), a verifier's score with --verifier-model, and execution in
+    one warm runtime: the existing tests the changes impact (--test-cmd overrides them) that
+    pass on the unpatched code must still pass, and the --repro-tests largest groups of
+    scripts that print "Issue reproduced" there must print "Issue resolved"; best first,
+    with early stop and budgets. A candidate's own changes to tests (a conftest.py...) take
+    no part in its verification. The most checks passed wins, then the most votes, then
+    the fewest tokens; a check that cannot run is said loudly, with what decided instead.
+    The trajectories and selection.json (every candidate, check, run, the reason and the
+    cost) go to --traj-dir. --max-cost and --max-total-tokens bound all the rollouts
+    together.
 
     \b
     Examples:
       cwm-agent best-of ./myrepo --issue-file ISSUE.md --attempts 8 \\
           --base-url http://gpu:8000/v1 --model facebook/cwm | git apply
       cwm-agent best-of . --issue "parse() drops the last field" --model m \\
-          --test-cmd 'python -m pytest tests/test_parse.py -q' --early-stop --json
+          --test-cmd 'python -m pytest -q {tests}' --max-test-runs 20 --json
       cwm-agent best-of . --issue-file ISSUE.md --runtime docker --image python:3.11 \\
           --model facebook/cwm
     """

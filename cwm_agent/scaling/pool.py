@@ -1,4 +1,4 @@
-"""A small thread pool whose workers are daemon threads, and a run-once cache on top.
+"""A small thread pool whose workers are daemon threads.
 
 Why not ``ThreadPoolExecutor``: its workers are joined at interpreter exit, so after
 Ctrl-C the process would wait for every running rollout (minutes of model calls) before
@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -73,33 +73,3 @@ class DaemonPool:
                 future.set_result(fn(*args))
             except BaseException as exc:  # delivered to whoever calls future.result()
                 future.set_exception(exc)
-
-
-class OnceCache:
-    """Run ``fn`` once per key, even when several threads ask at the same time.
-
-    ``hits`` counts the calls answered from the cache (a later caller of a key that is
-    still running waits for the first caller's result).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._futures: dict[Hashable, Future[Any]] = {}
-        self.hits = 0
-
-    def get(self, key: Hashable, fn: Callable[[], T]) -> T:
-        with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if owner:
-                future = self._futures[key] = Future()
-                future.set_running_or_notify_cancel()
-            else:
-                self.hits += 1
-        assert future is not None
-        if owner:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-        return future.result()

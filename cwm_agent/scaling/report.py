@@ -1,45 +1,30 @@
 """The record of a scaled run: ``selection.json``, the ``--json`` document, the stderr table.
 
-One serializer: ``selection.json`` and the ``"selection"`` member of ``--json`` are the
-same document.
+``selection.json`` is the cascade's record of the run's instance (the shape of a line of
+select's ``selection.jsonl``: candidates, groups, stages, the choice and what decided it,
+warnings, cost) plus the run's own members: ``rollouts`` (every fix rollout, with the
+candidate it became), ``reproduction_tests`` (every reproduction rollout, with its script's
+verdict on the base), ``selected``, ``reason``, ``usage`` and ``wall_seconds``. One
+serializer: it is also the ``"selection"`` member of ``--json``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cwm_agent.costs import sum_usd, usd
 from cwm_agent.run import result_document
 from cwm_agent.settings import RunSettings
 from cwm_agent.types import Usage
-from cwm_agent.verification import junit
+from cwm_agent.verification.store import write_atomic
 
-from . import select
-from .records import (
-    Attempt,
-    Candidate,
-    Group,
-    ReproTest,
-    ScalingOutcome,
-    Score,
-    Verification,
-)
+from .records import Attempt, ReproTest, ScalingOutcome
 
-if TYPE_CHECKING:
-    from .verify import Bench
-
-FORMAT_VERSION = 2  # 2: per-test existing counts, tests grouped by normalized text
-SCORING = (
-    "tests passed: the existing tests that pass on the unpatched base and still pass, plus "
-    "the kept reproduction tests that print 'Issue resolved'; ties: the patch most attempts "
-    "produced (majority), then the fewest tokens"
-)
+SCALED_FORMAT = 3  # 3: the cascade's record (2: per-test counts of whole-suite runs)
 
 
 def total_usage(runs: list[Attempt]) -> Usage:
@@ -50,136 +35,111 @@ def total_usage(runs: list[Attempt]) -> Usage:
     return total
 
 
+def reason(record: dict[str, Any], attempts: int) -> str:
+    """Why the selected attempt was selected, in one sentence (the run's reason)."""
+    chosen = record["chosen"]
+    if chosen is None:
+        if not record["candidates"]:
+            return f"none of the {attempts} attempts produced a valid patch."
+        return (
+            f"none of the patches of {len(record['candidates'])} attempts is left after "
+            "verification (selection.json's candidates say why)."
+        )
+    group = next(g for g in record["groups"] if g["key"] == chosen["group"])
+    return (
+        f"attempt {chosen['origin']['attempt']} selected by {chosen['decided_by']}: "
+        f"{chosen['reason']} ({group['votes']} of {attempts} attempts produced this change)."
+    )
+
+
 def selection_document(
     settings: RunSettings,
     runs: list[Attempt],
     tests: list[ReproTest],
-    found: Verification,
-    bench: Bench,
-    winner: Group | None,
-    reason: str,
+    record: dict[str, Any],
+    why: str,
     started: float,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    chosen = winner.representative if winner else None
-    repro_usage = sum(t.tokens for t in tests)
+    chosen = record["chosen"]
+    usage = total_usage(runs)
     return {
-        "format_version": FORMAT_VERSION,
+        **record,
+        "scaled_format": SCALED_FORMAT,
         "run_id": settings.run_id,
         "attempts": len(runs),
         **options,
-        "scoring": SCORING,
-        "early_stopped": found.early_stopped,
-        "test_cmd": bench.test_cmd,
-        "test_cmd_source": bench.test_cmd_source,
-        "existing_tests": _existing_summary(found, bench),
-        "kept_tests": [
-            {"rank": n, "test_hash": t.key, "size": t.size, "samples": list(t.samples)}
-            for n, t in enumerate(found.kept, 1)
-        ],
         "selected": None
         if chosen is None
-        else {"attempt": chosen.attempt, "patch_hash": chosen.patch_hash, "reason": reason},
-        "reason": reason,
-        "candidates": _candidate_rows(runs, found, chosen),
-        "reproduction_tests": _test_rows(tests, found),
-        "test_runs": [run.row() for run in bench.runs],
-        "executions": len(bench.runs),
-        "cache_hits": bench.cache_hits,
+        else {"attempt": chosen["origin"]["attempt"], "group": chosen["group"], "reason": why},
+        "reason": why,
+        "rollouts": _rollout_rows(runs, record),
+        "reproduction_tests": _test_rows(tests, record),
         "usage": {
-            **asdict(total_usage(runs)),
-            "total_tokens": total_usage(runs).total_tokens,
-            "reproduction_tokens": repro_usage,
+            **asdict(usage),
+            "total_tokens": usage.total_tokens,
+            "reproduction_tokens": sum(t.tokens for t in tests),
         },
-        # Every rollout's, the reproduction ones and those that failed included: what the
-        # scaled run cost, where the model has a price.
-        "cost_usd": sum_usd([r.candidate.cost_usd for r in runs] + [t.cost_usd for t in tests]),
+        # Every rollout's, the reproduction ones and those that failed included, and the
+        # verifier's: what the scaled run cost, where the models have a price.
+        "cost_usd": sum_usd(
+            [r.rollout.cost_usd for r in runs]
+            + [t.cost_usd for t in tests]
+            + [record["stages"].get("reward", {}).get("cost", {}).get("usd")]
+        ),
         "wall_seconds": round(time.time() - started, 3),
     }
 
 
-def _existing_summary(found: Verification, bench: Bench) -> dict[str, Any]:
-    """How the existing tests were counted, and what the base run found."""
-    base = found.base_suite
-    summary: dict[str, Any] = {"command": bench.test_cmd, "source": bench.test_cmd_source}
-    if base is None:
-        mode = "not run" if bench.test_cmd else None  # not run: nothing to choose between
-        return {**summary, "mode": mode, "counted": 0, "base": None, "note": ""}
-    if base.results is None:
-        summary.update(mode="exit_code", counted=1, note=select.NO_REPORT)
-    else:
-        counted = len(junit.passing(base.results))
-        summary.update(mode="per_test", counted=counted, note="")
-    tally = junit.counts(base.results) if base.results is not None else None
-    return {**summary, "base": {"outcome": base.outcome, "tests": tally}}
-
-
-def _candidate_rows(
-    runs: list[Attempt], found: Verification, chosen: Candidate | None
-) -> list[dict[str, Any]]:
-    scores = {s.group.key: s for s in found.scores}
-    place = {s.group.key: n for n, s in enumerate(select.ranked(found.scores), 1)}
-    best = select.ranked(found.scores)[0] if found.scores else None
-    votes = {g.key: g.votes for g in found.groups}
+def _rollout_rows(runs: list[Attempt], record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each rollout, with the candidate it became (``candidate``: its ``n`` in the record)."""
+    by_attempt = {c["origin"].get("attempt"): c for c in record["candidates"]}
+    groups = {g["key"]: g for g in record["groups"]}
     rows = []
     for run in runs:
-        row = run.candidate.row()
-        key = run.candidate.patch_hash or ""
-        score = scores.get(key)
+        row = run.rollout.row()
+        candidate = by_attempt.get(run.rollout.attempt)
+        group = groups.get(candidate["group"]) if candidate and candidate["group"] else None
         row.update(
-            votes=votes.get(key, 0),
-            valid=bool(key) and key not in found.invalid,
-            invalid_reason=found.invalid.get(key),
-            tests_passed=score.passed if score else None,
-            tests_total=score.total if score else None,
-            existing_tests=score.existing.row() if score and score.existing else None,
-            repro_passed=score.repro_passed if score else None,
-            repro_verdicts=dict(score.repro) if score else None,
-            rank=place.get(key),
-            standing=_standing(run.candidate, score, best, chosen),
-            selected=run.candidate == chosen,
+            candidate=candidate["n"] if candidate else None,
+            group=candidate["group"] if candidate else None,
+            votes=group["votes"] if group else 0,
+            checks=_checks(group),
+            pruned_at=candidate["pruned_at"] if candidate else None,
+            pruned_reason=candidate["reason"] if candidate else "",
+            selected=bool(candidate and candidate["chosen"]),
         )
         rows.append(row)
     return rows
 
 
-def _standing(
-    candidate: Candidate, score: Score | None, best: Score | None, chosen: Candidate | None
-) -> str | None:
-    if score is None or best is None:
+def _checks(group: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The group's execution verdict, in brief: checks passed of those that count."""
+    verdict = group["execute"] if group else None
+    if not verdict:
         return None
-    if score is best and chosen is not None and candidate != chosen:
-        return f"the selected patch, emitted from attempt {chosen.attempt} (fewest tokens)"
-    return select.standing(score, best)
+    return {key: verdict[key] for key in ("status", "passed", "total", "regressions", "reason")}
 
 
-def _test_rows(tests: list[ReproTest], found: Verification) -> list[dict[str, Any]]:
-    rank = {t.key: n for n, t in enumerate(found.kept, 1)}
-    sizes: dict[str, int] = {}
-    for test in tests:
-        if test.test_hash is not None and test.base_outcome == "reproduced":
-            sizes[test.test_hash] = sizes.get(test.test_hash, 0) + 1
+def _test_rows(tests: list[ReproTest], record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each reproduction rollout, with its script's verdict on the base and whether it
+    counted (it reproduced the issue there and was among the largest groups)."""
+    execute = record["stages"].get("execute", {})
+    on_base = {r["check"]: r["outcome"] for r in execute.get("runs", []) if r["group"] == "base"}
+    counted = {s["key"]: s["counted"] for s in execute.get("scripts", [])}
     rows = []
     for test in tests:
         row = test.row()
         key = test.test_hash or ""
-        row.update(kept=key in rank, rank=rank.get(key), group_size=sizes.get(key))
+        row.update(base_outcome=on_base.get(key), counted=counted.get(key, False))
         rows.append(row)
     return rows
 
 
 def write(path: Path, document: dict[str, Any]) -> Path:
-    """Atomically, like the trajectories."""
+    """Atomically, like the trajectories (\\u escapes: lone surrogates survive)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".selection-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)  # \u escapes: lone surrogates survive
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(document, indent=2))
     return path
 
 
@@ -210,27 +170,25 @@ def document(outcome: ScalingOutcome) -> dict[str, Any]:
 
 
 def table(selection: dict[str, Any]) -> str:
-    """The candidates as a plain-text table (for stderr)."""
-    priced = any(row.get("cost_usd") is not None for row in selection["candidates"])
+    """The rollouts as a plain-text table (for stderr)."""
+    priced = any(row.get("cost_usd") is not None for row in selection["rollouts"])
     cost = f"  {'cost':>9}" if priced else ""
     lines = [
-        f"{'attempt':>7}  {'status':<20} {'tokens':>8}{cost}  {'patch':<12}  votes  tests passed"
+        f"{'attempt':>7}  {'status':<20} {'tokens':>8}{cost}  {'group':<12}  votes  checks passed"
     ]
-    for row in selection["candidates"]:
-        checks = "-"
-        if row["tests_total"] is not None:
-            checks = f"{row['tests_passed']}/{row['tests_total']}"
-        existing = row["existing_tests"]
-        if existing and existing["skipped"]:
-            checks += " (existing tests skipped: early stop)"
-        elif existing and existing["mode"] == "per_test":
-            checks += f" (existing {existing['passed']}/{existing['total']})"
-        if row["patch_hash"] and not row["valid"]:
-            checks = "invalid"
+    for row in selection["rollouts"]:
+        checks = row["checks"]
+        shown = "-"
+        if row["pruned_at"]:
+            shown = f"pruned at {row['pruned_at']}"
+        elif checks and checks["status"] == "ran":
+            shown = f"{checks['passed']}/{checks['total']}"
+        elif checks:
+            shown = checks["status"] + (" (early stop)" if "early stop" in checks["reason"] else "")
         mark = "  <- selected" if row["selected"] else ""
         cost = f"  {usd(row.get('cost_usd')):>9}" if priced else ""
         lines.append(
             f"{row['attempt']:>7}  {row['status'][:20]:<20} {row['tokens']:>8}{cost}  "
-            f"{row['patch_hash'] or '-':<12}  {row['votes'] or '-':>5}  {checks}{mark}"
+            f"{row['group'] or '-':<12}  {row['votes'] or '-':>5}  {shown}{mark}"
         )
     return "\n".join(lines)

@@ -17,11 +17,11 @@ from cwm_agent.run import execute
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import cost_in, tokens_in
 from cwm_agent.verification.identity import patch_hash
+from cwm_agent.verification.scripts import problem
 
 from .pool import DaemonPool
-from .records import Attempt, Candidate, ReproTest
+from .records import Attempt, ReproTest, Rollout
 from .repro import run_repro_rollout
-from .verify import Bench
 
 Note = Callable[[str], None]
 
@@ -35,10 +35,10 @@ class Sampler:
     settings: RunSettings
     issue: str
     out_dir: Path
-    bench: Bench
     note: Note
     meter: Meter | None = None
     stopping: Callable[[], bool] | None = None
+    python: str = "python3"  # what the reproduction rollouts are told runs their test
     stop: threading.Event = field(default_factory=threading.Event)  # set: wind down
 
     def stopped(self) -> bool:
@@ -72,7 +72,7 @@ class Sampler:
             raise  # the scaled run is stopping: not an attempt that failed
         except CwmError as exc:
             self.note(f"attempt {number}: failed: {exc.message}")
-            failed = Candidate(
+            failed = Rollout(
                 attempt=number,
                 status=type(exc).__name__,
                 exit_code=exc.exit_code,
@@ -85,7 +85,7 @@ class Sampler:
                 trajectory=str(path),
             )
             return Attempt(failed, error=exc)
-        candidate = Candidate(
+        rollout = Rollout(
             attempt=number,
             status=result.status,
             exit_code=result.exit_code,
@@ -96,36 +96,29 @@ class Sampler:
             steps=result.steps,
             seconds=round(time.perf_counter() - started, 3),
             trajectory=str(traj.path),
-            patch_hash=patch_hash(result.patch) if result.patch else None,
         )
-        shown = f"patch {candidate.patch_hash}" if result.patch else "no patch"
-        self.note(f"attempt {number}: {result.status}, {shown}, {candidate.tokens} tokens")
-        return Attempt(candidate, result, traj)
+        shown = f"patch {patch_hash(result.patch)}" if result.patch else "no patch"
+        self.note(f"attempt {number}: {result.status}, {shown}, {rollout.tokens} tokens")
+        return Attempt(rollout, result, traj)
 
     def reproduction(self, number: int) -> ReproTest:
-        """One reproduction rollout, then its script on a fresh copy of the unpatched base.
-
-        Filtered as CWM's test-generation environment filters its tests: a script that
-        never mentions "Issue reproduced" and "Issue resolved" cannot tell a fix apart,
-        and is not run.
-        """
+        """One reproduction rollout. Filtered as CWM's test-generation environment filters
+        its tests: a script that never mentions "Issue reproduced" and "Issue resolved"
+        cannot tell a fix apart. Its run on the base is the execution stage's."""
         path = self.out_dir / f"repro-{number}.json"
         forward = self._forward(f"reproduction test {number}")
-        python = self.bench.config.python
         test = run_repro_rollout(
-            self.settings, self.issue, number, path, forward, python,
+            self.settings, self.issue, number, path, forward, self.python,
             stop=self.stopped, meter=self._meter(),
         )  # fmt: skip
         if test.code is None:
             self.note(f"reproduction test {number}: none ({test.problem})")
             return test
-        missing = [p for p in ("Issue reproduced", "Issue resolved") if p not in test.code]
-        if missing:
-            problem = f"filtered out: the script never mentions {' or '.join(map(repr, missing))}"
-            self.note(f"reproduction test {number}: {test.test_hash}, {problem}")
-            return replace(test, problem=problem)
-        test = replace(test, base_outcome=self.bench.on_base(test).outcome)
-        self.note(f"reproduction test {number}: {test.test_hash}, on the base: {test.base_outcome}")
+        why = problem(test.code)
+        if why:
+            self.note(f"reproduction test {number}: {test.test_hash}, filtered out: {why}")
+            return replace(test, problem=f"filtered out: {why}")
+        self.note(f"reproduction test {number}: {test.test_hash}")
         return test
 
     def _forward(self, label: str) -> ProgressFn:

@@ -73,6 +73,23 @@ SELECT_EXIT_HELP = (
     ),  # fmt: skip
 )
 @stack(
+    setting_option("test_cmd"),
+    setting_option("test_timeout"),
+    click.option(
+        "--tests",
+        "tests",
+        metavar="FILE",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="Reproduction scripts for the execution stage (printing 'Issue reproduced', "
+        "'Issue resolved' or 'Other issues'): a .py file for every instance, or a .jsonl "
+        'file of {"instance_id": ..., "code": ...} lines. Repeatable.',
+    ),  # fmt: skip
+    setting_option("max_test_runs"),
+    setting_option("max_seconds"),
+    setting_option("early_stop"),
+)
+@stack(
     click.option(
         "--stages",
         metavar="LIST",
@@ -86,14 +103,10 @@ SELECT_EXIT_HELP = (
         show_default=True,
         help="Groups the reward stage passes on to execution.",
     ),  # fmt: skip
-    click.option(
-        "--verifier-model", metavar="NAME", help="The reward stage's model.  [default: --model]"
+    setting_option(
+        "verifier_model", metavar="NAME", help="The reward stage's model.  [default: --model]"
     ),  # fmt: skip
-    click.option(
-        "--verifier-base-url",
-        metavar="URL",
-        help="Its OpenAI-compatible endpoint.  [default: --base-url]",
-    ),  # fmt: skip
+    setting_option("verifier_base_url", metavar="URL"),
     click.option(
         "--verifier-workers",
         type=click.IntRange(min=1),
@@ -137,9 +150,11 @@ def select(**opts: Any) -> None:
     compiles, and changes code other than tests; test infrastructure never takes part in
     verification), group (the same code change is one group: its votes), reward (a
     verifier model's P(YES) from the answer's logprobs; --keep N groups go on), execute
-    (not wired into select yet: reported as not run). The choice: tests passed, then
-    reward score, then votes, then the smaller change. A stage that cannot run is warned
-    about loudly, with the signal that decided instead.
+    (in one warm runtime per instance, best first: the impacted existing tests that pass
+    on the base, then the reproduction scripts of --tests and of batch folders' rollouts
+    that reproduce the issue there; early stop and budgets). The choice: tests passed,
+    then reward score, then votes, then the smaller change. A stage that cannot run is
+    warned about loudly, with the signal that decided instead.
 
     OUT gets preds.jsonl (one winner per instance, for the SWE-bench harness),
     selection.jsonl (every candidate, stage, score and the reason of each choice),
@@ -151,7 +166,10 @@ def select(**opts: Any) -> None:
           --dataset lite --repos-dir ~/clones
       cwm-agent select runs/best8 -o sel --dataset swebench_lite.jsonl --repos-dir ~/clones \\
           --verifier-model facebook/cwm --verifier-base-url http://gpu:8000/v1 --keep 3
-      cwm-agent select patches/ -o sel --repo ./myrepo --issue-file ISSUE.md --json
+      cwm-agent select patches/ -o sel --repo ./myrepo --issue-file ISSUE.md --json \\
+          --tests check_issue.py --test-cmd 'python -m pytest -q {tests}'
+      cwm-agent select preds.jsonl -o sel --dataset verified --runtime docker \\
+          --max-test-runs 20 --tests repro.jsonl
       cwm-agent select preds.jsonl -o sel --dataset lite --stages static,group \\
           --executor ray --workers 16
     """

@@ -24,19 +24,23 @@ from cwm_agent.settings import record
 from cwm_agent.verification import score_cache
 from cwm_agent.verification.candidates import read_inputs
 from cwm_agent.verification.cascade import Task
+from cwm_agent.verification.execute import ExecConfig, config_from
 from cwm_agent.verification.reward import VerifierConfig, load_template, verifier_settings
+from cwm_agent.verification.scripts import read_tests
 
 
 def run(opts: dict[str, Any]) -> None:
     cfg = resolve_options(opts)
     found = read_inputs(opts["inputs"])
     where = _instances(opts, cfg)
-    selected = tasks.build(found, where)
     verifier = _verifier(opts, cfg)
-    has_runtime = where.runtime is not None and (
-        where.runtime.runtime == "docker" or where.repos_dir is not None or where.repo is not None
-    )
-    spec = stages.plan(stages.parse(opts["stages"]), verifier, has_runtime, opts["keep"])
+    spec = stages.plan(stages.parse(opts["stages"]), verifier, _execution(cfg, where), opts["keep"])
+    if opts["tests"] and "execute" not in spec.stages:
+        raise UsageError(
+            f"--tests is for the execute stage, which does not run ({spec.skipped['execute']})",
+            hint="give a runtime (--repos-dir, --repo or --runtime docker), or leave out --tests",
+        )
+    selected = tasks.build(found, where, read_tests(opts["tests"]))
     store = SelectionStore(opts["outdir"].resolve())
     store.open()
     try:
@@ -73,12 +77,21 @@ def _instances(opts: dict[str, Any], cfg: Any) -> tasks.Instances:
     )
 
 
+def _execution(cfg: Any, where: tasks.Instances) -> ExecConfig | None:
+    """The execution stage's config; None without a runtime (a local one needs a clone)."""
+    runtime = where.runtime
+    local = where.repos_dir is not None or where.repo is not None
+    if runtime is None or (runtime.runtime != "docker" and not local):
+        return None
+    return config_from(record("scaling", cfg))
+
+
 def _verifier(opts: dict[str, Any], cfg: Any) -> VerifierConfig | None:
-    name = opts["verifier_model"] or cfg["model"]
+    name = cfg["verifier_model"] or cfg["model"]
     if not name:
         return None
     base = replace(record("model", cfg), name=name)
-    settings = verifier_settings(base, opts["verifier_model"], opts["verifier_base_url"])
+    settings = verifier_settings(base, cfg["verifier_model"], cfg["verifier_base_url"])
     cache = opts["verifier_cache"] or score_cache.default_folder()
     return VerifierConfig(
         settings,
@@ -108,12 +121,17 @@ def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec
     if spec.verifier is not None:
         _, template_sha = load_template(spec.verifier.prompts)
         verifier = {"model": spec.verifier.model.name, "template_sha256": template_sha}
+    execution = None
+    if spec.execution is not None:  # what changes the verdicts; budgets and timeouts do not
+        tests = [str(Path(t).resolve()) for t in opts["tests"]]
+        execution = {"test_cmd": spec.execution.test_cmd, "tests": tests}
     return {
         "inputs": [str(Path(i).resolve()) for i in opts["inputs"]],
         "instances": where.identity(),
         "stages": list(spec.stages),
         "keep": spec.keep,
         "verifier": verifier,
+        "execution": execution,
     }
 
 

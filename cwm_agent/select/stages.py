@@ -2,12 +2,12 @@
 
 - static and group need nothing;
 - reward needs a verifier model (``--verifier-model``, else the run's ``--model``);
-- execute needs a runtime (``--repos-dir`` or ``--repo`` for a local one, ``--runtime
-  docker`` for the records' images) and the execution stage itself (``EXECUTOR``).
+- execute needs a runtime: ``--repos-dir`` or ``--repo`` for a local one (a sandboxed copy
+  of the clone at the base), ``--runtime docker`` for the records' images. It runs the
+  execution stage (``verification/execute.py``) with the ``ExecConfig`` the test options
+  make.
 
-A stage named in ``--stages`` whose inputs are missing is a usage error, except execute
-without ``EXECUTOR``: it is reported as not run, loudly, as when it is left out by default
-while a runtime is there.
+A stage named in ``--stages`` whose inputs are missing is a usage error.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cwm_agent.errors import UsageError
-from cwm_agent.verification.cascade import STAGES, Executor, Plan
+from cwm_agent.verification.cascade import STAGES, Plan
+from cwm_agent.verification.execute import ExecConfig, Execution
 from cwm_agent.verification.reward import RewardModel, VerifierConfig
 
-# The execution stage (verification/execute.py), bound to its settings: wired here.
-EXECUTOR: Executor | None = None
-NOT_WIRED = "the execution stage is not wired into select in this version"
 NO_VERIFIER = "no verifier model: pass --verifier-model (or --model)"
 NO_RUNTIME = "no runtime: pass --repos-dir (or --repo), or --runtime docker"
 
@@ -31,14 +29,16 @@ class PlanSpec:
 
     stages: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)
-    wanted: frozenset[str] = frozenset()
     keep: int = 5
     verifier: VerifierConfig | None = None
+    execution: ExecConfig | None = None  # None: execute does not run
 
     def build(self) -> Plan:
         reward = RewardModel(self.verifier) if self.verifier and "reward" in self.stages else None
-        executor = EXECUTOR if "execute" in self.stages else None
-        return Plan(self.stages, self.skipped, self.wanted, self.keep, reward, executor)
+        executor = None
+        if "execute" in self.stages and self.execution is not None:
+            executor = Execution(self.execution)
+        return Plan(self.stages, self.skipped, self.keep, reward, executor)
 
     def describe(self) -> dict[str, object]:
         return {"run": list(self.stages), "not_run": dict(self.skipped)}
@@ -61,26 +61,27 @@ def parse(spec: str | None) -> tuple[str, ...] | None:
 def plan(
     asked: tuple[str, ...] | None,
     verifier: VerifierConfig | None,
-    has_runtime: bool,
+    execution: ExecConfig | None,
     keep: int,
 ) -> PlanSpec:
+    """``execution`` None: there is no runtime to execute in."""
     available = {
         "static": "",
         "group": "",
         "reward": "" if verifier is not None else NO_VERIFIER,
-        "execute": "" if has_runtime else NO_RUNTIME,
+        "execute": "" if execution is not None else NO_RUNTIME,
     }
     if asked is not None:
         for stage in asked:
-            if available[stage] and not (stage == "execute" and has_runtime):
+            if available[stage]:
                 raise UsageError(f"--stages {stage}: {available[stage]}")
     wanted = set(asked) if asked is not None else {s for s in STAGES if not available[s]}
-    skipped = {}
-    for stage in STAGES:
-        if stage not in wanted:
-            skipped[stage] = available[stage] or "not in --stages"
-    if "execute" in wanted and EXECUTOR is None:
-        skipped["execute"] = NOT_WIRED
+    skipped = {s: available[s] or "not in --stages" for s in STAGES if s not in wanted}
     stages = tuple(s for s in STAGES if s not in skipped)
-    warn = frozenset(s for s in wanted if s in skipped)
-    return PlanSpec(stages, skipped, warn, keep, verifier if "reward" in stages else None)
+    return PlanSpec(
+        stages,
+        skipped,
+        keep,
+        verifier if "reward" in stages else None,
+        execution if "execute" in stages else None,
+    )

@@ -3,12 +3,14 @@
 The instances come from ``--dataset`` (SWE-bench records, read as `batch` and `evaluate`
 read them) or, for one local repository, ``--repo`` with ``--issue-file``. The code: a
 clone in ``--repos-dir`` (or ``--repo`` itself) at the base commit, and for execution a
-local runtime of it or, with ``--runtime docker``, the record's image.
+local runtime of it or, with ``--runtime docker``, the record's image. The reproduction
+scripts: the batch folders' rollouts of the instance, then ``--tests``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from cwm_agent.settings import RuntimeSettings
 from cwm_agent.verification.candidates import Found
 from cwm_agent.verification.cascade import Task
 from cwm_agent.verification.records import Candidate
+from cwm_agent.verification.scripts import EVERY, Written, group_scripts
 from cwm_agent.verification.workspace import CodeSource, image_runtime
 
 NO_CLONE = "no base code: pass --repos-dir with clones of the repositories"
@@ -44,7 +47,26 @@ class Instances:
         return {"dataset": self.dataset, "split": self.split}
 
 
-def build(found: Found, where: Instances) -> list[Task]:
+def build(
+    found: Found, where: Instances, tests: Mapping[str, Sequence[Written]] | None = None
+) -> list[Task]:
+    """One task per instance with candidates; ``tests``: ``--tests``' scripts by instance."""
+    tasks = _tasks(found, where)
+    tests = tests or {}
+    for n, task in enumerate(tasks):
+        written = [*found.scripts.get(task.instance_id, ()), *tests.get(task.instance_id, ()),
+                   *tests.get(EVERY, ())]  # fmt: skip
+        scripts, notes = group_scripts(written)
+        found.notes.extend(notes)
+        tasks[n] = replace(task, scripts=scripts)
+    unknown = sorted(set(tests) - {EVERY} - {t.instance_id for t in tasks})
+    if unknown:
+        found.notes.append(f"--tests: scripts for {len(unknown)} instance(s) without "
+                           f"candidates left out ({', '.join(unknown[:3])})")  # fmt: skip
+    return tasks
+
+
+def _tasks(found: Found, where: Instances) -> list[Task]:
     if where.repo is not None:
         return [_local_task(found, where)]
     if where.dataset is None:

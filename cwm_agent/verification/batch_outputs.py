@@ -9,6 +9,9 @@ Per instance folder (the one holding ``result.json``, whose ``instance_id`` name
   ``patch_base64`` or ``patch``), with the run's tokens;
 - an instance with a line in ``preds.jsonl`` but no folder: that line.
 
+The reproduction rollouts of ``--attempts`` (``repro-N.json``) are the candidates'
+companions: the tests they submitted are read too (``companions``), for the execution stage.
+
 Instances that have not finished (no ``result.json``) are skipped and counted in a note.
 """
 
@@ -21,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.verification.records import Candidate, Origin
+from cwm_agent.verification.scripts import Written, from_rollout
 
 MARKERS = ("preds.jsonl", "summary.json", "manifest.json")
-_ATTEMPT = re.compile(r"attempt-(\d+)\.json")
+_NUMBERED = re.compile(r"(?:attempt|repro)-(\d+)\.json")
 
 
 def is_batch_folder(path: Path) -> bool:
@@ -38,7 +42,7 @@ def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
         if result is None or not isinstance(result.get("instance_id"), str):
             unfinished += any(folder.glob("*.json"))
             continue
-        attempts = sorted(folder.glob("attempt-*.json"), key=_attempt_number)
+        attempts = sorted(folder.glob("attempt-*.json"), key=_number)
         if attempts:
             candidates.extend(_attempts(result["instance_id"], attempts, spec))
         else:
@@ -48,6 +52,20 @@ def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
     candidates.extend(c for c in _predictions(path, spec) if c.instance_id not in seen)
     notes = [f"{spec}: {unfinished} unfinished instance(s) skipped"] if unfinished else []
     return candidates, notes
+
+
+def companions(path: Path) -> dict[str, list[Written]]:
+    """Instance id -> the tests its reproduction rollouts submitted (``repro-N.json``)."""
+    found: dict[str, list[Written]] = {}
+    for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+        result = _load(folder / "result.json")
+        if result is None or not isinstance(result.get("instance_id"), str):
+            continue
+        for file in sorted(folder.glob("repro-*.json"), key=_number):
+            code = from_rollout(file)
+            if code is not None:
+                found.setdefault(result["instance_id"], []).append(Written(code, str(file)))
+    return found
 
 
 def _predictions(path: Path, spec: str) -> list[Candidate]:
@@ -81,8 +99,8 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _attempt_number(path: Path) -> int:
-    match = _ATTEMPT.fullmatch(path.name)
+def _number(path: Path) -> int:
+    match = _NUMBERED.fullmatch(path.name)
     return int(match.group(1)) if match else 0
 
 
@@ -97,7 +115,7 @@ def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]
             continue
         config = trajectory.get("config") or {}
         model = (config.get("model") or {}).get("name")
-        origin = Origin(spec, model=model, attempt=_attempt_number(file), path=str(file))
+        origin = Origin(spec, model=model, attempt=_number(file), path=str(file))
         found.append(Candidate(instance_id, patch, origin, _tokens(trajectory)))
     return found
 

@@ -6,7 +6,8 @@ INPUT is one of:
   "model_name_or_path"}`` object a line, any number of lines per instance) or JSON (a list
   of such objects, or an object keyed by instance id); ``model_name_or_path`` is optional;
 - a `cwm-agent batch` output folder: every attempt of an ``--attempts`` run, else each
-  instance's prediction (``batch_outputs.py``);
+  instance's prediction (``batch_outputs.py``); its reproduction rollouts' tests come along
+  (``Found.scripts``);
 - a folder of ``*.patch`` / ``*.diff`` files, all for one instance (``--repo`` /
   ``--issue-file``): their ``instance_id`` is left empty for the caller to fill.
 
@@ -25,6 +26,7 @@ from typing import Any
 from cwm_agent.errors import UsageError
 from cwm_agent.verification import batch_outputs
 from cwm_agent.verification.records import Candidate, Origin
+from cwm_agent.verification.scripts import Written
 
 PATCH_SUFFIXES = (".patch", ".diff")
 FORMAT_HINT = (
@@ -40,6 +42,7 @@ class Found:
     candidates: list[Candidate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # INPUT -> predictions/batch/patches
+    scripts: dict[str, list[Written]] = field(default_factory=dict)  # id -> batch's repro tests
 
     @property
     def for_one_instance(self) -> bool:
@@ -65,6 +68,8 @@ def read_inputs(specs: Sequence[str]) -> Found:
                 found.kinds[spec] = "batch"
                 candidates, notes = batch_outputs.read(path, spec)
                 found.notes.extend(notes)
+                for iid, written in batch_outputs.companions(path).items():
+                    found.scripts.setdefault(iid, []).extend(written)
             else:
                 found.kinds[spec] = "patches"
                 candidates = _patch_folder(path, spec)

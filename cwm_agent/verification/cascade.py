@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cwm_agent.costs import sum_usd
-from cwm_agent.errors import RuntimeFailure
+from cwm_agent.errors import CwmError, RuntimeFailure
 from cwm_agent.verification import choice, grouping, static
 from cwm_agent.verification.records import (
     Candidate,
@@ -32,7 +33,7 @@ from cwm_agent.verification.records import (
 from cwm_agent.verification.reward import RewardModel
 from cwm_agent.verification.selection_record import InstanceLog
 from cwm_agent.verification.testinfra import Split, split_patch
-from cwm_agent.verification.workspace import CodeSource, base_code, workspace
+from cwm_agent.verification.workspace import CodeSource, Lender, base_code, workspace
 
 STAGES = ("static", "group", "reward", "execute")
 Note = Callable[[str], None]
@@ -67,16 +68,14 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
-    """What runs for every instance. ``skipped``: stage -> why it does not run; ``wanted``:
-    the skipped stages that were asked for or would have run by default (their absence
-    is warned about)."""
+    """What runs for every instance. ``skipped``: stage -> why it does not run."""
 
     stages: tuple[str, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
-    wanted: frozenset[str] = frozenset()
     keep: int = 5
     reward: RewardModel | None = None
     executor: Executor | None = None
+    prefer: str = "size"  # the tie-break after votes: "size", or "tokens" (CWM's order)
 
 
 @dataclass(frozen=True)
@@ -95,23 +94,45 @@ def _quiet(text: str) -> None:
 
 def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     started = time.monotonic()
-    log = InstanceLog(task.instance_id, task.candidates, task.code.describe())
-    entries = _static(task, plan, log)
-    groups = _group(entries, plan, log)
-    groups, scores = _reward(task, plan, log, groups)
-    groups, verdicts = _execute(task, plan, log, groups, scores, note)
-    ranked = choice.rank(groups, scores, verdicts)
+    with ExitStack() as held:
+        code, lender = _code(task, plan, held)
+        log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer)
+        entries = _static(task, plan, log, code, lender.seconds if lender else 0.0)
+        groups = _group(entries, plan, log)
+        groups, scores = _reward(task, plan, log, groups)
+        groups, verdicts, weak = _execute(task, plan, log, groups, scores, note, lender)
+    ranked = choice.rank(groups, scores, verdicts, plan.prefer)
     decision = choice.decide(ranked)
-    for stage in STAGES:
-        if stage in plan.wanted and stage in plan.skipped and decision.winner is not None:
-            log.warn(f"{stage} did not run ({plan.skipped[stage]}): the choice fell to "
-                     f"{decision.decided_by}")  # fmt: skip
+    for text in weak:  # a check that could not run: say what decided instead
+        log.warn(f"execute: {text}" + _fell_to(decision))
     record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)
     warnings = tuple(log.warnings)
     return Outcome(task.instance_id, record, prediction, warnings, log.model_failure, cost)
 
 
-def _static(task: Task, plan: Plan, log: InstanceLog) -> list[grouping.Entry]:
+def _code(task: Task, plan: Plan, held: ExitStack) -> tuple[CodeSource, Lender | None]:
+    """The code the static stage reads. Without a clone, when execution will run: the
+    base of the execution stage's first runtime, opened now and lent to it."""
+    code = task.code
+    executes = "execute" in plan.stages and plan.executor is not None
+    runtime = code.runtime is not None or code.given is not None
+    if code.clone is not None or "static" not in plan.stages or not executes or not runtime:
+        return code, None
+    if len(task.candidates) < 2:
+        return code, None  # nothing will be executed: no runtime for the base alone
+    try:
+        lender = Lender(held.enter_context(workspace(task.instance_id, task.record, code)))
+        held.callback(lender.close)
+        clone, commit = lender.base()
+    except CwmError as exc:
+        why = f"{code.missing or 'no clone'}; no runtime for the base either ({exc.message})"
+        return replace(code, missing=why), None
+    return replace(code, clone=clone, commit=commit, label="the execution runtime's base"), lender
+
+
+def _static(
+    task: Task, plan: Plan, log: InstanceLog, code: CodeSource, opening: float
+) -> list[grouping.Entry]:
     started = time.monotonic()
     numbered = list(enumerate(task.candidates, 1))
     if "static" not in plan.stages:
@@ -119,22 +140,34 @@ def _static(task: Task, plan: Plan, log: InstanceLog) -> list[grouping.Entry]:
         log.stage("static", len(numbered), len(entries), Cost(), why=_why_not(plan, "static"))
         return entries
     entries = []
-    with base_code(task.code) as (base, missing):
+    with base_code(code) as (base, missing):
         for n, candidate in numbered:
             result = static.check(candidate.patch, base, missing)
             log.static(n, result)
             if result.passed and result.split is not None:
                 entries.append(grouping.Entry(n, candidate, result.split))
-    cost = Cost(wall_seconds=time.monotonic() - started)
+    cost = Cost(runtime_seconds=opening, wall_seconds=time.monotonic() - started + opening)
     log.stage("static", len(numbered), len(entries), cost)
     log.warn_not_checked()
     return entries
 
 
-def _why_not(plan: Plan, stage: str) -> str:
+def _fell_to(decision: choice.Decision) -> str:
+    if decision.winner is None:
+        return ""
+    if decision.decided_by == "tests passed":
+        return "; the choice fell to the checks that could run (tests passed)"
+    return f"; the choice fell to {decision.decided_by}"
+
+
+def _why_not(plan: Plan, stage: str, groups: Sequence[Group] = ()) -> str:
     if stage in plan.skipped:
         return plan.skipped[stage]
-    return "no candidate left" if stage == "static" else "no group left"
+    if stage == "static":
+        return "no candidate left"
+    if len(groups) == 1 and stage in ("reward", "execute"):
+        return "one group left: nothing to choose between"
+    return "no group left"
 
 
 def _split_only(patch: str) -> Split:
@@ -157,8 +190,10 @@ def _group(entries: list[grouping.Entry], plan: Plan, log: InstanceLog) -> list[
 def _reward(
     task: Task, plan: Plan, log: InstanceLog, groups: list[Group]
 ) -> tuple[list[Group], dict[str, float | None]]:
-    if "reward" not in plan.stages or plan.reward is None or not groups:
-        log.stage("reward", len(groups), len(groups), Cost(), why=_why_not(plan, "reward"))
+    if "reward" not in plan.stages or plan.reward is None or len(groups) < 2:
+        why = _why_not(plan, "reward", groups)
+        passed = "reward" in plan.stages and plan.reward is not None
+        log.stage("reward", len(groups), len(groups), Cost(), why=why, passed=passed)
         return groups, {}
     started = time.monotonic()
     results = plan.reward.score(task.issue, groups, task.repo)
@@ -178,7 +213,7 @@ def _reward(
     if unscored:
         log.warn(f"reward: {len(unscored)} of {len(results)} group(s) have no score "
                  f"({unscored[0].reason}); they rank below the scored ones")  # fmt: skip
-    order = [r.group for r in choice.rank(groups, scores)]
+    order = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     kept = order[: plan.keep]
     for place, group in enumerate(order[plan.keep :], plan.keep + 1):
         log.prune_group(group.key, "reward", f"ranked {place} of {len(order)} by the "
@@ -194,21 +229,25 @@ def _execute(
     groups: list[Group],
     scores: Mapping[str, float | None],
     note: Note,
-) -> tuple[list[Group], dict[str, ExecVerdict]]:
-    if "execute" not in plan.stages or plan.executor is None or not groups:
-        log.stage("execute", len(groups), len(groups), Cost(), why=_why_not(plan, "execute"))
-        return groups, {}
+    lender: Lender | None,
+) -> tuple[list[Group], dict[str, ExecVerdict], list[str]]:
+    """(the groups left, their verdicts, the checks that could not run, in words)."""
+    if "execute" not in plan.stages or plan.executor is None or len(groups) < 2:
+        why = _why_not(plan, "execute", groups)
+        passed = "execute" in plan.stages and plan.executor is not None
+        log.stage("execute", len(groups), len(groups), Cost(), why=why, passed=passed)
+        return groups, {}, []
     started = time.monotonic()
-    best_first = [r.group for r in choice.rank(groups, scores)]
+    best_first = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     try:
-        with workspace(task.instance_id, task.record, task.code) as ws:
-            report = plan.executor(ws, best_first, task.scripts, note=note)
+        if lender is not None:  # its first runtime held the static stage's base
+            report = plan.executor(lender, best_first, task.scripts, note=note)
+        else:
+            with workspace(task.instance_id, task.record, task.code) as ws:
+                report = plan.executor(ws, best_first, task.scripts, note=note)
     except RuntimeFailure as exc:
-        log.warn(f"execute could not run ({exc.message}): its signal is missing")
         log.stage("execute", len(groups), len(groups), Cost(), why=exc.message)
-        return groups, {}
-    for text in report.warnings:
-        log.warn(f"execute: {text}")
+        return groups, {}, [f"could not run ({exc.message}): its signal is missing"]
     kept = []
     for group in best_first:
         verdict = report.verdicts.get(group.key)
@@ -217,6 +256,6 @@ def _execute(
         else:
             kept.append(group)
     cost = report.cost + Cost(wall_seconds=time.monotonic() - started - report.cost.wall_seconds)
-    log.execution(report)
+    log.execution(report, task.scripts)
     log.stage("execute", len(groups), len(kept), cost)
-    return kept, dict(report.verdicts)
+    return kept, dict(report.verdicts), list(report.warnings)

@@ -14,6 +14,9 @@ The order, strongest signal first:
    collateral damage;
 5. input order, so the same inputs always give the same choice.
 
+With ``prefer="tokens"`` (the scaled runs: CWM's order), the fewest tokens spent producing
+the change comes before size: tests passed, reward score, votes, tokens, size, input order.
+
 Each signal counts only when its stage ran; ``decided_by`` names the first signal that
 separates the winner from the runner-up.
 """
@@ -27,6 +30,16 @@ from cwm_agent.verification.grouping import change_size
 from cwm_agent.verification.records import ExecVerdict, Group
 
 ORDER = "tests passed, then reward score, then votes, then size (smaller first), then input order"
+TOKENS_ORDER = (
+    "tests passed, then reward score, then votes, then tokens (fewest first), then size "
+    "(smaller first), then input order"
+)
+_NO_TOKENS = 1 << 62  # a change whose cost is unknown comes after every known one
+
+
+def order(prefer: str = "size") -> str:
+    """The order in words, for the record."""
+    return TOKENS_ORDER if prefer == "tokens" else ORDER
 
 
 @dataclass(frozen=True)
@@ -37,18 +50,22 @@ class Ranked:
     tests_total: int | None = None
     score: float | None = None
     size: int = 0
+    tokens: int | None = None  # the representative's, where known
+    by_tokens: bool = False  # fewest tokens before size (CWM's order)
 
     @property
     def votes(self) -> int:
         return self.group.votes
 
-    def sort_key(self) -> tuple[int, int, int, float, int, int, int]:
+    def sort_key(self) -> tuple[int, int, int, float, int, int, int, int]:
+        tokens = self.tokens if self.by_tokens and self.tokens is not None else _NO_TOKENS
         return (
             0 if self.tests is not None else 1,
             -(self.tests or 0),
             0 if self.score is not None else 1,
             -(self.score or 0.0),
             -self.votes,
+            tokens if self.by_tokens else 0,
             self.size,
             self.position,
         )
@@ -57,7 +74,7 @@ class Ranked:
 @dataclass(frozen=True)
 class Decision:
     winner: Ranked | None
-    decided_by: str  # tests passed, reward score, votes, size, input order, only one, none
+    decided_by: str  # tests passed, reward score, votes, tokens, size, input order, ...
     reason: str
 
 
@@ -65,8 +82,9 @@ def rank(
     groups: Sequence[Group],
     scores: Mapping[str, float | None] | None = None,
     verdicts: Mapping[str, ExecVerdict] | None = None,
+    prefer: str = "size",
 ) -> list[Ranked]:
-    """The groups best first."""
+    """The groups best first (``prefer``: "size", or "tokens" before size)."""
     ranked = []
     for position, group in enumerate(groups):
         verdict = (verdicts or {}).get(group.key)
@@ -79,6 +97,8 @@ def rank(
                 tests_total=verdict.total if ran and verdict else None,
                 score=(scores or {}).get(group.key),
                 size=change_size(group.verify_patch),
+                tokens=group.representative.tokens,
+                by_tokens=prefer == "tokens",
             )
         )
     return sorted(ranked, key=Ranked.sort_key)
@@ -101,6 +121,9 @@ def decide(ranked: Sequence[Ranked]) -> Decision:
     if best.votes != second.votes:
         why = f"{best.votes} candidates made this change; the next best {second.votes}"
         return Decision(best, "votes", why)
+    if best.by_tokens and best.tokens is not None and best.tokens != second.tokens:
+        other = "unknown" if second.tokens is None else f"{second.tokens}"
+        return Decision(best, "tokens", f"the fewest tokens: {best.tokens}; the next best {other}")
     if best.size != second.size:
         why = f"the smaller change: {best.size} lines; the next best {second.size}"
         return Decision(best, "size", why)

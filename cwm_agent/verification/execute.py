@@ -18,11 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from cwm_agent.errors import CwmError
+from cwm_agent.settings import ScalingSettings
 from cwm_agent.types import Runtime
 
 from . import junit
@@ -48,6 +50,33 @@ class ExecConfig:
     max_test_files: int = 5  # impacted test files run, most specific first
     warm: bool = True  # False: a fresh runtime per group (what the warm reset must equal)
     watch: tuple[str, ...] = field(default=())  # folders outside the repo a reset checks
+    # Of the scripts that reproduce the issue on the base, the first this many count (the
+    # scripts come most votes first: CWM keeps the largest groups); None: every one.
+    max_scripts: int | None = None
+
+
+def config_from(scaling: ScalingSettings, **more: Any) -> ExecConfig:
+    """The stage's config from the test settings (``--test-cmd``, budgets, early stop)."""
+    return ExecConfig(test_cmd=scaling.test_cmd, test_timeout=scaling.test_timeout,
+                      max_test_runs=scaling.max_test_runs, max_seconds=scaling.max_seconds,
+                      early_stop=scaling.early_stop, **more)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The stage with its config bound: the cascade's ``Executor`` (picklable, for Ray)."""
+
+    config: ExecConfig = field(default_factory=ExecConfig)
+
+    def __call__(
+        self,
+        workspace: Workspace,
+        groups: Sequence[Group],
+        scripts: Sequence[ReproScript],
+        *,
+        note: Callable[[str], None],
+    ) -> ExecReport:
+        return execute(workspace, groups, scripts, self.config, note)
 
 
 def execute(
@@ -153,8 +182,10 @@ class _Stage:
             counted = frozenset(junit.passing(results or {}))
             if not counted:
                 self._loud_base_failure(checks)
-        counting = {}
+        counting: dict[str, str] = {}
         for script in scripts:
+            if len(counting) == self.config.max_scripts:
+                break
             if checks.script("base", script.key, script.code) == "reproduced":
                 counting[script.key] = script.code
         if scripts and not counting:
@@ -262,4 +293,4 @@ def _reset_summary(warm: Warm, config: ExecConfig) -> str:
     return "; ".join(warm.stats.fallbacks)
 
 
-__all__ = ["ExecConfig", "WarmError", "execute"]
+__all__ = ["ExecConfig", "Execution", "WarmError", "execute"]

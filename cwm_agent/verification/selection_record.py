@@ -9,6 +9,9 @@ The record is one line of ``selection.jsonl``:
 - ``groups``: ``key``, ``votes``, ``members``, ``representative``, ``size``, ``stripped``,
   ``reward`` (score, where it came from), ``execute`` (the verdict), ``rank``,
   ``pruned_at``, ``reason``;
+- ``stages.execute`` also: the impacted ``tests`` run, how many pass on the base
+  (``base_passing``), the reproduction ``scripts`` (key, votes, source, ``counted``: it
+  reproduces the issue on the base), the ``test_command``, the ``reset``, every run;
 - ``stages``: for each of static, group, reward, execute: ``ran``, ``why`` (not run),
   ``in`` / ``out`` (candidates for static, groups after), ``cost``;
 - ``chosen`` (candidate, group, ``decided_by``, ``reason``), ``order``, ``warnings``,
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cwm_agent.verification import choice, grouping
-from cwm_agent.verification.records import Candidate, Cost, ExecReport, Group
+from cwm_agent.verification.records import Candidate, Cost, ExecReport, Group, ReproScript
 from cwm_agent.verification.static import StaticResult
 
 if TYPE_CHECKING:
@@ -35,8 +38,11 @@ DEFAULT_MODEL_NAME = "cwm-agent-select"  # a winner whose input named no model
 class InstanceLog:
     """What the cascade found for one instance, as it goes."""
 
-    def __init__(self, instance_id: str, candidates: Sequence[Candidate], base: str) -> None:
+    def __init__(
+        self, instance_id: str, candidates: Sequence[Candidate], base: str, prefer: str = "size"
+    ) -> None:
         self.instance_id = instance_id
+        self.prefer = prefer  # the choice's tie-break after votes (``choice.order``)
         self.base = base  # where the base code came from, or why there is none
         self.rows = {n: _candidate_row(n, c) for n, c in enumerate(candidates, 1)}
         self.group_rows: dict[str, dict[str, Any]] = {}
@@ -53,10 +59,16 @@ class InstanceLog:
             self.warnings.append(text)
 
     # -- stages -----------------------------------------------------------------------
-    def stage(self, name: str, n_in: int, n_out: int, cost: Cost, why: str = "") -> None:
+    def stage(
+        self, name: str, n_in: int, n_out: int, cost: Cost, why: str = "", passed: bool = False
+    ) -> None:
+        """``passed``: the stage is in the plan but had nothing to do here (one group left):
+        its groups pass through, and the funnel counts them."""
         record: dict[str, Any] = {"ran": not why, "in": n_in, "out": n_out, "cost": cost.row()}
         if why:
             record["why"] = why
+        if passed:
+            record["passed_through"] = True
         if name == "static":
             record.update(pruned=dict(self._pruned), not_checked=dict(self._not_checked))
             record["base"] = self.base
@@ -113,14 +125,21 @@ class InstanceLog:
             "sources": dict(Counter(s.source for s in results)),
         }
 
-    def execution(self, report: ExecReport) -> None:
+    def execution(self, report: ExecReport, scripts: Sequence[ReproScript] = ()) -> None:
         for key, verdict in report.verdicts.items():
             if key in self.group_rows:
                 self.group_rows[key]["execute"] = verdict.row()
+        counted = set(report.scripts_counted)
         self.stages["execute"] = {
             "tests": list(report.tests),
+            "base_passing": len(report.base_passing),
+            "scripts": [
+                {"key": s.key, "votes": s.votes, "source": s.source, "counted": s.key in counted}
+                for s in scripts
+            ],
             "test_command": report.test_command,
             "reset": report.reset,
+            "runtimes": report.runtimes,
             "early_stopped": report.early_stopped,
             "runs": report.runs,
         }
@@ -145,7 +164,7 @@ class InstanceLog:
             "format_version": FORMAT_VERSION,
             "instance_id": self.instance_id,
             "chosen": chosen,
-            "order": choice.ORDER,
+            "order": choice.order(self.prefer),
             "warnings": list(self.warnings),
             "funnel": self.funnel(chosen is not None),
             "stages": self.stages,
@@ -161,7 +180,8 @@ class InstanceLog:
         """Candidates, then what is left after each stage that ran, then the choice."""
         found = {"candidates": len(self.rows)}
         for name in ("static", "group", "reward", "execute"):
-            if self.stages.get(name, {}).get("ran"):
+            stage = self.stages.get(name, {})
+            if stage.get("ran") or stage.get("passed_through"):
                 found[name] = self.stages[name]["out"]
         found["chosen"] = int(chosen)
         return found

@@ -20,7 +20,7 @@ import importlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import junit
@@ -78,20 +78,36 @@ class TestCommand:
         return found or None
 
 
+FACTS = "test_command"  # a record's own command as plain data (``command_facts``)
+
+
 def for_record(
     record: Mapping[str, Any], given: str | None, python: str = "python3"
 ) -> TestCommand | None:
     """The command for an instance: ``given`` (``--test-cmd``; "" for none), else the
-    SWE-bench record's, else pytest."""
+    SWE-bench record's (its ``command_facts``, or read from its eval script), else pytest."""
     if given == "":
         return None
     if given:
         return TestCommand("given", given, selects=PLACEHOLDER in given)
+    facts = record.get(FACTS)
+    if isinstance(facts, Mapping):
+        return TestCommand(**facts)
     if record.get("eval_script") and record.get("log_parser"):
         found = from_eval_script(record)
         if found is not None:
             return found
     return TestCommand("pytest", f"{shlex.quote(python)} -m pytest -q -p no:cacheprovider -rA")
+
+
+def command_facts(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A SWE-bench record's test command, set-up and log parser as plain data: what a
+    selection may be told of a record (no test names, no test patch, no eval script,
+    which holds the test patch); None when the record has no eval script of our shape."""
+    if not (record.get("eval_script") and record.get("log_parser")):
+        return None
+    found = from_eval_script(record)
+    return None if found is None else asdict(found)
 
 
 def from_eval_script(record: Mapping[str, Any]) -> TestCommand | None:
@@ -157,8 +173,10 @@ def _setup(lines: list[str]) -> tuple[str, str]:
 def parse_swebench_log(parser: str, log: str, record: Mapping[str, Any]) -> dict[str, str]:
     """swebench's own parser for the record, its statuses as junit.py's outcomes."""
     registry = importlib.import_module("swebench.harness.log_parsers").PARSER_REGISTRY
+    # A selection's record has no grading fields; the parsers read none of them.
+    unknown = {"eval_script": "", "FAIL_TO_PASS": "[]", "PASS_TO_PASS": "[]"}
     spec = importlib.import_module("swebench.harness.utils").make_test_spec(
-        {"image": "", "eval_type": "pass_and_fail", **record, "log_parser": parser}
+        {"image": "", "eval_type": "pass_and_fail", **unknown, **record, "log_parser": parser}
     )
     found: dict[str, str] = registry[parser](log, spec)
     return {test: _STATUS.get(status, "failed") for test, status in found.items()}
