@@ -205,7 +205,7 @@ def test_a_scaled_run_costs_every_rollout_and_its_budget_covers_them_all(
     doc = json.loads(result.stdout)
     reply = (100 * 10 + 10 * 20) / 1e6
     selection = read_json(Path(doc["selection_file"]))
-    assert [c["cost_usd"] for c in selection["candidates"]] == pytest.approx([4 * reply] * 2)
+    assert [c["cost_usd"] for c in selection["rollouts"]] == pytest.approx([4 * reply] * 2)
     assert [t["cost_usd"] for t in selection["reproduction_tests"]] == pytest.approx(
         [3 * reply] * 2
     )
@@ -221,12 +221,10 @@ def test_a_scaled_run_costs_every_rollout_and_its_budget_covers_them_all(
     assert stopped.returncode == 1, stopped.stderr
     selection = json.loads(stopped.stdout)["selection"]
     assert asked == 2
-    assert [c["status"] for c in selection["candidates"]] == ["token_limit"] * 2
-    assert [c["steps"] for c in selection["candidates"]] == [2, 0]
+    assert [c["status"] for c in selection["rollouts"]] == ["token_limit"] * 2
+    assert [c["steps"] for c in selection["rollouts"]] == [2, 0]
     assert [t["status"] for t in selection["reproduction_tests"]] == ["token_limit"] * 2
-    assert (
-        "reached the token budget of all attempts together" in selection["candidates"][1]["reason"]
-    )
+    assert "reached the token budget of all attempts together" in selection["rollouts"][1]["reason"]
 
 
 # -- select -----------------------------------------------------------------------------
