@@ -17,19 +17,17 @@ from cwm_agent.errors import ToolError
 from cwm_agent.types import CommandResult
 
 from . import junit
+from .applycmds import apply_commands
 from .testcmd import TestCommand
 from .warm import Warm
 
 REPRO_FILE = "cwm_issue_check.py"  # as --attempts validates it: in the root, not a test_*.py
 PATCH_FILE = "candidate.patch"  # in the scratch folder
 VERDICTS = {"Issue reproduced": "reproduced", "Issue resolved": "resolved", "Other issues": "other"}
-# The ways SWE-bench's harness applies a patch, in its order (the 3-way merge needs an
-# index at the base, which a working copy with uncommitted changes does not have).
-APPLY = (
-    "git apply --verbose --whitespace=nowarn",
-    "git apply --verbose --reject --whitespace=nowarn",
-    "patch --batch --forward --fuzz=5 -p1 -i",
-)
+# The ways SWE-bench's harness applies a patch, in its order (``applycmds``), but its 3-way
+# merge: that needs an index at the base, which a working copy with uncommitted changes
+# does not have.
+APPLY = tuple(how for how in apply_commands()[0] if "--3way" not in how)
 # A change to any of these can change what is built: the record's install runs first.
 BUILD_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", ".pyx", ".pxd", ".c", ".cpp", ".h")
 EXIT_CODE_TEST = "(the test command's exit status)"
