@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from cwm_agent import __version__
-from cwm_agent.console import guard_streams, stdout_lost, visible
+from cwm_agent.console import guard_streams, say, stdout_lost
 from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.options import (
     agent_options,
@@ -74,10 +74,10 @@ class CwmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CwmError as exc:
-            click.echo(f"Error: {visible(str(exc))}", err=True)  # may quote a server
+            say(f"Error: {exc}")  # may quote a server: say makes it visible
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # before the agent's own handling took over (e.g. set-up)
-            click.echo("Error: interrupted", err=True)
+            say("Error: interrupted")
             sys.exit(Interrupted.exit_code)
 
 
@@ -163,11 +163,10 @@ def run(**opts: Any) -> None:
     finally:
         if level:
             if applied is not None:
-                click.echo(visible(applied.line()), err=True)
-            line = run_summary.run_line(trajectory.data, trajectory.path)
-            click.echo(visible(line), err=True)
+                say(applied.line())
+            say(run_summary.run_line(trajectory.data, trajectory.path))
     if result.patch is not None and stdout_lost():
-        click.echo(f"warning: stdout was closed; the patch is in {trajectory.path}", err=True)
+        say(f"warning: stdout was closed; the patch is in {trajectory.path}")
     sys.exit(result.exit_code)
 
 
@@ -181,7 +180,7 @@ def _say_run_line(path: Path) -> None:
     except (OSError, ValueError):
         return  # it ended before its first save: the error says all there is
     if isinstance(data, dict):
-        click.echo(visible(run_summary.run_line(data, path)), err=True)
+        say(run_summary.run_line(data, path))
 
 
 @main.command(epilog=VALIDATE_EXIT_CODES)
@@ -212,7 +211,7 @@ def validate(patch: Any, repo: str, base: str) -> None:
         raise UsageError(exc.message, exc.hint) from None
     except PatchError as exc:
         raise PatchRejected(exc.message, exc.hint) from None
-    click.echo("valid patch", err=True)
+    say("valid patch")
 
 
 @main.command()
@@ -240,5 +239,5 @@ def replay(traj: str, repo: str | None) -> None:
     if result.patch:
         emit_patch(result.patch, None)
     verdict = "the same patch as recorded" if result.same else "a DIFFERENT patch than recorded"
-    click.echo(f"replayed {result.actions} actions: {verdict}", err=True)
+    say(f"replayed {result.actions} actions: {verdict}")
     sys.exit(0 if result.same else 1)

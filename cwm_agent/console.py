@@ -4,7 +4,11 @@ streams that may lose their reader without taking the run with them.
 Text from a model, a server, a trajectory, a repository or a config file can hold
 escape sequences (OSC 52 writes the clipboard, OSC 0 the window title, CSI moves the
 cursor or clears the screen) and bidirectional controls (U+202E turns the rest of a
-line around, so a path reads as another one). ``visible`` spells each of them out.
+line around, so a path reads as another one). ``visible`` spells each of them out, and
+``say`` is the one way a command writes a line to stderr: every message passes through
+``visible`` there, so a new command cannot forget it (``test_structure`` keeps other writes
+to stderr out of the package; the live displays make their own ``rich`` text visible).
+``to_stdout`` writes text on stdout as it is, or made visible when stdout is a terminal.
 
 A reader can go away: ``cwm-agent run -v 2>&1 | head -20`` closes the pipe after twenty
 lines. ``guard_streams`` makes stdout and stderr survive that: the first failed write
@@ -43,6 +47,28 @@ def visible(text: str) -> str:
     if not isinstance(text, str):
         text = str(text)
     return _ACTIVE.sub(_spelled, text.replace("\r\n", "\n"))
+
+
+def say(text: str) -> None:
+    """``text`` as one message on stderr, every escape and bidirectional control spelled
+    out (``visible``): notes, warnings, tables, errors of every command."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    stream.write(visible(text) + "\n")
+    stream.flush()
+
+
+def to_stdout(text: str) -> None:
+    """``text`` and a newline on stdout: exactly as it is into a file or a pipe (it is the
+    command's product), made visible when stdout is a terminal (a model's text there must
+    not drive it)."""
+    stream = sys.stdout
+    if stream is None:
+        return
+    terminal = getattr(stream, "isatty", lambda: False)()
+    stream.write((visible(text) if terminal else text) + "\n")
+    stream.flush()
 
 
 # The reader went away: a closed pipe, a socket reset, a terminal hung up.

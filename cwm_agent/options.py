@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from cwm_agent.config import LOCAL_FILE, SETTINGS, Resolved, in_group, resolve
+from cwm_agent.console import say
 from cwm_agent.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -167,7 +168,7 @@ def resolve_options(params: Mapping[str, Any], **defaults: Any) -> Resolved:
 def say_notices(cfg: Resolved) -> None:
     """A project file is never read silently, not even with -q."""
     for notice in cfg.notices:
-        click.echo(f"notice: {notice}", err=True)
+        say(f"notice: {notice}")
 
 
 def warn_unpriced(model: Any, *budgets: tuple[str, float | None]) -> None:
@@ -176,7 +177,7 @@ def warn_unpriced(model: Any, *budgets: tuple[str, float | None]) -> None:
 
     warning = unpriced_warning(model.prices, model.name, *budgets)
     if warning:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}")
 
 
 def verbosity(opts: Mapping[str, Any]) -> int:

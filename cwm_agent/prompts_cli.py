@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cwm_agent import prompt_sets
+from cwm_agent.console import say
 from cwm_agent.prompt_sets import SET_TEMPLATES, PromptSet
 
 
@@ -103,10 +104,9 @@ def import_command(checkout: Path, name: str, force: bool) -> None:
         "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     written = prompt_sets.write_set(name, templates, manifest, force=force)
-    click.echo(
+    say(
         f"imported CWM's prompts from {checkout} as the set {name!r} "
-        f"({written.directory}, sha256 {written.sha256[:12]}); use it with --prompts {name}",
-        err=True,
+        f"({written.directory}, sha256 {written.sha256[:12]}); use it with --prompts {name}"
     )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cwm_agent import tools
-from cwm_agent.console import visible
+from cwm_agent.console import say
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import open_runtime
 from cwm_agent.run import is_result_document, trajectory_of_result
@@ -44,7 +43,7 @@ def read_recorded(traj_path: str | Path) -> dict[str, Any]:
     if is_result_document(data):
         target = trajectory_of_result(data, Path(traj_path))
         note = f"{traj_path} is a result document; replaying its trajectory {target}"
-        sys.stderr.write(visible(note) + "\n")  # the document named it: untrusted
+        say(note)  # the document named it: untrusted
         data = _read(target)
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise UsageError(

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import cwm, run_cli, summary
 
 from cwm_agent.console import visible
@@ -161,3 +162,120 @@ def test_batch_progress_shows_a_servers_error_inertly(buggy_repo, cli_env, tmp_p
     assert "FAILED" in result.stderr and "bad request" in result.stderr
     assert "evil\\u202eid" in result.stderr
     assert_inert(result.stderr)
+
+
+# -- the newer commands: select and evaluate (review of issue 21 item 11) -----------------
+
+EVIL_ID = f"evil{TITLE}{RLO}id"  # an instance id from a file the user was handed
+
+
+def assert_inert_id(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and RLO not in text
+    assert "evil\\x1b]0;owned\\x07\\u202eid" in text
+
+
+def test_select_shows_hostile_instance_ids_inertly(tmp_path, cli_env):
+    """Its progress lines, its warnings (no clone: the apply check cannot run) and its
+    closing lines."""
+    from select_support import prediction, setup, write_jsonl
+
+    world = setup(tmp_path, ids=(EVIL_ID,))
+    p = world["patches"]
+    preds = write_jsonl(
+        tmp_path / "a.jsonl", [prediction(EVIL_ID, p["right"]), prediction(EVIL_ID, p["wrong"])]
+    )
+    args = ["select", str(preds), "-o", str(tmp_path / "out"), "--dataset", str(world["records"])]
+    result = run_cli(args, cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING evil" in result.stderr and "-> #1 chosen" in result.stderr
+    assert_inert_id(result.stderr)
+
+
+def test_select_live_display_shows_hostile_text_inertly():
+    """On a terminal the live display prints what rich is given; rich drops BEL, not ESC."""
+    import io
+
+    from rich.console import Console
+
+    from cwm_agent.select.display import LiveDisplay
+    from cwm_agent.select.summary import Tally
+    from cwm_agent.verification.cascade import Outcome
+    from cwm_agent.verification.records import Cost
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system=None, width=200)
+    record = {
+        "funnel": {"candidates": 1},
+        "chosen": None,
+        "cost": {"wall_seconds": 0.1},
+    }
+    outcome = Outcome(EVIL_ID, record, None, (f"static: {CLEAR}odd",), False, Cost())
+    with LiveDisplay(Tally(1, 1, 0), console=console) as display:
+        display.message(f"{EVIL_ID}: FAILED, will run again on resume: {CLIPBOARD}")
+        display.ended(outcome)
+    shown = out.getvalue()
+    assert "\\x1b[2Jodd" in shown and "\\x1b]52;c;" in shown
+    assert "]0;owned" not in shown.replace("\\x1b]0;owned", "")  # only spelled out
+    assert RLO not in shown and "\x07" not in shown
+
+
+def test_evaluate_shows_hostile_instance_ids_inertly(tmp_path, cli_env):
+    """Its line per instance and its table (empty patches: graded without an engine)."""
+    pytest.importorskip("swebench")
+    from batch_support import swebench_records as sr
+    from batch_support import write_jsonl
+
+    record = {**sr.record(1), "instance_id": EVIL_ID}
+    dataset = write_jsonl(tmp_path / "dataset.jsonl", [record])
+    row = {"instance_id": EVIL_ID, "model_name_or_path": "m", "model_patch": ""}
+    preds = write_jsonl(tmp_path / "preds.jsonl", [row])
+    env = {**cli_env, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    args = ["evaluate", str(preds), "-d", str(dataset), "-o", str(tmp_path / "out")]
+    result = run_cli(args, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("evil\\x1b]0;owned") >= 2  # its line and the table's row
+    assert_inert_id(result.stderr)
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI with stdout on a pseudo-terminal; what the terminal got."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cwm_agent", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(follower)
+    got = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(leader)
+    proc.communicate(timeout=120)
+    return proc.returncode, got.decode("utf-8", "replace")
+
+
+def test_predicted_frames_on_a_terminal_are_shown_inertly(tmp_path, cli_env):
+    """The model's frames are printed as they came into a pipe (they are the product) and
+    made visible on a terminal."""
+    (tmp_path / "mod.py").write_text("def add(a, b):\n    return a + b\n")
+    reply = f'<|call_sep|>{{"a": "2"}}<|action_sep|>def add(a, b):{TITLE}{RLO}<|frame_sep|>'
+    args = ["trace", "predict", "mod.py::add", "--call", "add(2, 3)", "--root", str(tmp_path)]
+    with ScriptedServer([{"text": reply}] * 2, model="facebook/cwm") as server:
+        args += ["--no-seed", "--base-url", server.base_url, "--model", "facebook/cwm"]
+        piped = run_cli(args, cli_env)
+        code, terminal = _on_a_terminal(args, cli_env)
+    assert piped.returncode == 0 and code == 0, piped.stderr
+    assert f"def add(a, b):{TITLE}{RLO}" in piped.stdout  # into a pipe: exactly the model's
+    assert "def add(a, b):\\x1b]0;owned\\x07\\u202e" in terminal
+    assert "\x1b" not in terminal and RLO not in terminal

@@ -201,3 +201,35 @@ def test_no_option_help_is_written_twice():
             if isinstance(param, click.Option) and param.help:
                 helps.setdefault(param.help, set()).add(param.name or "")
     assert [(text, names) for text, names in helps.items() if len(names) > 1] == []
+
+
+# Only console.say writes a message to stderr, and it makes it visible: a command that
+# printed an instance id, a path or a server's text there itself would hand escapes to the
+# terminal. The tracer is a child process (its stderr is captured, never shown raw) and the
+# scripted server a test tool; the live displays print rich text they make visible.
+STDERR_WRITERS = {"cwm_agent.console", "cwm_agent.traces.tracer", "cwm_agent.scripted_server"}
+
+
+def _stderr_writes(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+        func = ast.unparse(node.func)
+        to_stderr = (
+            keywords.get("err") == "True"
+            or keywords.get("file") in ("sys.stderr", "sys.__stderr__")
+            or func in ("sys.stderr.write", "sys.stderr.writelines", "sys.__stderr__.write")
+        )
+        if to_stderr:
+            found.append(f"{path.name}:{node.lineno}: {func}")
+    return found
+
+
+def test_only_console_say_writes_messages_to_stderr():
+    found = [
+        hit for name, path in MODULES.items() if name not in STDERR_WRITERS
+        for hit in _stderr_writes(path)
+    ]  # fmt: skip
+    assert found == []

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from cwm_agent.batch import manifest
 from cwm_agent.batch.display import LiveDisplay, PlainDisplay
 from cwm_agent.batch.instances import Instance
@@ -18,6 +16,7 @@ from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.batch.runner import BatchRunner
 from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally
+from cwm_agent.console import say
 from cwm_agent.costs import Meter, usage_of
 from cwm_agent.errors import Interrupted
 from cwm_agent.settings import BatchLimits
@@ -107,9 +106,9 @@ def run_session(
         if report is not None:
             from cwm_agent.evaluate.report import table
 
-            click.echo(f"{table(report)}\nevaluation: {grading_report(store.outdir)}", err=True)
+            say(f"{table(report)}\nevaluation: {grading_report(store.outdir)}")
         if not opts["quiet"] or summary["failed"] or tally.budget.get("stopped"):
-            click.echo(f"{summary['note']} ({store.summary_path})", err=True)
+            say(f"{summary['note']} ({store.summary_path})")
     finally:
         store.close()
     return 1 if tally.budget.get("stopped") and summary["pending"] else 0

@@ -7,13 +7,13 @@ never pay for them; grading imports swebench when it starts.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cwm_agent.console import say
 from cwm_agent.errors import Interrupted, UsageError
 from cwm_agent.evaluate import require_swebench
 from cwm_agent.options import executor_options, install_signal_handlers
@@ -124,17 +124,17 @@ def evaluate(**opts: Any) -> None:
         predictions = tasks_mod.read_predictions(opts["preds_path"])
         tasks = tasks_mod.match(predictions, records, opts["image_template"])
     outdir = (opts["outdir"] or opts["preds_path"].resolve().parent / "evaluation").resolve()
-    say = (lambda text: None) if opts["quiet"] else _stderr
+    tell = (lambda text: None) if opts["quiet"] else say
     try:
-        report = _grade(tasks, records, outdir, opts, say)
+        report = _grade(tasks, records, outdir, opts, tell)
     except KeyboardInterrupt:
         raise Interrupted(
             "evaluation interrupted", hint="re-run the same command: verdicts made are kept"
         ) from None
     from cwm_agent.evaluate.report import table
 
-    click.echo(table(report), err=True)
-    click.echo(f"report: {outdir / 'report.json'}", err=True)
+    say(table(report))  # instance ids from the user's files: made visible there
+    say(f"report: {outdir / 'report.json'}")
     if opts["as_json"]:
         click.echo(json.dumps(report, indent=2))
 
@@ -228,7 +228,3 @@ def _candidate_evaluator(tasks: list[Any], settings: Any, opts: dict[str, Any], 
 
     client = connect() if any(task.patch for task in tasks) else None
     return CandidateEvaluator(settings, client, say, first)
-
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

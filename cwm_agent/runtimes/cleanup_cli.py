@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cwm_agent.console import visible
+from cwm_agent.console import say
 from cwm_agent.errors import RuntimeFailure
 
 
@@ -100,4 +100,4 @@ def _containers(run_id: str | None, everything: bool) -> None:
 
 
 def _say(line: str) -> None:
-    click.echo(visible(line), err=True)  # paths from the temp and runs folders
+    say(line)  # paths from the temp and runs folders

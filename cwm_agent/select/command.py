@@ -10,8 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import click
-
+from cwm_agent.console import say
 from cwm_agent.costs import Prices, checked_prices, usd
 from cwm_agent.errors import Interrupted, ModelError, UsageError
 from cwm_agent.options import read_issue, resolve_options
@@ -203,16 +202,17 @@ def _tell(
         shown = (
             warning["example"] if warning["instances"] == 1 else f"{warning['example']} (and alike)"
         )
-        click.echo(f"WARNING ({warning['instances']} instance(s)): {shown}", err=True)
+        say(f"WARNING ({warning['instances']} instance(s)): {shown}")
     if not opts["quiet"]:
         funnel = " -> ".join(f"{k} {v}" for k, v in summary["funnel"].items())
         spent = (summary.get("cost") or {}).get("usd")
         spent_text = f"; the verifier cost {usd(spent)}" if spent is not None else ""
-        click.echo(f"selected {summary['chosen']} of {summary['instances']} instance(s): "
-                   f"{funnel}{spent_text}; {store.preds_path}, {store.report_path}",
-                   err=True)  # fmt: skip
+        say(
+            f"selected {summary['chosen']} of {summary['instances']} instance(s): "
+            f"{funnel}{spent_text}; {store.preds_path}, {store.report_path}"
+        )
     if failed:
-        click.echo(f"{failed} instance(s) failed: re-run the same command to retry them", err=True)
+        say(f"{failed} instance(s) failed: re-run the same command to retry them")
     if opts["as_json"]:
         sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if summary["retry"]:

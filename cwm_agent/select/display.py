@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.text import Text
 
 from cwm_agent.batch.display import clock
+from cwm_agent.console import visible
 from cwm_agent.select.summary import Tally, warning_kind
 from cwm_agent.verification.cascade import Outcome
 
@@ -89,7 +90,7 @@ class PlainDisplay:
         if self.quiet and not loud:
             return
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write(visible(text) + "\n")  # instance ids, paths, messages: not ours
             self.stream.flush()
 
 
@@ -115,16 +116,21 @@ class LiveDisplay:
         for text in outcome.warnings:
             if self._warnings.first(text):
                 self._live.console.print(
-                    Text(f"WARNING {outcome.instance_id}: {text}", style="bold yellow")
+                    _text(f"WARNING {outcome.instance_id}: {text}", style="bold yellow")
                 )
 
     def message(self, text: str) -> None:
-        self._live.console.print(Text(text))
+        self._live.console.print(_text(text))
 
     def __rich__(self) -> Group:
         with self._lock:
-            recent = [Text(line, overflow="ellipsis", no_wrap=True) for line in self._recent]
+            recent = [_text(line, overflow="ellipsis", no_wrap=True) for line in self._recent]
         return Group(Text(headline(self.tally.counts()), style="bold"), *recent)
+
+
+def _text(text: str, **style: Any) -> Text:
+    """What the live display prints: rich drops BEL but passes ESC, so text is made visible."""
+    return Text(visible(text), **style)
 
 
 def make_display(tally: Tally, quiet: bool) -> PlainDisplay | LiveDisplay:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cwm_agent.console import visible
+from cwm_agent.console import say
 from cwm_agent.errors import UsageError
 
 # Longer lines are cut (head and tail kept, a marker between) unless --full: a terminal
@@ -69,7 +69,7 @@ def _followed(result: dict[str, Any], path: Path, attempts: int) -> dict[str, An
     target = trajectory_of_result(result, path)
     data = read_trajectory(target, attempts, follow=False)
     note = f"{path} is a result document; showing its trajectory {target}"
-    click.echo(visible(note), err=True)  # the document named the target: untrusted
+    say(note)  # the document named the target: untrusted
     return data
 
 
@@ -131,7 +131,7 @@ def show(traj: str | None, html_out: str | None, full: bool, width: int | None) 
                 Path(html_out).write_text(page, encoding="utf-8")
             except OSError as exc:
                 raise UsageError(f"cannot write {html_out}: {exc}") from exc
-            click.echo(f"wrote {html_out} ({len(view.steps)} steps)", err=True)
+            say(f"wrote {html_out} ({len(view.steps)} steps)")
         return
     from rich.console import Console
 

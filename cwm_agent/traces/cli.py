@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import click
 
+from cwm_agent.console import say, to_stdout
 from cwm_agent.factory import open_model
 from cwm_agent.options import config_options, resolve_options, setting_option
 from cwm_agent.settings import model_settings
@@ -91,16 +92,16 @@ def run_command(
         target, call, root=root, python=python, max_steps=max_steps, time_limit=time_limit
     )
     if result.cut:
-        click.echo(f"note: trace cut after {len(result.frames)} frames ({result.reason})", err=True)
+        say(f"note: trace cut after {len(result.frames)} frames ({result.reason})")
     if result.error:
-        click.echo(f"note: the call raised {result.error}", err=True)
+        say(f"note: the call raised {result.error}")
     if as_json:
         click.echo(json.dumps(frames_to_json(result.frames), indent=1))
         return
     text = render_trace(result.frames, end=not result.cut)
     if with_context:
         text = _with_prompt(text, result.source(), result.entry)
-    click.echo(text)
+    to_stdout(text)
 
 
 def _with_prompt(text: str, source: str | None, entry: str) -> str:
@@ -111,7 +112,7 @@ def _with_prompt(text: str, source: str | None, entry: str) -> str:
             raise ValueError("the traced source is not readable")
         return build_prompt(source, entry) + text
     except (ValueError, SyntaxError) as exc:
-        click.echo(f"note: no prompt context ({exc}); printing frames only", err=True)
+        say(f"note: no prompt context ({exc}); printing frames only")
         return text
 
 
@@ -149,7 +150,7 @@ def compare_command(predicted: TextIO, real: TextIO, as_json: bool, source: Text
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
     else:
-        click.echo(result.summary())
+        to_stdout(result.summary())  # the frames' text may come from a model
 
 
 @trace.command("predict")
@@ -269,9 +270,9 @@ def predict_command(
         return
     from .format import render_trace
 
-    click.echo(render_trace(prediction.frames, end=prediction.ended))
+    to_stdout(render_trace(prediction.frames, end=prediction.ended))  # the model's text
     if comparison is not None:
-        click.echo("\n" + comparison.summary())
+        to_stdout("\n" + comparison.summary())
 
 
 def _target_source(target: str, root: str) -> tuple[Path, str]:
@@ -298,12 +299,11 @@ def _target_source(target: str, root: str) -> tuple[Path, str]:
 
 def _report_costs(prediction: Any) -> None:
     usage = prediction.usage
-    click.echo(
+    say(
         f"note: predicted {len(prediction.frames) - prediction.seeded} frames in "
         f"{prediction.requests} request(s), {usage.prompt_tokens} prompt + "
         f"{usage.completion_tokens} completion tokens, {prediction.seconds:.2f} s"
-        + (f"; stopped at {prediction.cut}" if prediction.cut else ""),
-        err=True,
+        + (f"; stopped at {prediction.cut}" if prediction.cut else "")
     )
     for problem in prediction.problems:
-        click.echo(f"note: {problem}", err=True)
+        say(f"note: {problem}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cwm_agent import console
 from cwm_agent.errors import UsageError
 
 DATASETS_HINT = "pip install 'cwm-agent[datasets]'"
@@ -35,10 +36,6 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 PROBE_TIMEOUT = 3.0  # seconds to reach the hub before loading from the cache instead
 
 Say = Callable[[str], None]
-
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def locate(spec: str, split: str = "test") -> Source:
 Placed = list[tuple[str, dict[str, Any]]]  # (where an error names it, the record)
 
 
-def read_records(source: Source, say: Say = _stderr) -> Placed:
+def read_records(source: Source, say: Say = console.say) -> Placed:
     """Every record of a file or dataset, in its order (folders are read by `instances`)."""
     if source.kind == "jsonl":
         placed = _jsonl(source.path)
