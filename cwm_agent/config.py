@@ -25,7 +25,6 @@ from cwm_agent.config_files import (
     user_config_path,
 )
 from cwm_agent.config_values import JSON, Setting, from_env, from_flag, http_url
-from cwm_agent.redaction import url_without_credentials
 
 __all__ = ["JSON", "LOCAL_FILE", "SETTINGS", "Resolved", "Setting", "resolve", "user_config_path"]
 
@@ -390,8 +389,7 @@ class Resolved:
 
     def shown(self, name: str) -> Any:
         """The value as it may be shown or stored: a URL without its credentials."""
-        value = self.values[name]
-        return url_without_credentials(value) if name == "base_url" and value else value
+        return SETTINGS[name].shown(self.values[name])
 
     def document(self) -> dict[str, Any]:
         """The `config show --json` shape: no secrets, only whether the key is set."""

@@ -70,6 +70,13 @@ class Setting:
         own = f"CWM_AGENT_{self.name.upper()}"
         return (own, "OPENAI_BASE_URL") if self.name == "base_url" else (own,)
 
+    def shown(self, value: Any) -> Any:
+        """``value`` as it may be stored or shown: a URL setting's without ``user:password@``
+        (the client still uses them). Every URL setting, whatever its name."""
+        if self.check is http_url and isinstance(value, str) and value:
+            return url_without_credentials(value)
+        return value
+
 
 def is_secret_name(name: str) -> bool:
     """A key that names a credential (``api_key``, ``password``, ``access_token``...)."""

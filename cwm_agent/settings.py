@@ -16,7 +16,6 @@ from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
 from cwm_agent.costs import Budget, Prices, checked_prices
 from cwm_agent.errors import UsageError
 from cwm_agent.protocol import CHARS_PER_TOKEN
-from cwm_agent.redaction import url_without_credentials
 from cwm_agent.trajectory import new_run_id
 
 CWM_CHAT_TEMPLATE_KWARGS = {"enable_thinking": True, "preserve_previous_think": True}
@@ -68,11 +67,9 @@ class ModelSettings:
 
     def public(self) -> dict[str, Any]:
         """What the trajectory records: everything but secrets (the key is never here)."""
-        data = asdict(self)
+        data = stored("model", self)  # the client uses user:password@; the record does not
         del data["chat_template_kwargs"]
         data.update(api=self.transport, api_setting=self.api, extra_body=self.extra_body)
-        if self.base_url:  # the client uses user:password@; the record does not keep them
-            data["base_url"] = url_without_credentials(self.base_url)
         return data
 
 
@@ -182,8 +179,8 @@ class RunSettings:
             "runtime": self.runtime.runtime,
             "image": self.runtime.image,
             "model": self.model.public(),
-            "agent": asdict(self.agent),
-            "runtime_settings": asdict(self.runtime),
+            "agent": stored("agent", self.agent),
+            "runtime_settings": stored("runtime", self.runtime),
             "trace_prediction": self.agent.trace_prediction,
         }
 
@@ -199,8 +196,19 @@ assert set(_RECORDS) == set(GROUPS)
 
 
 def record(group: str, cfg: Resolved) -> Any:
-    """The ``group`` record with every setting of that group from ``cfg``."""
+    """The ``group`` record with every setting of that group from ``cfg`` (as the client and
+    the runtime use them: a URL keeps its credentials; ``stored`` is what may be written)."""
     return _RECORDS[group](**{s.target: cfg[s.name] for s in in_group(group)})
+
+
+def stored(group: str, filled: Any) -> dict[str, Any]:
+    """The fields of ``group``'s record ``filled`` as they may be stored or shown (a
+    trajectory, a batch's manifest): every URL setting without its credentials."""
+    data = asdict(filled)
+    for spec in in_group(group):
+        if spec.target in data:
+            data[spec.target] = spec.shown(data[spec.target])
+    return data
 
 
 def model_settings(cfg: Resolved) -> ModelSettings:

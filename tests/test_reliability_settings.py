@@ -213,6 +213,37 @@ def test_credentials_in_the_base_url_are_used_but_never_stored_or_shown(
     assert json.loads(config.stdout)["settings"]["base_url"]["value"] == server.base_url
 
 
+def test_credentials_in_the_verifier_url_are_never_shown_or_written_and_bind_no_resume(
+    buggy_repo, cli_env, tmp_path
+):
+    """Every URL setting, not only --base-url: `config show` (both forms) and a batch's
+    manifest.json; another verifier URL is where the verifier is, not another batch."""
+    url = "http://alice:Pw-0f-alice@127.0.0.1:9/v1"
+    env = {**cli_env, "CWM_AGENT_VERIFIER_BASE_URL": url, "XDG_CONFIG_HOME": str(tmp_path)}
+    table = run_cli(["config", "show"], env)
+    document = run_cli(["config", "show", "--json"], env)
+    assert table.returncode == 0 and document.returncode == 0, table.stderr + document.stderr
+    assert "Pw-0f-alice" not in table.stdout + document.stdout
+    shown = json.loads(document.stdout)["settings"]["verifier_base_url"]["value"]
+    assert shown == "http://127.0.0.1:9/v1"
+
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    (issues / "one.md").write_text("add() subtracts")
+    out = tmp_path / "out"
+    with ScriptedServer([*SOLVE, summary()]) as server:
+        args = ["batch", str(issues), "--repo", str(buggy_repo), "-o", str(out), "--model", "m"]
+        args += ["--base-url", server.base_url]
+        first = run_cli([*args, "--verifier-base-url", url], cli_env)
+        assert first.returncode == 0, first.stderr
+        other = "http://bob:Pw-0f-bob@127.0.0.1:10/v1"
+        again = run_cli([*args, "--verifier-base-url", other], cli_env)
+    assert again.returncode == 0, again.stderr  # a resume, not "made by a different batch"
+    written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    assert "Pw-0f-alice" not in written and "Pw-0f-bob" not in written
+    assert "Pw-0f" not in first.stderr + again.stderr
+
+
 # -- 22.4: exit codes that mean one thing ------------------------------------------------------
 
 

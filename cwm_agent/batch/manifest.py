@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cwm_agent import __version__
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.errors import UsageError
+from cwm_agent.settings import stored
 from cwm_agent.verification.sources import Source
 from cwm_agent.verification.store import write_atomic
 
@@ -35,6 +35,7 @@ _OPERATIONAL = {
     "model.price_input",  # prices say what a run cost; a price list may change
     "model.price_output",
     "model.price_cached_input",
+    "scaling.verifier_base_url",  # where the verifier is: its model name is what decides
     "runtime.memory",
     "runtime.pids_limit",
     "runtime.base_commit",  # each record's own
@@ -52,7 +53,7 @@ def made_by(config: BatchConfig, source: Source) -> dict[str, Any]:
         ("runtime", base.runtime),
         ("scaling", base.scaling),
     ):
-        for key, value in asdict(record).items():
+        for key, value in stored(group, record).items():  # no URL with its credentials
             settings[f"{group}.{key}"] = value
     settings.update(
         {

@@ -132,7 +132,7 @@ class CompletionsModel:
         self.extra_body = self._client.extra_body  # the same dict: one source of truth
 
     def __repr__(self) -> str:
-        return f"CompletionsModel(model={self.model!r}, base_url={self.base_url!r})"
+        return f"CompletionsModel(model={self.model!r}, base_url={self.base_url_shown!r})"
 
     def close(self) -> None:
         self._client.close()

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..errors import ContextLengthError, CwmError, ModelError
+from ..redaction import url_without_credentials
 from ..types import ModelReply, ToolCall, Usage
 from . import logprobs as token_logprobs
 from .abandon import Lane
@@ -87,7 +87,7 @@ class OpenAIModel:
         )
 
     def __repr__(self) -> str:
-        return f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAIModel(model={self.model!r}, base_url={self.base_url_shown!r})"
 
     def close(self) -> None:
         self._client.close()
@@ -233,10 +233,7 @@ class OpenAIModel:
 
     def _url(self, path: str) -> str:
         """The endpoint URL without credentials, for messages."""
-        parts = urlsplit(str(self._client.base_url))
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}"
+        return url_without_credentials(str(self._client.base_url)).rstrip("/") + path
 
     def _status_error(self, exc: openai.APIStatusError, url: str) -> Exception:
         status = exc.status_code
