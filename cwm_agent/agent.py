@@ -47,11 +47,17 @@ class ToolHook(Protocol):
     """Wraps the execution of a bash/edit/create action (e.g. trace consultation).
 
     ``execute`` runs the action for real. The hook returns the observation the model will
-    see and, optionally, a JSON-able record stored with the step in the trajectory.
+    see and, optionally, a JSON-able record stored with the step in the trajectory. Model
+    requests it makes count in ``meter`` (the run's tokens, cost and budgets: check
+    ``meter.exhausted()`` before spending).
     """
 
     def around(
-        self, action: Action, runtime: Runtime, execute: Callable[[], Observation]
+        self,
+        action: Action,
+        runtime: Runtime,
+        execute: Callable[[], Observation],
+        meter: Meter,
     ) -> tuple[Observation, dict[str, Any] | None]: ...
 
 
@@ -73,10 +79,13 @@ class Agent:
         self.progress = progress or (lambda event, data: None)
         self.hooks = tuple(hooks)
         self._hook_records: dict[str, Any] = {}
-        self.usage = Usage()
+        self._own_usage = Usage()  # the agent's own requests; ``usage`` adds the hooks'
         # What the run spends, against its budgets (and those of a batch or scaled run
         # it counts into); without a meter, the config's budgets and no price.
         self.meter = meter or Meter(Prices(), config.budget)
+        # What the hooks' own requests spend (trace consultation): counted into the run's
+        # meter, and into the run's tokens beside the agent's own requests.
+        self.hook_meter = Meter(self.meter.prices, parent=self.meter)
         self.patch: str | None = None
         self.submitted_paths: list[str] = []
         self._format_errors_in_row = 0
@@ -88,6 +97,11 @@ class Agent:
         self.prompt_set.check_tool_format(config.tool_format)
         # One tool result holds about max_output_tokens tokens (CWM's per-message limit).
         self.output_limit = config.max_output_chars
+
+    @property
+    def usage(self) -> Usage:
+        """The run's tokens: its own requests and its hooks' (trace consultation)."""
+        return self._own_usage + self.hook_meter.usage
 
     def render_prompt(self, name: str, **values: Any) -> str:
         """Template ``name`` of this run's prompt set (``prompts.render``)."""
@@ -200,7 +214,7 @@ class Agent:
         except ContextLengthError as exc:
             raise _EpisodeEnd("context_exceeded", exc.message) from exc
         reply = conversation.clean_reply(reply)
-        self.usage = self.usage + reply.usage
+        self._own_usage = self._own_usage + reply.usage
         self.meter.add(reply.usage)
         if reply.usage.total_tokens:
             self._context_tokens = reply.usage.total_tokens
@@ -266,7 +280,7 @@ class Agent:
         self, hook: ToolHook, action: Action, inner: Callable[[], Observation]
     ) -> Callable[[], Observation]:
         def wrapped() -> Observation:
-            observation, record = hook.around(action, self.runtime, inner)
+            observation, record = hook.around(action, self.runtime, inner, self.hook_meter)
             if record is not None:
                 self._hook_records[type(hook).__name__] = record
             return observation

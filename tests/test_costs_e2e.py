@@ -141,6 +141,31 @@ def test_apply_says_what_it_applied_and_an_error_still_ends_with_the_line(buggy_
     assert " · 1 step · 1,100 tokens (600 cached) · $0.0019 · " in line
 
 
+def test_trace_consultation_counts_in_the_runs_tokens_cost_and_budget(
+    buggy_repo, cli_env, tmp_path
+):
+    """The consultation's completion request is the run's spending like the agent's own: its
+    tokens and cost are in the trajectory, and a budget it spends ends the run."""
+    from test_trace_consult import PREDICTION, PYTEST
+
+    test_run = cwm("bash", f"{PYTEST} tests/test_ops.py::test_add -q")
+    big = {"prompt_tokens": 5000, "completion_tokens": 500, "total_tokens": 5500}
+    replies = [*script([test_run]), {"text": PREDICTION, "usage": big}, *script(STEPS)]
+    traj = tmp_path / "t.json"
+    with ScriptedServer(replies) as server:
+        extra = ["--trace-prediction", "--max-total-tokens", "3000", "--traj", str(traj)]
+        result = run_cli(run_args(server, buggy_repo, *PRICES, *extra), cli_env)
+        paths = [r.path for r in server.requests]
+    assert result.returncode == 1, result.stderr
+    assert paths == ["/v1/chat/completions", "/v1/completions"]  # no request past the budget
+    assert "(--max-total-tokens 3,000): 6,600 tokens used · 1 step" in result.stderr
+    data = json.loads(traj.read_text())
+    assert data["exit_status"] == "token_limit" and data["usage"]["total_tokens"] == 6600
+    consulted = (5000 * 2 + 500 * 8) / 1e6
+    assert data["cost_usd"] == pytest.approx(REPLY_COST + consulted)
+    assert data["steps"][0]["hooks"]["TraceConsultant"]["status"] == "compared"
+
+
 # -- batch ------------------------------------------------------------------------------
 
 

@@ -187,6 +187,41 @@ def test_large_traces_are_read_back_in_chunks(runtime):
     assert "actual: returns None" in observation.output
 
 
+def test_a_spent_budget_starts_no_consultation_and_a_failed_one_still_counts(runtime):
+    """The run's meter: each reply counts there as it comes back (a prediction that fails
+    later counts its earlier requests), and once it is spent no request is made."""
+    from cwm_agent.costs import Budget, Meter, Prices
+    from cwm_agent.traces.predict import predict_trace
+
+    command = f"{PYTEST} tests/test_ops.py::test_add -q"
+    action = Action("bash", {"command": command})
+    spent = Meter(Prices(), Budget(max_tokens=100))
+    spent.add(Usage(100, 0))
+    model = canned()
+    observation, record = TraceConsultant(model).around(
+        action, runtime, lambda: tools.execute(action, runtime, timeout=60, max_output=9000), spent
+    )
+    assert "1 failed" in observation.output and "[trace consultation" not in observation.output
+    assert record["status"] == "skipped" and "token budget" in record["reason"]
+    assert model.calls == []
+
+    meter = Meter(Prices(), Budget(max_tokens=1000))
+    frame = ModelReply("<|line_sep|>{}<|action_sep|>    x = 1\n", usage=Usage(300, 60))
+    stepping = FakeModel([frame] * 5 + [ModelError("HTTP 500")])
+    prediction = predict_trace(
+        stepping, "def f():\n    x = 1\n", "f", step_by_step=True, meter=meter
+    )
+    assert prediction.cut == "budget" and prediction.requests == 3  # 1,080 tokens: stopped
+    assert meter.usage.total_tokens == 1080
+    failing = Meter(Prices())
+    with pytest.raises(ModelError):
+        predict_trace(
+            FakeModel([frame, ModelError("HTTP 500")]), "def f():\n    x = 1\n", "f",
+            step_by_step=True, meter=failing,
+        )  # fmt: skip
+    assert failing.usage.total_tokens == 360  # the request before the failure
+
+
 # ------------------------------------------------------------------ end to end
 
 

@@ -5,6 +5,8 @@ real, traces that test inside the runtime, asks the model for its predicted trac
 same test (seeded with the real call frame, so it knows `self` but nothing of the outcome)
 and appends a short comparison to the observation. Anything that goes wrong in all this is
 recorded and the real observation is returned unchanged: consultation never breaks a step.
+Its model requests count in the run's ``Meter`` (the agent hands it over): the run's tokens,
+cost and budgets; once a budget is spent no consultation starts.
 
 What counts as a test-running command (`find_test_target`), in each `&&`/`;`/`|` part:
 `pytest ARGS`, `py.test ARGS`, `PYTHON -m pytest ARGS` (PYTHON: any `python*` path, which
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from cwm_agent.costs import Meter
 from cwm_agent.types import Action, Observation, Runtime
 
 from .commands import NamedTest, NotConsulted, entry_names, find_test_target
@@ -79,7 +82,11 @@ class TraceConsultant:
         self.with_imports = with_imports
 
     def around(
-        self, action: Action, runtime: Runtime, execute: Callable[[], Observation]
+        self,
+        action: Action,
+        runtime: Runtime,
+        execute: Callable[[], Observation],
+        meter: Meter | None = None,
     ) -> tuple[Observation, dict[str, Any] | None]:
         command = action.args.get("command", "") if action.tool == "bash" else ""
         target = find_test_target(command) if command else None
@@ -95,8 +102,12 @@ class TraceConsultant:
         planning = time.monotonic() - started
         observation = execute()
         started = time.monotonic()
+        spent = meter.exhausted() if meter is not None else None
+        if spent is not None:
+            record.update(status="skipped", reason=f"no consultation: {spent.reason}")
+            return observation, record
         try:
-            note = self._consult(plan, runtime, record)
+            note = self._consult(plan, runtime, record, meter)
             observation = replace(observation, output=f"{observation.output}\n\n{note}")
             record["status"] = "compared"
         except Exception as exc:  # noqa: BLE001
@@ -118,7 +129,9 @@ class TraceConsultant:
         return dict(cwd=cwd, path=path, rel=rel, source=source, names=names, python=python,
                     extras=extras)  # fmt: skip
 
-    def _consult(self, plan: dict[str, Any], runtime: Runtime, record: dict[str, Any]) -> str:
+    def _consult(
+        self, plan: dict[str, Any], runtime: Runtime, record: dict[str, Any], meter: Meter | None
+    ) -> str:
         from cwm_agent.prompts import render
 
         started = time.monotonic()
@@ -135,7 +148,7 @@ class TraceConsultant:
         prediction = predict_trace(
             self.model, plan["source"], ".".join(plan["names"]), seed=seed, api=self.api,
             step_by_step=self.step_by_step, max_frames=self.max_frames,
-            max_tokens=self.max_tokens, extra_sources=plan["extras"],
+            max_tokens=self.max_tokens, extra_sources=plan["extras"], meter=meter,
         )  # fmt: skip
         record["prediction"] = {k: v for k, v in prediction.to_dict().items() if k != "frames"}
         record["prediction"]["frames"] = len(prediction.frames)

@@ -6,6 +6,8 @@ either lets the model run to `<|end_of_text|>` in one request, or asks for one f
 time (stop at `<|frame_sep|>`, append, ask again). Chat mode renders `prompts/trace_chat.j2`,
 which asks for the same frames as plain text, and parses the reply with `format.parse_trace`.
 Both are bounded by a frame limit and a token budget; usage and latency are recorded.
+Given a ``Meter`` (a run's, for `--trace-prediction`), every reply counts there as it comes
+back, and step-by-step prediction stops once one of its budgets is spent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cwm_agent.costs import Meter
 from cwm_agent.types import ModelReply, Usage
 
 from .format import (
@@ -55,7 +58,7 @@ class Prediction:
     usage: Usage
     seconds: float
     text: str = ""  # what the model generated, as received (frames only, prompt excluded)
-    cut: str | None = None  # max_frames | max_tokens when a limit stopped it
+    cut: str | None = None  # max_frames | max_tokens | budget when a limit stopped it
     problems: tuple[str, ...] = ()
     seeded: int = 0  # how many leading frames were given, not predicted
 
@@ -79,11 +82,17 @@ class Prediction:
 class _Progress:
     requests: int = 0
     usage: Usage = field(default_factory=Usage)
+    meter: Meter | None = None  # where each reply also counts (a run's tokens and budgets)
 
     def add(self, reply: ModelReply) -> ModelReply:
         self.requests += 1
         self.usage = self.usage + reply.usage
+        if self.meter is not None:
+            self.meter.add(reply.usage)
         return reply
+
+    def spent(self) -> bool:
+        return self.meter is not None and self.meter.exhausted() is not None
 
 
 def predict_trace(
@@ -99,18 +108,20 @@ def predict_trace(
     temperature: float | None = 0.0,
     call: str | None = None,
     extra_sources: Sequence[tuple[str, str]] = (),
+    meter: Meter | None = None,
 ) -> Prediction:
     """Ask `model` (an OpenAIModel or anything with `complete_text` / `complete`) for the
     trace of `entry` (a function name, `Class.method` allowed) defined in `source`.
 
     `extra_sources` are (path, text) pairs put before `source` in the context (the code the
     entry calls). Model errors propagate (ModelError); a malformed reply does not raise:
-    whatever frames could be read are returned, with `problems`.
+    whatever frames could be read are returned, with `problems`. `meter`: every reply
+    counts there (as it comes back, so a failed prediction's requests count too).
     """
     if api not in APIS:
         raise ValueError(f"api must be one of {', '.join(APIS)}, got {api!r}")
     started = time.monotonic()
-    progress = _Progress()
+    progress = _Progress(meter=meter)
     if api == "chat":
         text, frames, ended, cut, problems = _chat(
             model, source, entry, seed, call, extra_sources, max_tokens, progress
@@ -189,6 +200,8 @@ def _steps(
         budget = max_tokens - p.usage.completion_tokens
         if budget <= 0:
             return text, False, "max_tokens"
+        if p.spent():  # the run's budget: no request past it
+            return text, False, "budget"
         reply = p.add(
             model.complete_text(
                 prompt + text,
