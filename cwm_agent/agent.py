@@ -11,7 +11,7 @@ from cwm_agent import conversation, prompt_sets, prompts, protocol, tools
 from cwm_agent.costs import Meter, Prices
 from cwm_agent.errors import ContextLengthError, CwmError, Interrupted, PatchError
 from cwm_agent.protocol import CHARS_PER_TOKEN
-from cwm_agent.redaction import redact, secret_values
+from cwm_agent.redaction import redact, redact_tree, secret_values
 from cwm_agent.settings import AgentConfig
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Model, ModelReply, Observation, Runtime, Usage
@@ -327,6 +327,7 @@ class Agent:
             tool_seconds=tool_seconds,
             usage=reply.usage,
             finish_reason=reply.finish_reason,
+            redact=lambda step: redact_tree(step, self._secrets),  # the one place, hooks too
         )
         self.traj.set_usage(self.usage, self.meter.cost_usd)
         self.traj.save()

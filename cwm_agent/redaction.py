@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 # Variables whose values are credentials: the API key first of all.
@@ -47,6 +48,20 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret in text:
             text = text.replace(secret, MARK)
     return text
+
+
+def redact_tree(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every string in it redacted, keys
+    included: a record a hook made, or a whole trajectory step, holds text from anywhere."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact_tree(k, secrets): redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_tree(item, secrets) for item in value]
+    return value
 
 
 def url_without_credentials(url: str) -> str:

@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ class Trajectory:
         usage: Usage,
         finish_reason: str | None,
         hooks: dict[str, Any] | None = None,
+        redact: Callable[[Any], Any] = lambda step: step,
     ) -> None:
-        self.data["steps"].append(
+        """One step, stored as ``redact`` leaves it (the agent's: no secret in any string of
+        the record, the hooks' own records included)."""
+        step = redact(
             {
                 "step": len(self.data["steps"]) + 1,
                 "reply": reply_content,
@@ -100,6 +104,7 @@ class Trajectory:
                 "hooks": hooks or {},
             }
         )
+        self.data["steps"].append(step)
 
     def keep_working_tree_diff(self, diff: str, max_bytes: int) -> str:
         """Record the working-tree diff at the end. One over ``max_bytes`` is written whole

@@ -148,3 +148,24 @@ def test_a_key_a_command_digs_up_is_replaced_before_it_is_stored_or_sent(
     assert "deploy key: [secret redacted]" in bodies[1]  # the observation, redacted
     data = json.loads(traj.read_text())
     assert "[secret redacted]" in data["steps"][1]["reply"]
+
+
+def test_hook_records_are_redacted_like_the_rest_of_the_step(buggy_repo, cli_env, tmp_path):
+    """`--trace-prediction`'s record of a step: the command it ran (the model wrote the key
+    into it) and the comparison of a prediction that quotes the key."""
+    from test_run_e2e import FIXING_SCRIPT
+    from test_trace_consult import PREDICTION, PYTEST
+
+    predicted = PREDICTION.replace('<|arg_sep|>"5"', f"<|arg_sep|>\"'{SECRET_KEY}'\"")
+    command = f"CHECK={SECRET_KEY} {PYTEST} tests/test_ops.py::test_add -q"
+    script = [cwm("bash", command), {"text": predicted}, *FIXING_SCRIPT]
+    traj = tmp_path / "t.json"
+    with ScriptedServer(script) as server:
+        result = run_agent(server, buggy_repo, cli_env, traj, "--trace-prediction")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(traj.read_text())["steps"][0]["hooks"]["TraceConsultant"]
+    assert record["status"] == "compared"
+    assert record["command"].startswith("CHECK=[secret redacted] ")
+    assert "[secret redacted]" in record["summary"]  # the predicted value, redacted
+    written = everything_written(tmp_path / "agent-home", traj)
+    assert SECRET_KEY not in result.stdout + result.stderr + written
