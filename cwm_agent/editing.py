@@ -28,13 +28,17 @@ import shlex
 from collections.abc import Callable
 
 from .errors import ToolError
-from .types import Runtime
+from .patch_size import human_size
+from .types import FileTooLarge, Runtime
 
 SEARCH_MARK = "<<<<<<< SEARCH"
 DIVIDER_MARK = "======="
 REPLACE_MARK = ">>>>>>> REPLACE"
 SNIPPET_CONTEXT = 8  # lines shown before and after an edited region, as CWM shows
 MAX_LISTED = 10  # line numbers listed in an error before "..."
+# The largest file `edit` reads: it holds the file, its text and the new text at once, so a
+# file of gigabytes a command wrote must not reach it (sources are far below this).
+MAX_EDIT_BYTES = 16 << 20
 
 EDIT_EXAMPLE = (
     "Expected edit format:\n<tool: edit>\npath/to/file.py\n"
@@ -259,7 +263,13 @@ def read_text(runtime: Runtime, path: str, target: str) -> str:
             f"No change was made: the path {path} does not exist{_where(runtime, path)}."
         )
     try:
-        data = runtime.read_file(target)
+        data = runtime.read_file(target, MAX_EDIT_BYTES)
+    except FileTooLarge as exc:  # read whole, searched and rewritten: memory is the bound
+        raise ToolError(
+            f"No change was made: {path} is {human_size(exc.size)}, more than the "
+            f"{human_size(MAX_EDIT_BYTES)} edit reads; change it with a command instead "
+            "(sed, python)."
+        ) from None
     except OSError as exc:
         raise ToolError(
             f"No change was made: cannot read {path} ({exc.strerror or exc})."

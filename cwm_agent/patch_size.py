@@ -29,9 +29,14 @@ def check_size(patch: str | bytes, max_bytes: int) -> None:
         return
     largest = sorted(file_sizes(patch), key=lambda item: -item[1])[:3]
     files = "; its largest files: " + ", ".join(f"{p} ({human_size(n)})" for p, n in largest)
-    raise PatchTooLarge(
-        f"the patch is {human_size(size)}, more than the {human_size(max_bytes)} a patch "
-        f"may hold (--max-patch-kb {max_bytes // 1024}){files if largest else ''}",
+    raise too_large(size, max_bytes, files if largest else "")
+
+
+def too_large(size: int, max_bytes: int, files: str = "", what: str = "the patch") -> PatchTooLarge:
+    """The refusal of a patch (or a patch file, never read: ``what``) of ``size`` bytes."""
+    return PatchTooLarge(
+        f"{what} is {human_size(size)}, more than the {human_size(max_bytes)} a patch "
+        f"may hold (--max-patch-kb {max_bytes // 1024}){files}",
         "leave generated, data and build files out of the patch (delete them, or "
         "`git rm --cached` them if you staged them), then make the patch again",
     )

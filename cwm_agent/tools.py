@@ -24,11 +24,11 @@ from unidiff import PatchSet
 from . import prompts
 from .editing import create_file, edit_file, in_session, parse_edit_body
 from .errors import PatchError, ToolError
-from .patch_size import PatchTooLarge, check_size
+from .patch_size import PatchTooLarge, check_size, too_large
 from .patches import BaseRepoError, validate_patch
 from .prompt_sets import PromptSet
 from .protocol import truncate_middle
-from .types import Action, CommandResult, Observation, Runtime
+from .types import Action, CommandResult, FileTooLarge, Observation, Runtime
 
 # The runtime cuts a huge output to its head and tail with a marker of its own; that
 # text may pass the limit by the marker's length and is not cut a second time.
@@ -154,7 +154,14 @@ def submit_patch(
     if path:
         source = path
         target = in_session(runtime, path)
-        data, problem = _read_patch_file(runtime, target)
+        try:
+            data, problem = _read_patch_file(runtime, target, max_bytes)
+        except FileTooLarge as exc:  # refused by its size: never read into memory
+            files = " (`git diff --stat` shows which files make it large)"
+            refused = too_large(exc.size, exc.limit, files, what=f"the patch file {path}")
+            if warn is not None:
+                warn(f"a submission ({path}) was refused: {refused.message}")
+            return _rejected(refused.message, refused.hint), None
         if data is None:
             where = (
                 ""
@@ -204,14 +211,19 @@ def _accepted(source: str, patch: str, max_output: int, prompt_set: PromptSet | 
     )
 
 
-def _read_patch_file(runtime: Runtime, target: str) -> tuple[bytes | None, str]:
-    """The patch file's bytes, or None and what is wrong with it."""
+def _read_patch_file(
+    runtime: Runtime, target: str, max_bytes: int | None
+) -> tuple[bytes | None, str]:
+    """The patch file's bytes, or None and what is wrong with it (``FileTooLarge`` past
+    ``max_bytes``)."""
     try:
         if not runtime.exists(target):
             return None, "does not exist"
-        return runtime.read_file(target), ""
+        return runtime.read_file(target, max_bytes), ""
     except ToolError as exc:  # e.g. outside the repository: the runtime says why
         return None, f"cannot be read: {exc}"
+    except FileTooLarge:
+        raise
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
 

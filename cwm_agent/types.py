@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +110,15 @@ class TreeDrift:
     shared: tuple[str, ...] = ()
 
 
+class FileTooLarge(OSError):
+    """A file is larger than its reader allows (``Runtime.read_file``'s ``limit``); it was
+    not read, so a huge file cannot take the harness's memory."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(errno.EFBIG, f"the file is {size} bytes, more than {limit}")
+        self.size, self.limit = size, limit
+
+
 class Runtime(Protocol):
     """Where the agent's commands run and its files live (local copy or container).
 
@@ -135,7 +145,10 @@ class Runtime(Protocol):
 
     def run(self, command: str, timeout: float) -> CommandResult: ...
 
-    def read_file(self, path: str) -> bytes: ...
+    def read_file(self, path: str, limit: int | None = None) -> bytes:
+        """The file's bytes; ``FileTooLarge`` for one of more than ``limit`` bytes (told
+        by its size, never read past ``limit`` + 1 bytes)."""
+        ...
 
     def write_file(self, path: str, data: bytes) -> None: ...
 

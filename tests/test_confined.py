@@ -180,3 +180,31 @@ def test_a_directory_replaced_after_it_was_opened_keeps_the_file_inside(
     monkeypatch.undo()
     assert (repo / "d-moved" / "f").read_bytes() == b"stays inside\n"
     assert sorted(os.listdir(fake_root / "etc")) == ["passwd"]
+
+
+def test_a_read_limit_is_told_by_the_size_and_holds_for_a_growing_file(
+    files: Confined, fake_root: Path
+) -> None:
+    from cwm_agent.types import FileTooLarge
+
+    assert files.read("src/app.py", limit=4) == b"app\n"
+    with pytest.raises(FileTooLarge) as refused:
+        files.read("src/app.py", limit=3)
+    assert (refused.value.size, refused.value.limit) == (4, 3)
+    with open(fake_root / "repo" / "huge", "wb") as sparse:
+        sparse.truncate(1 << 40)  # a terabyte that takes no disk: told, never read
+    with pytest.raises(FileTooLarge):
+        files.read("huge", limit=1 << 20)
+    # A file that grows after its size was taken (here a pipe, whose size is 0): no more
+    # than limit + 1 bytes are read.
+    from cwm_agent.runtimes.confined import _read_all
+
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, b"x" * 100)
+        with pytest.raises(FileTooLarge):
+            _read_all(reader, 10)
+        assert len(os.read(reader, 1000)) == 89  # the rest was never read
+    finally:
+        os.close(reader)
+        os.close(writer)

@@ -206,6 +206,18 @@ def test_file_errors_and_paths_outside_are_refused(rt):
         rt.read_file("mathlib")
 
 
+def test_a_read_limit_is_told_by_the_files_size(rt):
+    from cwm_agent.types import FileTooLarge
+
+    rt.run("truncate -s 1G huge.bin && printf 12345 > five.txt", 10)
+    assert rt.read_file("five.txt", 5) == b"12345"
+    with pytest.raises(FileTooLarge) as refused:
+        rt.read_file("five.txt", 4)
+    assert (refused.value.size, refused.value.limit) == (5, 4)
+    with pytest.raises(FileTooLarge, match="1073741824 bytes"):
+        rt.read_file("huge.bin", 1 << 20)  # told by its size: nothing of it sent
+
+
 def test_works_in_an_image_without_python(client, buggy_repo):
     with make(buggy_repo, client, image=NOPY_IMAGE) as runtime:
         probe = runtime.run("command -v python3 python perl-not-needed; echo $?", 10)

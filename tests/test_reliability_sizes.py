@@ -80,19 +80,58 @@ def test_a_large_file_is_refused_in_a_submission_and_the_run_recovers(
     assert stdout.startswith("diff --git a/mathlib/ops.py") and "big.txt" not in stdout
     data = json.loads(big_traj.read_text())
     refused = data["steps"][2]["observation"]["output"]
-    assert re.match(
-        r"Submission rejected: the patch is 8\.\d MiB, more than the 1\.0 MiB a "
-        r"patch may hold \(--max-patch-kb 1024\); its largest files: big\.txt \(8\.\d MiB\)",
+    assert re.match(  # refused by the file's size: never read (it could be 50 GB)
+        r"Submission rejected: the patch file fix\.patch is 8\.\d MiB, more than the 1\.0 MiB "
+        r"a patch may hold \(--max-patch-kb 1024\) \(`git diff --stat` shows which files",
         refused,
     )
     assert "git rm --cached" in refused
     assert re.search(
-        r"warning: a submission \(fix.patch\) was refused: the patch is 8\.\d MiB", stderr
+        r"warning: a submission \(fix.patch\) was refused: the patch file fix.patch is 8\.\d MiB",
+        stderr,
     )
     assert [s["path"] for s in data["submissions"]] == ["fix.patch"]  # the refused one: not kept
     assert big_traj.stat().st_size < MB  # was 16 MB and more: the patch kept twice
     assert big_peak - small_peak < 4 * BIG  # was more than 10 times the file
     assert snapshot(buggy_repo) == before
+
+
+def huge_files_script(size: str) -> list:
+    """Sparse files of ``size`` (no disk used): an edit of one and a submission of the other
+    are refused, then the fix goes through."""
+    return [
+        cwm("bash", f"truncate -s {size} huge.bin && truncate -s {size} huge.patch"),
+        cwm("edit", "huge.bin\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"),
+        cwm("submit", "huge.patch"),
+        cwm("bash", "rm huge.bin huge.patch"),
+        cwm("edit", FIX),
+        cwm("bash", "git diff > fix.patch"),
+        cwm("submit", "fix.patch"),
+        summary(),
+    ]
+
+
+def test_a_huge_file_is_refused_by_its_size_before_it_is_read(buggy_repo, cli_env, tmp_path):
+    """`truncate -s 256M x; submit x` (and an edit of such a file) is refused by the file's
+    size: the harness never reads it, its memory stays where a small file leaves it."""
+    code, _, stderr, small_peak = run_measured(
+        huge_files_script("1K"), buggy_repo, cli_env, "--traj", str(tmp_path / "small.json")
+    )
+    assert code == 0, stderr
+    traj = tmp_path / "huge.json"
+    code, stdout, stderr, huge_peak = run_measured(
+        huge_files_script("256M"), buggy_repo, cli_env, "--traj", str(traj)
+    )
+    assert code == 0, stderr
+    assert stdout.startswith("diff --git a/mathlib/ops.py") and "huge" not in stdout
+    steps = json.loads(traj.read_text())["steps"]
+    edit, submit = steps[1]["observation"]["output"], steps[2]["observation"]["output"]
+    assert "huge.bin is 256.0 MiB, more than the 16.0 MiB edit reads" in edit
+    assert submit.startswith(
+        "Submission rejected: the patch file huge.patch is 256.0 MiB, more than the 1.0 MiB"
+    )
+    assert "warning: a submission (huge.patch) was refused" in stderr
+    assert huge_peak - small_peak < 32 * MB  # was more than the file: read whole, twice
 
 
 def test_a_large_working_tree_diff_goes_beside_the_trajectory(buggy_repo, cli_env, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from cwm_agent.errors import ToolError
 from cwm_agent.protocol import parse_cwm_reply
 from cwm_agent.tools import execute, submit_patch
-from cwm_agent.types import Action, CommandResult, TreeDrift
+from cwm_agent.types import Action, CommandResult, FileTooLarge, TreeDrift
 
 GIT_ENV = {
     **os.environ,
@@ -51,8 +51,11 @@ class DirRuntime:
             return CommandResult(out.decode(), None, timed_out=True, session_restarted=True)
         return CommandResult(out.decode(), proc.returncode, duration=time.monotonic() - start)
 
-    def read_file(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+    def read_file(self, path: str, limit: int | None = None) -> bytes:
+        data = self._path(path).read_bytes()
+        if limit is not None and len(data) > limit:
+            raise FileTooLarge(len(data), limit)
+        return data
 
     def write_file(self, path: str, data: bytes) -> None:
         full = self._path(path)

@@ -20,12 +20,14 @@ copy's top still works, as it did when paths were checked by name).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import ToolError
+from ..types import FileTooLarge
 
 T = TypeVar("T")
 MAX_LINKS = 40  # symlinks followed resolving one path, as the kernel allows
@@ -50,12 +52,15 @@ class Confined:
         self.root = root
         self._parts = [p for p in root.split("/") if p]
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, limit: int | None = None) -> bytes:
+        """The regular file's bytes; ``FileTooLarge`` past ``limit`` bytes (its size told
+        by ``fstat``, and never more than ``limit`` + 1 bytes read: it may be growing)."""
+
         def read_at(parent: int, name: str) -> bytes:
             fd = _open_final(parent, name, os.O_RDONLY)
             try:
                 _regular(fd)
-                return _read_all(fd)
+                return _read_all(fd, limit)
             finally:
                 os.close(fd)
 
@@ -113,7 +118,7 @@ class Confined:
             fd = _open_final(stack[-1], parts[-1], os.O_RDONLY)
             stack.append(fd)
             _regular(fd)
-            return ("file", bool(st.st_mode & 0o100), _read_all(fd))
+            return ("file", bool(st.st_mode & 0o100), _digest(fd))  # memory flat, any size
         except (OSError, _Link):  # a link or a file on the way, gone, swapped: nothing
             return None
         finally:
@@ -140,6 +145,8 @@ class Confined:
                 f"{path}: refused, the path is outside the repository ({self.root}); "
                 "only files inside it can be read or written"
             ) from None
+        except FileTooLarge:
+            raise  # the reader says what its limit is for
         except OSError as exc:
             if missing is not None:
                 return missing
@@ -236,11 +243,25 @@ def _link_or_raise(name: str, parent: int, exc: OSError) -> str:
         raise OSError(exc.errno, exc.strerror, name) from None
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
+def _read_all(fd: int, limit: int | None = None) -> bytes:
+    if limit is not None and (size := os.fstat(fd).st_size) > limit:
+        raise FileTooLarge(size, limit)
+    chunks, total = [], 0
+    while chunk := os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit + 1 - total)):
         chunks.append(chunk)
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise FileTooLarge(max(total, os.fstat(fd).st_size), limit)
     return b"".join(chunks)
+
+
+def _digest(fd: int) -> tuple[int, str]:
+    """The file's size and SHA-256, read in pieces."""
+    found, size = hashlib.sha256(), 0
+    while chunk := os.read(fd, 1 << 20):
+        found.update(chunk)
+        size += len(chunk)
+    return size, found.hexdigest()
 
 
 def _regular(fd: int) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RuntimeFailure, ToolError
-from ..types import CommandResult, TreeDrift
+from ..types import CommandResult, FileTooLarge, TreeDrift
 from .baseline import BASE_REF
 from .docker_engine import (
     ExecTransport,
@@ -44,6 +44,7 @@ from .docker_scripts import (
     KEEP,
     KILL_ALL,
     READ,
+    READ_AT_MOST,
     RESOLVE,
     SWEBENCH_ACTIVATE,
     WRITE,
@@ -288,11 +289,19 @@ class DockerRuntime:
             )
         return code, out
 
-    def read_file(self, path: str) -> bytes:
-        code, out = self._file_op(path, READ)
+    def read_file(self, path: str, limit: int | None = None) -> bytes:
+        script = (
+            READ if limit is None else fill(READ_AT_MOST, LIMIT=str(limit), MORE=str(limit + 1))
+        )
+        code, out = self._file_op(path, script)
+        if code == 93 and limit is not None:
+            raise FileTooLarge(int(out.split()[0]), limit)
         if code != 0:
             raise ToolError(f"{path}: cannot read: {out.strip()}")
-        return base64.b64decode(out)
+        data = base64.b64decode(out)
+        if limit is not None and len(data) > limit:  # it grew while being read
+            raise FileTooLarge(len(data), limit)
+        return data
 
     def write_file(self, path: str, data: bytes) -> None:
         encoded = base64.encodebytes(data).decode()

@@ -22,6 +22,14 @@ READ = """[ -d "$p" ] && { echo 'Is a directory'; return 92; }
 [ -e "$p" ] || { echo 'No such file or directory'; return 92; }
 base64 -- "$p"
 """
+# The same bounded: a file over @LIMIT@ bytes is told by its size (status 93), and no more
+# than @LIMIT@ + 1 bytes are sent (it may be growing).
+READ_AT_MOST = """[ -d "$p" ] && { echo 'Is a directory'; return 92; }
+[ -e "$p" ] || { echo 'No such file or directory'; return 92; }
+n=$(wc -c < "$p") || return 92
+[ "$n" -le @LIMIT@ ] || { echo "$n"; return 93; }
+head -c @MORE@ -- "$p" | base64
+"""
 WRITE = """d=${p%/*}; [ -d "${d:-/}" ] || return 94
 [ -d "$p" ] && { echo 'Is a directory'; return 92; }
 base64 -d >| "$p" <<'@MARK@'

@@ -147,8 +147,8 @@ class LocalRuntime:
     def run(self, command: str, timeout: float) -> CommandResult:
         return self.shell.run(command, timeout)
 
-    def read_file(self, path: str) -> bytes:
-        return self._files().read(path)
+    def read_file(self, path: str, limit: int | None = None) -> bytes:
+        return self._files().read(path, limit)
 
     def write_file(self, path: str, data: bytes) -> None:
         self._files().write(path, data)

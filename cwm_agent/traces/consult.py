@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from cwm_agent.costs import Meter
-from cwm_agent.types import Action, Observation, Runtime
+from cwm_agent.types import Action, FileTooLarge, Observation, Runtime
 
 from .commands import NamedTest, NotConsulted, entry_names, find_test_target
 from .compare import compare_traces
@@ -39,6 +39,7 @@ from .runner import TraceError, TraceResult, parse_tracer_output, tracer_argv, t
 _CHUNK = 48_000  # below the shell session's head+tail output window
 _MAX_TRACE_BYTES = 16_000_000
 _MAX_CONTEXT_BYTES = 48_000
+_MAX_SOURCE_BYTES = 4 << 20  # the test's own file: it goes to the model whole
 
 
 # Runs in a subshell: the agent's session keeps its cwd, variables and shell options.
@@ -122,7 +123,7 @@ class TraceConsultant:
         rel = posixpath.relpath(path, runtime.root)
         if rel.startswith("../"):
             raise NotConsulted(f"{target.path} is outside the repository")
-        source = runtime.read_file(rel).decode("utf-8", errors="replace")
+        source = runtime.read_file(rel, _MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
         names = entry_names(source, target)
         python = self.python or target.python or "python3"
         extras = _imported_sources(runtime, source, rel) if self.with_imports else []
@@ -249,7 +250,11 @@ def _imported_sources(runtime: Runtime, source: str, rel: str) -> list[tuple[str
     present = runtime.run(probe, 10).output.split()
     found, total = [], 0
     for path in [c for c in candidates if c in present][:8]:
-        text = runtime.read_file(path).decode("utf-8", errors="replace")
+        try:
+            data = runtime.read_file(path, _MAX_CONTEXT_BYTES - total)
+        except FileTooLarge:
+            continue  # more than the context has room for: never read
+        text = data.decode("utf-8", errors="replace")
         if text.strip() and total + len(text) <= _MAX_CONTEXT_BYTES:
             found.append((path, text))
             total += len(text)
