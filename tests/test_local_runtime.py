@@ -16,6 +16,7 @@ import pytest
 from conftest import GIT_IDENTITY, git
 
 from cwm_agent.errors import RuntimeFailure, ToolError
+from cwm_agent.runtimes.gitcmd import run_git
 from cwm_agent.runtimes.local import LocalRuntime
 
 MODES = ["auto", "none"]
@@ -329,6 +330,37 @@ def test_hostile_git_setup(
         assert runtime.run("echo x > f && git add f && git commit -qm agent", 5).exit_code == 0
         assert "diff --git a/f b/f" in runtime.diff()
     assert snapshot(user_repo) == before
+
+
+def test_the_harness_git_runs_no_filter_of_the_users_config_and_keeps_their_excludes(
+    user_repo: Path, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 1, residual: the model's tree names a filter driver that the user's own
+    git config defines; the harness's git, staging that tree beside the sandbox (on this
+    machine), must not run it. What the user's config ignores stays ignored all the same."""
+    from cwm_agent.runtimes import gitcmd
+
+    ran = tmp_path / "filter-ran"  # under /tmp: the sandbox could not write it itself
+    config = tmp_path / "xdg" / "git"
+    config.mkdir(parents=True)
+    excludes = tmp_path / "my-ignores"
+    excludes.write_text("mine-only.txt\n")
+    (config / "config").write_text(
+        f'[filter "evil"]\n\tclean = touch {ran}; cat\n[core]\n\texcludesFile = {excludes}\n'
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    gitcmd.user_excludes.cache_clear()
+    (user_repo / "mine-only.txt").write_text("the user's own\n")
+    try:
+        with LocalRuntime.create(user_repo, sandbox=mode) as runtime:
+            sh(runtime, "printf '* filter=evil\\n' > .gitattributes && echo x > new.txt")
+            diff = runtime.diff()
+            listed = run_git(runtime.base_dir, "ls-tree", "-r", "--name-only", runtime.base)
+    finally:
+        gitcmd.user_excludes.cache_clear()
+    assert "+x" in diff and "+* filter=evil" in diff
+    assert not ran.exists()  # was: the clean filter ran on this machine for every file
+    assert b"mine-only.txt" not in listed and "mine-only.txt" not in diff
 
 
 def test_close_removes_copy_and_is_idempotent(user_repo: Path, mode: str) -> None:

@@ -204,6 +204,31 @@ def test_a_racing_symlink_swap_never_lets_create_or_edit_out_of_the_copy(buggy_r
     assert created + refused == tries
 
 
+def test_a_racing_symlink_swap_never_feeds_a_host_file_into_the_diff(buggy_repo, tmp_path):
+    """Issue 21 item 1, residual: the harness's own git stages the copy beside the sandbox,
+    where this machine's /tmp is visible. A sandboxed process swaps the folder d with a
+    symlink to a host folder under /tmp while git walks the tree: the host file must never
+    reach the diff (the sandbox is held still while git reads it)."""
+    from cwm_agent.runtimes.local import LocalRuntime
+
+    host = tmp_path / "host-folder"  # under /tmp: hidden in the sandbox, not beside it
+    host.mkdir()
+    (host / "victim.txt").write_text("host-secret-5ea1\n")
+    tries, leaked = 150, 0
+    with LocalRuntime.create(buggy_repo, sandbox="bwrap") as runtime:
+        runtime.run(f"cat > /tmp/swap.py <<'EOF'\n{SWAPPER}\nEOF", 10)
+        started = runtime.run(f"python3 /tmp/swap.py {host} > /tmp/swap.log 2>&1 &", 10)
+        assert started.exit_code == 0, started.output
+        wait = "until grep -q swapping /tmp/swap.log; do sleep 0.1; done; cat /tmp/swap.log"
+        assert "swapping" in runtime.run(wait, 120).output
+        for _ in range(tries):
+            leaked += "host-secret" in runtime.diff() or "victim.txt" in runtime.diff()
+        swaps = int(runtime.run("cat /tmp/swaps", 10).output)
+        again = int(runtime.run("sleep 0.5; cat /tmp/swaps", 10).output)
+    assert leaked == 0, f"{leaked} of {2 * tries} diffs held the host file"
+    assert swaps >= 100 and again > swaps  # the race was on, and the swapper runs again
+
+
 def test_host_unix_sockets_are_unreachable_and_the_private_tmp_keeps_working(
     buggy_repo, tmp_path, monkeypatch
 ):

@@ -1,7 +1,16 @@
-"""git as the runtimes run it: a clean environment, a fixed identity, failures with a hint."""
+"""git as the runtimes run it: a clean environment, a fixed identity, failures with a hint.
+
+The harness's git reads no configuration but its own repositories' and the command line's
+(``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``): it stages trees a model wrote,
+whose ``.gitattributes`` could otherwise name a filter driver of the user's own config and
+have it run on this machine (``filter.*.clean``), and the user's ``diff.relative``,
+``core.autocrlf`` or ``core.safecrlf`` would change or break the patch. Only what the user
+ignores stays ignored: their ``core.excludesFile`` is passed on by name.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping
@@ -28,10 +37,32 @@ SAFE_CONFIG = (
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # No inherited GIT_DIR & co. (they could aim a command at the user's repo);
     # optional locks off so read-only commands never rewrite the user's index.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = _without_git_variables()
     env.update(GIT_IDENTITY, GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)  # see the docstring
     env.update(extra or {})
     return env
+
+
+def _without_git_variables() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+@functools.cache
+def user_excludes() -> tuple[str, ...]:
+    """``-c core.excludesFile=PATH`` when the user's own config names one (else git's
+    default, ``$XDG_CONFIG_HOME/git/ignore``, applies by itself): what they ignore stays
+    out of baselines and diffs although their config is not read."""
+    try:
+        proc = subprocess.run(
+            ["git", "config", "--path", "--get", "core.excludesFile"],
+            cwd="/", env=_without_git_variables(), capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError:
+        return ()
+    found = os.fsdecode(proc.stdout).strip() if proc.returncode == 0 else ""
+    return ("-c", f"core.excludesFile={found}") if found else ()
 
 
 def run_git(
@@ -44,7 +75,7 @@ def run_git(
     """git ARGS in ``cwd``; its stdout. ``prefix`` runs it through another command (nsenter)."""
     try:
         proc = subprocess.run(
-            [*prefix, "git", *SAFE_CONFIG, *args],
+            [*prefix, "git", *SAFE_CONFIG, *user_excludes(), *args],
             cwd=cwd,
             env=git_env(env),
             capture_output=True,

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from ..types import CommandResult, TreeDrift
@@ -33,6 +34,7 @@ from . import drift
 from . import local_setup as setup
 from .baseline import Base, locate, make_base, object_stores, stage_all
 from .confined import Confined
+from .freeze import frozen
 from .gitcmd import GIT_IDENTITY, run_git
 from .leftovers import PREFIX, claim
 from .reaper import kill_inside
@@ -188,10 +190,15 @@ class LocalRuntime:
                 if rel != ".." and not rel.startswith("../")
             ]
             cwd = self._top if overlay else self.root
-            stage_all(cwd, self.view, env, prefix=prefix)
-            out = run_git(
-                cwd, "diff", *_DIFF_FLAGS, self.base, "--", ".", *specs, env=env, prefix=prefix
-            )
+            # The sandbox held still: git beside it must not be raced into a host folder.
+            held: AbstractContextManager[None] = nullcontext()
+            if isinstance(transport, SandboxTransport):
+                held = frozen(transport.pid)
+            with held:
+                stage_all(cwd, self.view, env, prefix=prefix)
+                out = run_git(
+                    cwd, "diff", *_DIFF_FLAGS, self.base, "--", ".", *specs, env=env, prefix=prefix
+                )
         finally:
             os.unlink(index)
         return out.decode("utf-8", errors="surrogateescape")
