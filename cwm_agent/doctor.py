@@ -19,7 +19,7 @@ import click
 from cwm_agent.config import Resolved, resolve
 from cwm_agent.console import visible
 from cwm_agent.errors import UsageError
-from cwm_agent.options import config_options, setting_option, typed_settings
+from cwm_agent.options import check_runs_home, config_options, setting_option, typed_settings
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 _MARKS = {OK: ("ok", "green"), WARN: ("warn", "yellow"), FAIL: ("FAIL", "red"), SKIP: ("skip", "")}
@@ -197,6 +197,10 @@ def check_runs_dir() -> Check:
     from cwm_agent.trajectory import default_runs_dir
 
     folder = default_runs_dir()
+    try:
+        check_runs_home(None)  # what run and best-of refuse
+    except UsageError as exc:
+        return Check("trajectories", FAIL, exc.message, exc.hint)
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if os.access(existing, os.W_OK):
         return Check("trajectories", OK, f"written to {folder}")

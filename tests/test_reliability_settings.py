@@ -152,6 +152,32 @@ def test_a_home_that_is_a_file_is_a_usage_error(buggy_repo, cli_env, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["best-of", "run --attempts 2"])
+def test_a_home_that_is_a_file_is_a_usage_error_for_scaled_runs_too(
+    command, buggy_repo, cli_env, tmp_path
+):
+    """Every command that writes trajectories to the runs folder by default; `--traj-dir`
+    takes its place."""
+    home = tmp_path / "home-file"
+    home.write_text("not a folder\n")
+    args = [*command.split(), str(buggy_repo), "--issue", "x", "--model", "m"]
+    args += ["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"]
+    result = run_cli(args, {**cli_env, "CWM_AGENT_HOME": str(home)})
+    assert result.returncode == 2, result.stderr
+    assert f"{home} is a file, not a folder" in result.stderr and "CWM_AGENT_HOME" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_fails_a_home_that_is_a_file(cli_env, tmp_path):
+    home = tmp_path / "home-file"
+    home.write_text("not a folder\n")
+    env = {**cli_env, "CWM_AGENT_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path)}
+    result = run_cli(["doctor", "--json"], env)
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["trajectories"]["status"] == "fail"
+    assert f"{home} is a file, not a folder" in checks["trajectories"]["detail"]
+
+
 # -- 21.13: keys nested in chat_template_kwargs -----------------------------------------------
 
 

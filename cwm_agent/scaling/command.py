@@ -11,6 +11,7 @@ import click
 from cwm_agent.options import (
     agent_options,
     check_output,
+    check_runs_home,
     install_signal_handlers,
     issue_options,
     model_options,
@@ -77,6 +78,7 @@ def best_of(**opts: Any) -> None:
     settings = build(cfg, Path(opts["repo"]).resolve())
     issue = read_issue(opts["issue"], opts["issue_file"])
     check_output(opts["output"])
+    check_runs_home(opts["traj_dir"])  # without --traj-dir, the runs folder holds them
     install_signal_handlers()
     warn_unpriced(settings.model, ("--max-cost", settings.agent.max_cost))
     sys.exit(run_scaled(settings, issue, opts, verbosity(opts), "best-of"))
