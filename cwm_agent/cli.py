@@ -203,6 +203,7 @@ def validate(patch: Any, repo: str, base: str) -> None:
     """
     from cwm_agent.errors import PatchError, PatchRejected, UsageError
     from cwm_agent.patches import BaseRepoError, validate_patch
+    from cwm_agent.run import toplevel, warn_outside_links
 
     text = patch.read()
     try:
@@ -211,6 +212,7 @@ def validate(patch: Any, repo: str, base: str) -> None:
         raise UsageError(exc.message, exc.hint) from None
     except PatchError as exc:
         raise PatchRejected(exc.message, exc.hint) from None
+    warn_outside_links(text, toplevel(Path(repo).resolve()))
     say("valid patch")
 
 

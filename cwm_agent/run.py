@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.agent import Agent, ProgressFn, RunResult
+from cwm_agent.console import say
 from cwm_agent.costs import Meter
 from cwm_agent.errors import ApplyError, CwmError, Interrupted, PatchError, UsageError
 from cwm_agent.factory import open_model, open_runtime
@@ -185,7 +186,7 @@ def apply_to_repo(patch: str, repo: Path) -> Applied:
     and still exit 0. All or nothing: a hunk that would not apply, or a file git would
     skip, fails the check and nothing is written.
     """
-    top = _toplevel(repo)
+    top = toplevel(repo)
     data = patch.encode("utf-8", "surrogateescape")  # non-UTF-8 lines keep their bytes
     check = _git_apply(top, data, "--check", "--verbose")
     skipped = [line for line in check.splitlines() if line.startswith("Skipped patch")]
@@ -196,10 +197,20 @@ def apply_to_repo(patch: str, repo: Path) -> Applied:
             hint=f"{_DELIVERED}; apply it by hand from the repository's top directory",
         )
     _git_apply(top, data)
+    warn_outside_links(patch, top)
     return applied(patch, top)
 
 
-def _toplevel(repo: Path) -> Path:
+def warn_outside_links(patch: str, top: Path) -> None:
+    """A warning on stderr (even with -q) for symlinks the patch points out of ``top``."""
+    from cwm_agent.patch_links import outside_links, warning
+
+    links = outside_links(patch, str(top))
+    if links:
+        say(f"warning: {warning(links)}")
+
+
+def toplevel(repo: Path) -> Path:
     proc = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, check=False
     )

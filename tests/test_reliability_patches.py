@@ -186,3 +186,57 @@ def test_apply_that_cannot_apply_every_hunk_changes_nothing_and_exits_6(tmp_path
     assert (top / "svc" / "app.py").read_text() == "x = 1\n"  # all or nothing
     assert (top / "lib" / "util.py").read_text() == "y = 3\n"
     assert git(top, "status", "--porcelain") == " M lib/util.py\n"
+
+
+# ------------------------------------------------ symlinks pointing out of the repository
+
+LINKS = "ln -s /etc/hostname host-link && ln -s ../../outside svc/up-link && ln -s app.py svc/in"
+SUBMIT_LINKS = [
+    cwm("bash", f'cd "$(git rev-parse --show-toplevel)" && {LINKS}'),
+    cwm(
+        "bash",
+        'cd "$(git rev-parse --show-toplevel)" && git add -A && git diff --cached > l.patch',
+    ),
+    cwm("submit", "l.patch"),
+    "Done.",
+]
+
+
+def test_apply_and_validate_warn_of_symlinks_pointing_out_of_the_repository(tmp_path, cli_env):
+    """Applied all the same (a link into /usr/share can be meant), but said: what is written
+    through them lands outside. A link inside is not named."""
+    top = monorepo(tmp_path)
+    with ScriptedServer(SUBMIT_LINKS) as server:
+        result = run_apply(server, top, cli_env)
+    assert result.returncode == 0, result.stderr
+    assert (top / "host-link").is_symlink()  # applied
+    warning = next(line for line in result.stderr.splitlines() if "symlink(s)" in line)
+    assert warning.startswith("warning: ")
+    assert "2 symlink(s) pointing outside the repository" in warning
+    assert "host-link -> /etc/hostname" in warning and "svc/up-link -> ../../outside" in warning
+    assert "svc/in" not in warning
+    git(top, "reset", "-q", "--hard")
+    git(top, "clean", "-qfd")
+    patch = tmp_path / "links.patch"
+    patch.write_text(result.stdout)
+    checked = run_cli(["validate", str(patch), "--repo", str(top)], cli_env)
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: the patch adds 2 symlink(s) pointing outside" in checked.stderr
+
+
+def test_outside_links_reads_modes_and_targets():
+    from cwm_agent.patch_links import outside_links
+
+    added = "diff --git a/{p} b/{p}\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n"
+    added += "+++ b/{p}\n@@ -0,0 +1 @@\n+{t}\n\\ No newline at end of file\n"
+    retarget = "diff --git a/m b/m\nindex 1111111..2222222 120000\n--- a/m\n+++ b/m\n"
+    retarget += (
+        "@@ -1 +1 @@\n-x\n\\ No newline at end of file\n+/srv\n\\ No newline at end of file\n"
+    )
+    patch = "".join(
+        added.format(p=p, t=t)
+        for p, t in [("a", "/etc"), ("d/b", "../c"), ("d/e", "../../f"), ("g", "/top/repo/x")]
+    )
+    found = outside_links(patch + retarget, "/top/repo")
+    assert found == ["a -> /etc", "d/e -> ../../f", "m -> /srv"]
+    assert outside_links(GIT, "/top/repo") == []  # a file, not a link
