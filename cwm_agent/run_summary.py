@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.costs import usage_of, usd
+from cwm_agent.costs import sum_usd, usage_of, usd
 
 FILES_NAMED = 5  # files named in the --apply line; the rest are counted
 
@@ -57,6 +57,47 @@ def scaled_line(document: Mapping[str, Any], command: str) -> str:
         document.get("wall_seconds"),
         f"selection: {document.get('selection_file')}",
     )
+
+
+def scaled_error_line(
+    command: str, error: Any, folder: Path, run_id: str, seconds: float
+) -> str | None:
+    """The line of a scaled run that ended with ``error`` (a ``CwmError``), from what its
+    rollouts' trajectories in ``folder`` recorded: how many there are, their tokens and
+    cost. None when no rollout of this run (``run_id``) saved one: the error says all."""
+    found = _rollouts(folder, run_id)
+    if not any(found.values()):
+        return None
+    rollouts = [*found["attempt"], *found["repro"]]
+    total = sum((usage_of(d.get("usage")) for d in rollouts), usage_of(None))
+    usage = {"total_tokens": total.total_tokens, "cached_tokens": total.cached_tokens}
+    counts = [f"{len(found['attempt'])} attempts"]
+    if found["repro"]:
+        counts.append(f"{len(found['repro'])} reproduction rollouts")
+    cost = sum_usd([d.get("cost_usd") for d in rollouts])
+    status, code = type(error).__name__, getattr(error, "exit_code", 1)
+    reason = getattr(error, "message", str(error))
+    return _line(
+        command, status, code, reason, counts, usage, cost, seconds, f"trajectories: {folder}"
+    )
+
+
+def _rollouts(folder: Path, run_id: str) -> dict[str, list[Mapping[str, Any]]]:
+    """The trajectories of this run's fix (attempt-N) and reproduction (repro-N) rollouts;
+    a reused --traj-dir's older files have another run's id and are left out."""
+    from cwm_agent.trajectory import load
+
+    found: dict[str, list[Mapping[str, Any]]] = {"attempt": [], "repro": []}
+    for path in sorted(folder.glob("*-*.json")) if folder.is_dir() else []:
+        try:
+            data = load(path)
+        except (OSError, ValueError):
+            continue  # not written yet, or not a trajectory
+        kind = path.name.split("-", 1)[0]
+        ours = isinstance(data, Mapping) and str(data.get("run_id", "")).startswith(f"{run_id}-")
+        if kind in found and ours:
+            found[kind].append(data)
+    return found
 
 
 def _line(

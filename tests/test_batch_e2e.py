@@ -289,6 +289,19 @@ def test_ctrl_c_stops_every_rollout_of_an_attempts_instance_waiting_on_the_model
     assert leftovers(env) == []
 
 
+def test_evaluate_without_an_engine_is_exit_4_as_the_help_says(swe_batch, env, tmp_path):
+    """The exit codes in `batch --help` (and README) include the runtime failure batch has."""
+    pytest.importorskip("swebench")
+    input_path, repos, _, _ = swe_batch
+    no_engine = {**env, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    args = ["batch", str(input_path), "-o", str(tmp_path / "o"), "--model", "m"]
+    result = run_cli([*args, "--repos-dir", str(repos), "--evaluate"], no_engine)
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    shown = " ".join(run_cli(["batch", "--help"], env).stdout.split())
+    assert "4 runtime failure: --evaluate without a Docker engine, or Ray cannot start" in shown
+
+
 def test_usage_errors_exit_2(swe_batch, buggy_repo, env, tmp_path):
     input_path, repos, _, _ = swe_batch
     out = str(tmp_path / "out")

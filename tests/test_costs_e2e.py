@@ -166,6 +166,38 @@ def test_trace_consultation_counts_in_the_runs_tokens_cost_and_budget(
     assert data["steps"][0]["hooks"]["TraceConsultant"]["status"] == "compared"
 
 
+@pytest.mark.parametrize("command", ["run --attempts 2", "best-of --attempts 2"])
+def test_a_scaled_run_that_ends_in_an_error_still_ends_with_the_line(
+    command, buggy_repo, cli_env, tmp_path
+):
+    """Every rollout's first request succeeds, its second fails: exit 3, and the closing
+    line counts what the rollouts spent (from their trajectories) before `Error:`; an
+    earlier run's trajectory in the same folder is not counted."""
+    failing = {"status": 500, "headers": {"x-should-retry": "false"}}
+    best_of = "best-of" in command
+    folder = tmp_path / ("runs" if best_of else "run")
+    folder.mkdir()
+    stale = {"run_id": "older-a3", "usage": {"total_tokens": 99}, "cost_usd": 1.0}
+    (folder / "attempt-3.json").write_text(json.dumps(stale))
+
+    def reply(body: dict) -> object:
+        asked = sum(m["role"] == "assistant" for m in body["messages"])
+        return script(STEPS[:1])[0] if asked == 0 else failing
+
+    with ScriptedServer(reply) as server:
+        args = [*command.split(), str(buggy_repo), "--issue", "add() is wrong", "--model", "m"]
+        args += ["--base-url", server.base_url, *PRICES, "--max-retries", "0", "--repro-tests", "0"]
+        where = ["--traj-dir", str(folder)] if best_of else ["--traj", str(tmp_path / "run.json")]
+        result = run_cli([*args, *where], cli_env)
+    assert result.returncode == 3, result.stderr
+    name = command.split()[0]
+    line = next(x for x in result.stderr.splitlines() if x.startswith(f"{name} ended:"))
+    assert line.startswith(f"{name} ended: ModelError (exit 3): Model request failed")
+    assert " · 2 attempts · 2,200 tokens (1,200 cached) · $0.0038 · " in line
+    assert line.endswith(f" · trajectories: {folder}")
+    assert result.stderr.index(line) < result.stderr.index("Error: ")
+
+
 # -- batch ------------------------------------------------------------------------------
 
 

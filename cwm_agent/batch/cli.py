@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # loaded when a batch runs, not for --help
 BATCH_EXIT_HELP = (
     "Exit codes: 0 the batch completed (some instances may have failed: see summary.json; "
     "re-running retries them); 1 the batch's budget (--max-total-cost, --max-batch-tokens) "
-    "was spent with instances not run; 2 usage error; 130 interrupted (re-run the same "
+    "was spent with instances not run; 2 usage error; 4 runtime failure: --evaluate without a "
+    "Docker engine, or Ray cannot start (--executor ray); 130 interrupted (re-run the same "
     "command to resume)."
 )
 

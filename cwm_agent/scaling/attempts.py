@@ -64,7 +64,7 @@ def run_with_attempts(
     attempts = scaling.attempts
     _check(settings, workers)
     started = time.time()
-    out_dir = traj_dir or _default_dir(settings)
+    out_dir = traj_dir or records_dir(settings)
     workers = workers or attempts
 
     def note(message: str) -> None:
@@ -128,7 +128,8 @@ def _check(settings: RunSettings, workers: int | None) -> None:
     check_sampling(settings)
 
 
-def _default_dir(settings: RunSettings) -> Path:
+def records_dir(settings: RunSettings) -> Path:
+    """Where the rollouts' trajectories and selection.json go without --traj-dir."""
     if settings.traj_path is not None:
         return settings.traj_path.with_suffix("")  # --traj run.json -> run/attempt-1.json ...
     return default_runs_dir() / settings.run_id

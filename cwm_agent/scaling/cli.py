@@ -54,20 +54,25 @@ def run_scaled(
     Writes the selected patch (or the ``--json`` document) on stdout, or to ``-o``; ends
     with the summary line on stderr.
     """
+    from cwm_agent.errors import CwmError
     from cwm_agent.run import deliver
-    from cwm_agent.run_summary import scaled_line
+    from cwm_agent.run_summary import scaled_error_line, scaled_line
     from cwm_agent.scaling import report
-    from cwm_agent.scaling.attempts import run_with_attempts
+    from cwm_agent.scaling.attempts import records_dir, run_with_attempts
 
     printer = ScalingProgress(verbosity)
     traj_dir = opts.get("traj_dir")
-    outcome = run_with_attempts(
-        settings,
-        issue,
-        workers=opts.get("workers"),
-        traj_dir=Path(traj_dir).resolve() if traj_dir else None,
-        progress=printer,
-    )
+    folder = Path(traj_dir).resolve() if traj_dir else records_dir(settings)
+    started = time.monotonic()
+    try:
+        outcome = run_with_attempts(
+            settings, issue, workers=opts.get("workers"), traj_dir=folder, progress=printer
+        )
+    except CwmError as exc:  # the error follows; the line says how far the rollouts got
+        line = scaled_error_line(command, exc, folder, settings.run_id, time.monotonic() - started)
+        if line is not None:
+            printer.echo(line)
+        raise
     result = outcome.result
     printer.echo(report.table(outcome.selection))
     applied = None
