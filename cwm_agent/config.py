@@ -138,6 +138,7 @@ SETTINGS: dict[str, Setting] = _settings(
         minimum=0,
         above=True,
         project=True,
+        project_cap=True,
     ),
     Setting("max_context", int, 131_072, "Context window in tokens.", "agent", minimum=1),
     Setting(
@@ -157,6 +158,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "agent",
         minimum=1,
         project=True,
+        project_cap=True,
     ),
     Setting(
         "max_patch_kb",
@@ -270,6 +272,7 @@ SETTINGS: dict[str, Setting] = _settings(
         minimum=0,
         above=True,
         project=True,
+        project_cap=True,
     ),
     Setting(
         "repro_tests",

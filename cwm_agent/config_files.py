@@ -5,7 +5,8 @@
   trusted, and on top of it the *project file* ``./cwm-agent.toml`` of the current
   directory. A project file comes with whatever checkout one works in, so it is not
   trusted: it may set only the settings marked ``project`` (how an episode runs in this
-  repository: timeouts, the test command, sampling) and never where the model is (where
+  repository: timeouts, the test command, sampling; a limit marked ``project_cap`` only
+  below the user's own value or the default) and never where the model is (where
   the key goes), what the model is told (templates), how commands are confined, what runs
   on the host, or what a run may spend. The rest of it is ignored, and reading it is
   always said on stderr.
@@ -54,6 +55,7 @@ class FileLayer:
     ignored: tuple[str, ...] = ()  # project-file keys a project may not set
     project_keys: tuple[str, ...] = ()  # the settings a project file may set
     prices: dict[str, PriceEntry] = field(default_factory=dict)  # trusted files' [prices]
+    capped: tuple[str, ...] = ()  # "timeout at 120": project values lowered to the cap
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -63,6 +65,11 @@ class FileLayer:
         used = sorted({n for n, (_, src) in self.values.items() if src.startswith("project")})
         text = f"read {self.project_file} from the current directory (a project file)"
         text += f": {', '.join(used)}" if used else ": nothing it sets is used"
+        if self.capped:
+            text += (
+                f"; capped {', '.join(self.capped)}: a project file may lower a limit, not "
+                "raise it above your own value or the default"
+            )
         if self.ignored:
             text += (
                 f"; ignored {', '.join(sorted(set(self.ignored)))}: a project file may set "
@@ -119,6 +126,7 @@ def read_layer(
         raise UsageError(f"no profile {chosen!r} in {where}", hint=f"profiles defined: {known}")
     values: dict[str, tuple[Any, str]] = {}
     ignored: list[str] = []
+    capped: list[str] = []
     prices: dict[str, PriceEntry] = {}
     used_profile = chosen
     for path, is_trusted, table in tables:
@@ -142,12 +150,29 @@ def read_layer(
             source = f"{kind} {path} [profiles.{name}]"
             layer.update((k, (v, source)) for k, v in table.profiles[name].items())
         for key, item in layer.items():
-            if is_trusted or settings[key].project:
+            if is_trusted:
                 values[key] = item
+            elif settings[key].project:
+                values[key] = _project_value(settings[key], item, values.get(key), capped)
             else:
                 ignored.append(key)
     allowed = tuple(n for n, s in settings.items() if s.project)
-    return FileLayer(values, trusted, project, used_profile, tuple(ignored), allowed, prices)
+    return FileLayer(
+        values, trusted, project, used_profile, tuple(ignored), allowed, prices, tuple(capped)
+    )
+
+
+def _project_value(
+    spec: Setting, item: tuple[Any, str], own: tuple[Any, str] | None, capped: list[str]
+) -> tuple[Any, str]:
+    """A project file's value; a capped limit at most the user's file value or the default
+    (the cap noted in ``capped`` and in the value's source)."""
+    value, source = item
+    cap = own[0] if own is not None else spec.default
+    if not spec.project_cap or value is None or cap is None or value <= cap:
+        return item
+    capped.append(f"{spec.name} at {cap:g}")
+    return cap, f"{source} (capped at {cap:g})"
 
 
 @dataclass(frozen=True)

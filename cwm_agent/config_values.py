@@ -41,7 +41,9 @@ class Setting:
     field there (default: the setting's name). ``minimum`` bounds numbers (``above``: the
     bound itself is refused). ``flags`` overrides the option declaration, e.g. a
     ``--x/--no-x`` pair. ``check`` returns what is wrong with a value, or None.
-    ``project``: a checkout's own ``./cwm-agent.toml`` may set it (see ``config_files``).
+    ``project``: a checkout's own ``./cwm-agent.toml`` may set it (see ``config_files``);
+    ``project_cap``: only lower it, to at most the user's own value or the default (a
+    checkout must not hold a run for days by ``timeout = 1e12``).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Setting:
     flags: tuple[str, ...] = ()
     check: Callable[[Any], str | None] | None = None
     project: bool = False
+    project_cap: bool = False
 
     @property
     def flag(self) -> str:

@@ -47,6 +47,8 @@ def check_config(
     where = str(resolved.config_file) if resolved.config_file else "no config file (defaults)"
     if resolved.profile:
         where += f", profile {resolved.profile}"
+    for notice in resolved.notices:  # a project file is never read silently, here neither
+        where += f"; {notice}"
     return Check("config", OK, where), resolved
 
 

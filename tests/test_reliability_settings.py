@@ -100,6 +100,38 @@ def test_a_project_file_cannot_pick_one_of_the_users_profiles(tmp_path):
     assert resolved["sandbox"] == "auto" and resolved.profile is None
 
 
+def test_a_project_file_may_lower_a_limit_but_not_raise_it(tmp_path):
+    """`timeout = 1e12` in a checkout would hold every command of a run for ever: a project's
+    limits are capped at the user's own value, else the default, and the cap is said."""
+    user = tmp_path / "xdg" / "cwm-agent" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("max_output_tokens = 40000\n")
+    (tmp_path / "cwm-agent.toml").write_text(
+        "timeout = 1e12\ntest_timeout = 5\nmax_output_tokens = 1000000000\ntemperature = 0.2\n"
+    )
+    resolved = resolve({}, env={"XDG_CONFIG_HOME": str(user.parents[1])}, cwd=tmp_path)
+    assert resolved["timeout"] == 120.0  # the default
+    assert resolved["max_output_tokens"] == 40000  # the user's own value
+    assert (resolved["test_timeout"], resolved["temperature"]) == (5.0, 0.2)  # lowered: kept
+    assert resolved.sources["timeout"].endswith("(capped at 120)")
+    (notice,) = resolved.notices
+    assert "capped timeout at 120, max_output_tokens at 40000: a project file may lower" in notice
+    flagged = resolve({"timeout": 1e6}, env={"XDG_CONFIG_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert flagged["timeout"] == 1e6  # the user's own flag is not a project's value
+
+
+def test_doctor_says_it_read_a_project_file(cli_env, tmp_path):
+    (tmp_path / "cwm-agent.toml").write_text('timeout = 30\nsandbox = "none"\n')
+    env = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    args = ["doctor", "--json", "--base-url", "http://127.0.0.1:9/v1", "--connect-timeout", "1"]
+    result = run_in(tmp_path, args, env)
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    detail = checks["config"]["detail"]
+    project = tmp_path / "cwm-agent.toml"
+    assert f"read {project} from the current directory (a project file): timeout" in detail
+    assert "ignored sandbox" in detail
+
+
 # -- 21.12: numbers that are not numbers, URLs that are not URLs ------------------------------
 
 
