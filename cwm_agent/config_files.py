@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cwm_agent.config_values import Setting, from_file, is_secret_name
+from cwm_agent.config_values import Setting, from_file
 from cwm_agent.errors import UsageError
+from cwm_agent.redaction import is_secret_name
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from cwm_agent.errors import UsageError
-from cwm_agent.redaction import url_without_credentials
+from cwm_agent.redaction import is_secret_name, url_without_credentials
 
 JSON = "json"  # the kind of settings whose value is a JSON object (or null)
-
-# Names of credentials (top-level config keys, keys nested in a JSON setting). "token" alone
-# is too wide for JSON: chat templates take bos_token, max_tokens and the like.
-_SECRET_NAME = re.compile(
-    r"(^|[_-])(api[_-]?key|key|secret|password|passwd|credentials?|authorization|token)s?$",
-    re.IGNORECASE,
-)
-_COUNT_OR_SPECIAL_TOKEN = re.compile(
-    r"(^|_)(max|min|num|new|bos|eos|pad|unk|sep|cls|mask|stop|special|start|end)_tokens?$",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -79,11 +67,6 @@ class Setting:
         if self.check is http_url and isinstance(value, str) and value:
             return url_without_credentials(value)
         return value
-
-
-def is_secret_name(name: str) -> bool:
-    """A key that names a credential (``api_key``, ``password``, ``access_token``...)."""
-    return bool(_SECRET_NAME.search(name)) and not _COUNT_OR_SPECIAL_TOKEN.search(name)
 
 
 def http_url(value: str) -> str | None:

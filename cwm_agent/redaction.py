@@ -1,6 +1,6 @@
 """Secrets out of everything a run stores, shows or sends back to the model server.
 
-The shell sessions start without them (``SECRET_NAME``), but a command can still find a
+The shell sessions start without them (``is_secret_name``), but a command can still find a
 key (a file, another process): its value is replaced wherever it shows up in an
 observation or a reply, before the trajectory, the progress lines or the next request
 see it. What the model wrote is run as it wrote it: only the copies that are stored,
@@ -21,11 +21,44 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-# Variables whose values are credentials: the API key first of all.
-SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)(?:_|$)", re.I)
+# One vocabulary of credential names, for variables (their values are hidden, and kept
+# from the shell) and for settings' keys (refused in config files and JSON settings). A
+# name is split into words first (``accessToken``, ``APIKey``, ``x-api-key``, ``AWS_SECRET``).
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_SECRET_WORDS = frozenset(
+    {"secret", "password", "passwd", "token", "credential", "authorization", "bearer", "cookie"}
+    | {"apikey", "privatekey"}  # also as two words: api_key, privateKey
+)
+# "key" names a credential only as the last word (api_key, privateKey, GPG_KEY), not in
+# key_file or keys_to_drop; "token" not after these (max_tokens, bos_token, pad_token_id).
+_NOT_BEFORE_TOKEN = frozenset(
+    {"max", "min", "num", "new", "bos", "eos", "pad", "unk", "sep", "cls", "mask", "stop"}
+    | {"special", "start", "end"}
+)
 MIN_LENGTH = 8  # "none", "demo" and other placeholders are not secrets
 WORD_LENGTH = 20  # below this, letters alone (or digits alone) are a word or a number
 MARK = "[secret redacted]"
+
+
+def is_secret_name(name: str) -> bool:
+    """A name that holds a credential: ``OPENAI_API_KEY``, ``accessToken``, ``clientSecret``,
+    ``privateKey``, ``bearerToken``, ``Set-Cookie``; not ``max_tokens`` or ``bos_token``."""
+    words = [_singular(w.lower()) for w in _WORD.findall(name)]
+    if words and words[-1] == "key":
+        return True
+    for i, word in enumerate(words):
+        pair = word + words[i + 1] if i + 1 < len(words) else ""
+        if pair in _SECRET_WORDS:
+            return True
+        if word in _SECRET_WORDS and not (
+            word == "token" and i and words[i - 1] in _NOT_BEFORE_TOKEN
+        ):
+            return True
+    return False
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if word.endswith("s") and word[:-1] in (_SECRET_WORDS | {"key"}) else word
 
 
 def worth_hiding(value: str) -> bool:
@@ -39,7 +72,7 @@ def worth_hiding(value: str) -> bool:
 def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The values to hide: OPENAI_API_KEY's and every secret-named variable's, longest first."""
     env = os.environ if env is None else env
-    found = {v for k, v in env.items() if (k == "OPENAI_API_KEY" or SECRET_NAME.search(k))}
+    found = {v for k, v in env.items() if is_secret_name(k)}
     return tuple(sorted((v for v in found if worth_hiding(v)), key=len, reverse=True))
 
 

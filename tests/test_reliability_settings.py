@@ -17,6 +17,8 @@ from conftest import SECRET_KEY, cwm, git, run_cli, summary
 
 from cwm_agent.config import resolve
 from cwm_agent.errors import UsageError
+from cwm_agent.redaction import secret_values
+from cwm_agent.runtimes.shell import session_env
 from cwm_agent.scripted_server import ScriptedServer
 
 FIX = "mathlib/ops.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE"
@@ -247,6 +249,38 @@ def test_special_token_names_are_not_keys(tmp_path):
     env = {"CWM_AGENT_CHAT_TEMPLATE_KWARGS": kwargs, "XDG_CONFIG_HOME": str(tmp_path)}
     resolved = resolve({}, env=env, cwd=tmp_path)
     assert resolved["chat_template_kwargs"]["bos_token"] == "<s>"
+
+
+CAMEL_OR_NEW = ["accessToken", "clientSecret", "privateKey", "bearerToken", "APIKey", "cookie"]
+
+
+@pytest.mark.parametrize("name", CAMEL_OR_NEW)
+def test_camel_case_and_cookie_key_names_are_refused(tmp_path, name):
+    """In a JSON setting (at any depth) and as a config file's key alike."""
+    kwargs = json.dumps({"outer": {name: "sk-nested-1"}})
+    env = {"CWM_AGENT_CHAT_TEMPLATE_KWARGS": kwargs, "XDG_CONFIG_HOME": str(tmp_path)}
+    with pytest.raises(UsageError, match="looks like a key"):
+        resolve({}, env=env, cwd=tmp_path)
+    (tmp_path / "c.toml").write_text(f'{name} = "sk-nested-1"\n')
+    with pytest.raises(UsageError, match="keys are not read from config files"):
+        resolve({}, str(tmp_path / "c.toml"), env={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*CAMEL_OR_NEW, "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "SESSION_COOKIE", "max_tokens"],
+)
+def test_one_vocabulary_for_variables_and_settings(monkeypatch, tmp_path, name):
+    """A name is a credential for the shell's environment and the redaction exactly when a
+    config file refuses it as a key (one vocabulary, not two that drift apart)."""
+    value = "Zq8-secret-value-41"
+    monkeypatch.setenv(name, value)
+    hidden = value in secret_values() and name not in session_env()
+    (tmp_path / "c.toml").write_text(f'{name} = "{value}"\n')
+    with pytest.raises(UsageError) as refused:
+        resolve({}, str(tmp_path / "c.toml"), env={}, cwd=tmp_path)
+    assert hidden == ("keys are not read" in refused.value.message)
+    assert hidden == (name != "max_tokens")
 
 
 # -- 21.14: credentials in the base URL --------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..errors import RuntimeFailure
-from ..redaction import SECRET_NAME
+from ..redaction import is_secret_name
 from ..types import CommandResult
 from .lifetime import WATCHDOG, start_tied
 from .reaper import kill_marked
@@ -88,7 +88,7 @@ def session_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in _SCRUBBED
         and k not in HOST_SESSIONS
-        and not SECRET_NAME.search(k)
+        and not is_secret_name(k)
         and not _SOCKET_NAME.search(k)
     }
     env.update(QUIET_ENV)
