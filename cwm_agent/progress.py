@@ -36,10 +36,6 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-# Model and command text made safe for a terminal (the one function: console.visible).
-printable = visible
-
-
 def _one_line(text: str, width: int = 100) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"

@@ -11,7 +11,8 @@ import sys
 
 from test_run_e2e import FIXING_SCRIPT
 
-from cwm_agent.progress import LiveProgress, StderrProgress, make_progress, printable
+from cwm_agent.console import visible
+from cwm_agent.progress import LiveProgress, StderrProgress, make_progress
 from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.types import Action, ModelReply, Observation, Usage
 
@@ -75,8 +76,8 @@ def test_live_display_on_a_terminal(monkeypatch):
     assert type(make_progress(1, TTY())) is StderrProgress
 
 
-def test_printable_keeps_text_and_shows_controls():
-    assert printable("a\tb\r\nc\x07\x1b[2J") == "a\tb\nc\\x07\\x1b[2J"
+def test_visible_keeps_text_and_shows_controls():
+    assert visible("a\tb\r\nc\x07\x1b[2J") == "a\tb\nc\\x07\\x1b[2J"
 
 
 def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:

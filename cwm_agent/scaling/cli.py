@@ -35,10 +35,10 @@ class ScalingProgress:
             self._write(text)
 
     def _write(self, text: str) -> None:
-        from cwm_agent.progress import printable  # model text must not drive the terminal
+        from cwm_agent.console import visible  # model text must not drive the terminal
 
         with self._lock:
-            self.stream.write(printable(text) + "\n")
+            self.stream.write(visible(text) + "\n")
             self.stream.flush()
 
 

@@ -82,17 +82,6 @@ class RewardModel:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.model_name,
-            "base_url": self.config.model.base_url,
-            "api": self.transport,
-            "template_sha256": self.template_sha256,
-            "max_tokens": self.config.max_tokens,
-            "cache": str(self.config.cache_dir) if self.config.cache_dir else None,
-            "prices": self.config.prices.record(),
-        }
-
     def score(self, issue: str, groups: Sequence[Group], repo: str = "") -> list[Score]:
         """Every group's score, in the order given."""
         jobs = [self._pool.submit(self._score_one, issue, g, repo) for g in groups]
