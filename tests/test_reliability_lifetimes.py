@@ -113,6 +113,18 @@ def test_cleanup_keeps_what_belongs_to_live_runs(tmp_path):
     ]  # fmt: skip
 
 
+def test_cleanup_reports_the_folders_it_keeps_for_want_of_an_owner(cli_env, tmp_path):
+    temp = tmp_path / "tmp"
+    (temp / "cwm-agent-unknown").mkdir(parents=True)  # no owner file: kept, and said
+    result = run_cli(["cleanup"], {**cli_env, "TMPDIR": str(temp), "DOCKER_HOST": NO_ENGINE})
+    assert result.returncode == 0, result.stderr
+    assert "removed 0 temporary folder(s) of killed local runs; kept 1 with no owner" in (
+        result.stderr
+    )
+    assert f"  kept, no owner: {temp / 'cwm-agent-unknown'}" in result.stderr
+    assert (temp / "cwm-agent-unknown").is_dir()
+
+
 def test_only_trajectories_of_gone_runs_are_marked(tmp_path):
     from cwm_agent.runtimes.reaper import owner
     from cwm_agent.trajectory import mark_killed

@@ -63,9 +63,16 @@ def _local(folders: tuple[Path, ...]) -> None:
 
     done = clear()
     kept = f"; kept {len(done.kept)} of runs still going" if done.kept else ""
+    if done.unknown:  # cannot be told apart from a live run's: the user decides
+        kept += (
+            f"; kept {len(done.unknown)} with no owner recorded (another version's, or a "
+            "patch check in progress: remove it by hand once no cwm-agent runs)"
+        )
     _say(f"removed {len(done.removed)} temporary folder(s) of killed local runs{kept}")
     for removed in done.removed:
         _say(f"  {removed}")
+    for unknown in done.unknown:
+        _say(f"  kept, no owner: {unknown}")
     marked: list[Path] = []
     going: list[Path] = []
     for folder in (default_runs_dir(), *folders):
