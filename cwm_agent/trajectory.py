@@ -139,6 +139,16 @@ class Trajectory:
             ended_at=time.time(),
         )
         self.data["wall_seconds"] = round(self.data["ended_at"] - self.data["started_at"], 3)
+        self._store_patch_once(patch)
+
+    def _store_patch_once(self, patch: str | None) -> None:
+        """The final patch is kept in ``patch`` alone: the accepted submission it came from
+        keeps its path and ``final: true``. Until the end the text is in that submission,
+        so the file of a run killed after its submit still holds it."""
+        submissions = self.data["submissions"]
+        last = submissions[-1] if submissions else None
+        if patch is not None and isinstance(last, dict) and last.get("patch") == patch:
+            submissions[-1] = {"path": last.get("path"), "final": True}
 
     def save(self, *, full: bool = False) -> None:
         """Bring the file up to date; it is a complete JSON document after every write.

@@ -70,7 +70,9 @@ def test_a_valid_submission_then_a_summary_ends_the_episode(runtime, tmp_path):
     assert len(model.calls) == 4  # the summary ended it: no fifth request
     assert result.patch.startswith("diff --git a/mathlib/ops.py b/mathlib/ops.py")
     assert "fix.patch" not in result.patch
-    assert [s["patch"] for s in data["submissions"]] == [result.patch]
+    # stored once: in `patch`; its submission says it is the final one
+    assert data["submissions"] == [{"path": "fix.patch", "final": True}]
+    assert data["patch"] == result.patch
     assert data["messages"][-1] == {"role": "assistant", "content": replies[-1]}
 
 
@@ -192,7 +194,8 @@ def test_the_last_valid_submission_wins(runtime, tmp_path):
     ]
     result, data = run(runtime, tmp_path, FakeModel(replies, default=summary()))
     assert result.status == "submitted" and "+    return b + a" in result.patch
-    assert len(data["submissions"]) == 2
+    first, last = data["submissions"]
+    assert "+    return a + b" in first["patch"] and last == {"path": "two.patch", "final": True}
     assert "Submission rejected" in tool_results(data)[-1]
 
 
