@@ -197,3 +197,47 @@ def test_a_shell_outlives_the_thread_that_started_it(tmp_path):
     finally:
         for session in sessions:
             session.close()
+
+
+def _sweep_as_the_watchdog(pgid: int, started: str, tmp_path) -> None:
+    """The watchdog script itself, told of one session, then the harness gone (EOF)."""
+    import cwm_agent.runtimes.reaper as reaper
+
+    message = {"watch": "k", "pgid": pgid, "started": started, "mark": "CWM_NO=mark"}
+    message["dir"] = str(tmp_path / "no-such-copy")
+    script = [sys.executable, "-I", "-S", reaper.__file__]
+    subprocess.run(script, input=json.dumps(message) + "\n", text=True, timeout=WAIT, check=True)
+
+
+@pytest.mark.parametrize("reused", [True, False])
+def test_the_watchdog_spares_a_group_id_that_names_another_group_now(tmp_path, reused):
+    """A session's shell died long ago and its group id now leads the user's own group
+    (started later): the sweep leaves it. The same id with the start time recorded for it
+    is the session's group: swept."""
+    user = subprocess.Popen(["sleep", "1001"], start_new_session=True)
+    try:
+        with open(f"/proc/{user.pid}/stat") as stat:
+            own = stat.read().rsplit(")", 1)[1].split()[19]  # its start time
+        _sweep_as_the_watchdog(user.pid, str(int(own) - 1) if reused else own, tmp_path)
+        if reused:
+            assert user.poll() is None  # the user's group lives on
+        else:
+            assert user.wait(timeout=WAIT) == -signal.SIGKILL
+    finally:
+        user.kill()
+        user.wait()
+
+
+def test_a_dead_shell_is_not_reaped_before_its_group_is_killed(tmp_path):
+    """Seeing that the shell died must not free its pid (the group id close() kills)."""
+    from cwm_agent.runtimes.shell import PipeTransport, session_env
+
+    transport = PipeTransport(str(tmp_path), session_env())
+    try:
+        transport.write(b"exit 3\n")
+        state = f"/proc/{transport.pid}/stat"
+        wait_for(lambda: open(state).read().rsplit(")", 1)[1].split()[0] == "Z", "a zombie")
+        assert transport.alive() is False
+        assert os.path.exists(state)  # still ours: not reaped by alive()
+    finally:
+        assert transport.close() == 3

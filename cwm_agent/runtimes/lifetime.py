@@ -12,7 +12,8 @@ it:
 - The shell's children do not inherit the signal: ``WATCHDOG``, a small process reading
   a pipe that only the harness holds, sees end-of-file when the harness is gone and
   sweeps every session still registered (``reaper.py`` run as a script): their process
-  groups, everything carrying their marker, everything working in their copy.
+  groups (unless the id now names another group: the shell's start time tells),
+  everything carrying their marker, everything working in their copy.
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ class Watchdog:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def watch(self, key: str, pgid: int, mark: str, directory: str) -> None:
-        self._send({"watch": key, "pgid": pgid, "mark": mark, "dir": directory})
+        """Register a session; ``pgid``'s leader (the shell, not reaped yet) is recorded
+        with its start time, so that a group id reused later is not swept."""
+        started = reaper.started(pgid)
+        self._send({"watch": key, "pgid": pgid, "started": started, "mark": mark, "dir": directory})
 
     def forget(self, key: str) -> None:
         self._send({"forget": key}, start=False)

@@ -135,10 +135,11 @@ def owner() -> str:
     except OSError:
         boot = "?"
     pid = os.getpid()
-    return f"{socket.gethostname()}/{boot}/{pid}/{_started(pid)}"
+    return f"{socket.gethostname()}/{boot}/{pid}/{started(pid)}"
 
 
-def _started(pid: int) -> str:
+def started(pid: int) -> str:
+    """``pid``'s start time (clock ticks since boot), "?" when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[19].decode()  # starttime
@@ -151,11 +152,11 @@ def owner_state(recorded: str | None) -> str:
     machine or boot: cannot be checked from here). Nothing recorded (older versions): gone."""
     if not recorded:
         return "gone"
-    host, boot, pid, started = (recorded.split("/") + ["", "", "", ""])[:4]
+    host, boot, pid, since = (recorded.split("/") + ["", "", "", ""])[:4]
     mine_host, mine_boot = owner().split("/")[:2]
     if (host, boot) != (mine_host, mine_boot):
         return "elsewhere"
-    alive = pid.isdigit() and started != "?" and _started(int(pid)) == started
+    alive = pid.isdigit() and since != "?" and started(int(pid)) == since
     return "alive" if alive else "gone"
 
 
@@ -178,10 +179,19 @@ def _watch(stream: TextIO) -> None:
             watched.pop(str(message.get("forget")), None)
     sessions = list(watched.values())
     kill_sessions(
-        {int(s["pgid"]) for s in sessions},
+        {int(s["pgid"]) for s in sessions if _same_group(s)},
         {str(s["mark"]).encode() for s in sessions},
         {str(s["dir"]) for s in sessions},
     )
+
+
+def _same_group(session: dict[str, Any]) -> bool:
+    """Whether the session's group id still names its group. Its leader (the shell) may be
+    gone while members keep the id, and the kernel gives no new process a pid still in use
+    as a group id; so a process with that pid and another start time means the group
+    emptied and the id now belongs to someone else (the user's own group, perhaps)."""
+    now, then = started(int(session["pgid"])), str(session.get("started") or "?")
+    return now == "?" or then == "?" or now == then
 
 
 if __name__ == "__main__":

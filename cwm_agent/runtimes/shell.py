@@ -174,7 +174,14 @@ class PipeTransport:
             self._pidfd = None
 
     def alive(self) -> bool:
-        return not self._closed and self._proc.poll() is None
+        if self._closed or self._proc.returncode is not None:
+            return False
+        # Not reaped (WNOWAIT): while the dead shell is a zombie its pid, our group id, is
+        # no one else's, so close() still kills the right group.
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
 
     def kill_group(self) -> None:
         # Safe while the shell is unreaped: its pid (our pgid) cannot be reused yet.
