@@ -241,3 +241,44 @@ def test_a_dead_shell_is_not_reaped_before_its_group_is_killed(tmp_path):
         assert os.path.exists(state)  # still ours: not reaped by alive()
     finally:
         assert transport.close() == 3
+
+
+def test_ctrl_c_while_a_shell_starts_leaves_no_shell_behind():
+    """Shells start in one spawner thread while the caller waits; a Ctrl-C reaches the
+    caller, not the start: the shell that starts all the same is killed before it is
+    raised (**was**: left running, registered nowhere, until the process ended)."""
+    import threading
+
+    from cwm_agent.runtimes.lifetime import _SPAWNER, start_tied
+
+    value = uuid.uuid4().hex
+    tag = f"RELIABILITY_TAG={value}"
+    busy, interrupted = threading.Event(), threading.Event()
+
+    def hold_the_spawner() -> None:  # the start queues behind it, its caller waiting
+        busy.set()
+        interrupted.wait(WAIT)
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def ctrl_c() -> None:
+        wait_for(lambda: _SPAWNER._jobs.qsize() > 0, "the start to be queued")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    holder = threading.Thread(target=_SPAWNER.call, args=(hold_the_spawner,))
+    holder.start()
+    busy.wait(WAIT)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        threading.Thread(target=ctrl_c).start()
+        with pytest.raises(KeyboardInterrupt):
+            start_tied(["sleep", "1003"], env={**os.environ, "RELIABILITY_TAG": value})
+        _SPAWNER.call(lambda: None)  # whatever the spawner was doing is done
+        assert interrupted.is_set()
+        assert not running(tag, "sleep 1003")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        holder.join(WAIT)
+        kill_marked(tag.encode())

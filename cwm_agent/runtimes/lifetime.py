@@ -34,8 +34,19 @@ _PR_SET_PDEATHSIG = 1
 
 
 def start_tied(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen(argv, **popen)`` whose child dies with this process (see above)."""
-    return _SPAWNER.call(lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent(), **popen))
+    """``subprocess.Popen(argv, **popen)`` whose child dies with this process (see above).
+    Interrupted while it starts (Ctrl-C), the child started all the same is killed."""
+    return _SPAWNER.call(
+        lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent(), **popen), undo=_end
+    )
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 class _Spawner:
@@ -46,7 +57,9 @@ class _Spawner:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], Any], undo: Callable[[Any], None] | None = None) -> Any:
+        """``fn()`` in the thread. Should the caller be interrupted while it waits, ``fn``
+        runs on all the same: ``undo`` gets its result (nothing is left half-made)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():  # first use, or a fork
                 self._jobs = queue.SimpleQueue()
@@ -57,7 +70,13 @@ class _Spawner:
             jobs = self._jobs
         done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
         jobs.put((fn, done))
-        ok, value = done.get()
+        try:
+            ok, value = done.get()
+        except BaseException:  # Ctrl-C while waiting
+            ok, value = _wait_out(done)
+            if ok and undo is not None:
+                undo(value)
+            raise
         if ok:
             return value
         raise value
@@ -70,6 +89,16 @@ class _Spawner:
                 done.put((True, fn()))
             except BaseException as exc:  # handed to the caller
                 done.put((False, exc))
+
+
+def _wait_out(done: queue.SimpleQueue[tuple[bool, Any]]) -> tuple[bool, Any]:
+    """The result of a call already under way, whatever else interrupts the wait (a start
+    takes milliseconds; the interruption is raised once it is undone)."""
+    while True:
+        try:
+            return done.get()
+        except BaseException:  # a second Ctrl-C: keep waiting (the first is raised after)
+            continue
 
 
 _SPAWNER = _Spawner()
