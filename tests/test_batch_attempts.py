@@ -180,7 +180,7 @@ def test_a_swebench_record_gives_attempts_its_test_command_and_nothing_it_grades
         assert secret not in text
     command = for_record(facts, None)
     assert command is not None and command.kind == "swebench"
-    assert command.script([sr.TEST_FILE], "/l", "/r", False).endswith(
+    assert command.script([sr.TEST_FILE], "/l", "/r").endswith(
         f"{{ python -m pytest -rA {sr.TEST_FILE}\n}} >/l 2>&1"
     )
     # Its log parser reads a run without any grading field at hand.

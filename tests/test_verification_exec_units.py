@@ -52,17 +52,20 @@ def test_django_sympy_and_sphinx_commands(lite):
 
 def test_the_script_runs_the_setup_then_the_tests_into_the_log(lite):
     django = testcmd.from_eval_script(lite["django__django-11099"])
-    script = django.script(["tests/queries/tests.py"], "/s/log", "/s/junit.xml", install=True)
+    script = django.script(["tests/queries/tests.py"], "/s/log", "/s/junit.xml")
     lines = script.splitlines()
     assert lines[0] == "source /opt/miniconda3/bin/activate"
-    assert "python -m pip install -e ." in lines
+    assert "python -m pip install -e ." not in lines  # a step of its own: install_script
+    install = django.install_script().splitlines()
+    assert install[0] == lines[0] and install[-1] == "python -m pip install -e ."
     assert lines[-2:] == [
         "{ ./tests/runtests.py --verbosity 2 --settings=test_sqlite --parallel 1 queries.tests",
         "} >/s/log 2>&1",
     ]
     given = testcmd.TestCommand("given", "make test ARGS='{tests}'", selects=True)
-    assert "make test ARGS='a/test_x.py'" in given.script(["a/test_x.py"], "/l", "/r", False)
-    assert "PYTEST_ADDOPTS" in given.script([], "/l", "/r", False)  # JUnit asked for
+    assert "make test ARGS='a/test_x.py'" in given.script(["a/test_x.py"], "/l", "/r")
+    assert "PYTEST_ADDOPTS" in given.script([], "/l", "/r")  # JUnit asked for
+    assert given.install_script() == ""
 
 
 def test_for_record_prefers_the_given_command_then_the_record_then_pytest(lite):

@@ -32,10 +32,7 @@ from cwm_agent.types import CommandResult
 from cwm_agent.verification.warm import Box, Warm
 from cwm_agent.verification.warm_scripts import MARK_VAR
 
-# Where the reset also looks (sizes, not contents): the conda envs' site-packages, which
-# an eval script's `pip install -e .` rewrites.
 CONTAINERS_LOG = "containers.log"  # in the instance's folder: each container started
-SITE_PACKAGES = "ls -d /opt/miniconda3/envs/*/lib/python*/site-packages 2>/dev/null"
 
 
 @dataclass
@@ -103,7 +100,9 @@ def grade_instance(
         with open(instance / CONTAINERS_LOG, "a", encoding="utf-8") as log:
             return ContainerBox(grader, distinct[0], log)
 
-    warm = Warm(open_box, watch=_site_packages)
+    # The reset also looks at the conda envs' site-packages (warm.py's default watch),
+    # which an eval script's `pip install -e .` rewrites.
+    warm = Warm(open_box)
     try:
         for task in distinct:
             if first_resolved and any(o.status == RESOLVED for o in result.outcomes.values()):
@@ -138,7 +137,3 @@ def _grade_one(grader: Grader, warm: Warm, task: Task, folder: Path) -> Outcome:
     else:
         warm.reset()
     return outcome
-
-
-def _site_packages(box: Box) -> list[str]:
-    return box.run(SITE_PACKAGES, 60).output.split()

@@ -9,7 +9,7 @@ no reset reaches) and are read whole.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,8 +28,10 @@ VERDICTS = {"Issue reproduced": "reproduced", "Issue resolved": "resolved", "Oth
 # merge: that needs an index at the base, which a working copy with uncommitted changes
 # does not have.
 APPLY = tuple(how for how in apply_commands()[0] if "--3way" not in how)
-# A change to any of these can change what is built: the record's install runs first.
+# A change to any of these can change what is built: the record's install runs after
+# the patch is applied, before anything else runs.
 BUILD_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", ".pyx", ".pxd", ".c", ".cpp", ".h")
+SETUP_CHECKS = ("apply", "install")  # runs that prepare a group's tree: not test runs
 EXIT_CODE_TEST = "(the test command's exit status)"
 _TAIL = 2000
 APPLY_TIMEOUT = 120.0
@@ -48,12 +50,17 @@ def touches_build(paths: Sequence[str]) -> bool:
     return any(path.endswith(BUILD_INPUTS) for path in paths)
 
 
+def count_test_runs(rows: Iterable[Mapping[str, Any]]) -> int:
+    """The runs of tests and scripts among ``Run.row()``s (applies and installs are not)."""
+    return sum(row.get("check") not in SETUP_CHECKS for row in rows)
+
+
 @dataclass(frozen=True)
 class Run:
     """One execution: which group, which check, how it ended."""
 
     group: str  # a group key, or "base"
-    check: str  # "existing", "apply", or a reproduction script's key
+    check: str  # "existing", "apply", "install", or a reproduction script's key
     command: str
     exit_code: int | None
     outcome: str
@@ -76,9 +83,11 @@ class Checks:
         record: Mapping[str, Any],
         python: str = "python3",
         timeouts: tuple[float, float] = (900.0, 120.0),
+        install: str = "",  # the record's install (``TestCommand.install_script``)
     ) -> None:
         self.warm = warm
         self.command = command
+        self.install_script = install
         self.files = tuple(files)
         self.record = record
         self.python = python
@@ -87,7 +96,7 @@ class Checks:
 
     @property
     def test_runs(self) -> int:
-        return sum(run.check != "apply" for run in self.runs)
+        return count_test_runs(run.row() for run in self.runs)
 
     def apply(self, group: str, patch: str) -> str | None:
         """Apply ``patch`` to the base; the problem when no way applies it."""
@@ -107,12 +116,21 @@ class Checks:
         assert last is not None
         return f"the patch does not apply: {last[0].output.strip()[-500:]}"
 
-    def tests(self, group: str, install: bool = False) -> dict[str, str] | None:
+    def install(self, group: str) -> bool:
+        """The record's install of the project (after a change to its build inputs), as a
+        step of its own: the tests and the scripts then see the built code. Whether it ran
+        (what it changed outside the repository cannot be put back)."""
+        if not self.install_script:
+            return False
+        self._timed(group, "install", self.install_script, self.test_timeout)
+        return True
+
+    def tests(self, group: str) -> dict[str, str] | None:
         """The impacted tests' results (test id -> outcome); None when none could be read."""
         assert self.command is not None
         tree = self.warm.tree
         log, report = tree.path("tests.log"), tree.path("junit.xml")
-        script = f"rm -f {log} {report}\n" + self.command.script(self.files, log, report, install)
+        script = f"rm -f {log} {report}\n" + self.command.script(self.files, log, report)
         result, run = self._timed(group, "existing", script, self.test_timeout, record=False)
         text = self._read(f"{tree.scratch}/tests.log") or ""
         results = self.command.results(text, self._read(f"{tree.scratch}/junit.xml"), self.record)

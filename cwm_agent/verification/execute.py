@@ -3,9 +3,12 @@ reproduction scripts, in one warm runtime per instance.
 
 On the base first: the impacted tests (``impact.py``) that pass there are the ones that
 count, and the scripts that print "Issue reproduced" there are the ones that count. Then
-each group in the cascade's order: its ``verify_patch`` applied, the tests and scripts
-run, the runtime reset and checked (``warm.py``). A group's verdict: the counted tests
-that still pass, the counted scripts that print "Issue resolved".
+each group in the cascade's order: its ``verify_patch`` applied, the record's install
+run when it changes build inputs (then the runtime is discarded: an install rewrites the
+environment, which no reset puts back), the tests and scripts run, the runtime reset and
+checked (``warm.py``, which also watches the environment's site-packages). A group's
+verdict: the counted tests that still pass, the counted scripts that print "Issue
+resolved".
 
 Early stop: once a group passes every check, no later group can overtake it (at best it
 ties, and a tie goes to the earlier group: the cascade's order is the tie-break), so the
@@ -28,7 +31,7 @@ from cwm_agent.settings import ScalingSettings
 from cwm_agent.types import Runtime
 
 from . import junit
-from .checks import Checks, touches_build
+from .checks import Checks, count_test_runs, touches_build
 from .impact import impacted
 from .pytree import PyTree
 from .records import Cost, ExecReport, ExecVerdict, Group, ReproScript, Workspace
@@ -49,7 +52,6 @@ class ExecConfig:
     early_stop: bool = True
     max_test_files: int = 5  # impacted test files run, most specific first
     warm: bool = True  # False: a fresh runtime per group (what the warm reset must equal)
-    watch: tuple[str, ...] = field(default=())  # folders outside the repo a reset checks
     # Of the scripts that reproduce the issue on the base, the first this many count (the
     # scripts come most votes first: CWM keeps the largest groups); None: every one.
     max_scripts: int | None = None
@@ -95,7 +97,7 @@ def execute(
         opened.append(runtime)
         return runtime
 
-    warm = Warm(open_box, watch=config.watch, fresh=not config.warm)
+    warm = Warm(open_box, fresh=not config.warm)  # watching site-packages, as every user
     report = ExecReport()
     try:
         _Stage(workspace, warm, config, report, note).run(groups, scripts, opened)
@@ -109,7 +111,7 @@ def execute(
     finally:
         warm.close()
         report.cost = Cost(
-            test_runs=sum(run.get("check") != "apply" for run in report.runs),
+            test_runs=count_test_runs(report.runs),
             runtime_seconds=warm.stats.held_seconds,
             wall_seconds=time.monotonic() - started,
         )
@@ -139,7 +141,8 @@ class _Stage:
         files = self._impacted(opened[0], groups, command)
         checks = Checks(self.warm, command if files or _whole(command) else None, files,
                         self.workspace.record, self.config.python,
-                        (self.config.test_timeout, self.config.repro_timeout))  # fmt: skip
+                        (self.config.test_timeout, self.config.repro_timeout),
+                        self._install())  # fmt: skip
         try:
             counted, counting = self._base(checks, scripts)
             total = len(counted) + len(counting)
@@ -151,6 +154,11 @@ class _Stage:
                     leader = verdict
         finally:
             self.report.runs = [run.row() for run in checks.runs]
+
+    def _install(self) -> str:
+        """The record's own install step, whichever command runs the tests."""
+        own = for_record(self.workspace.record, None, self.config.python)
+        return own.install_script() if own is not None else ""
 
     def _impacted(
         self, runtime: Runtime, groups: Sequence[Group], command: TestCommand | None
@@ -229,19 +237,23 @@ class _Stage:
             why = "it changes test infrastructure only: the base's results"
             return ExecVerdict(group.key, "ran", len(counted), len(counted), 0, len(counting),
                                reason=why)  # fmt: skip
+        installed = False
         try:
             problem = checks.apply(group.key, group.verify_patch)
             if problem:
                 return ExecVerdict(group.key, "invalid", 0, len(counted), 0, len(counting),
                                    reason=problem)  # fmt: skip
+            installed = touches_build(paths) and checks.install(group.key)
             passing: set[str] = set()
             if counted:
-                install = touches_build(paths) and bool(checks.command and checks.command.install)
-                passing = junit.passing(checks.tests(group.key, install) or {})
+                passing = junit.passing(checks.tests(group.key) or {})
             resolved = [k for k, code in counting.items()
                         if checks.script(group.key, k, code) == "resolved"]  # fmt: skip
         finally:
-            self.warm.reset()
+            if installed:  # it rewrote the environment, which no reset puts back
+                self.warm.discard("the record's install ran")
+            else:
+                self.warm.reset()
         regressions = tuple(sorted(counted - passing))
         self.note(f"{group.key}: {len(counted & passing) + len(resolved)}/{total} checks passed")
         return ExecVerdict(group.key, "ran", len(counted & passing), len(counted), len(resolved),

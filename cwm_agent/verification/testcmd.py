@@ -55,7 +55,14 @@ class TestCommand:
     def names(self, files: Sequence[str]) -> list[str]:
         return [django_label(f) for f in files] if self.labels == "django" else list(files)
 
-    def script(self, files: Sequence[str], log: str, report: str, install: bool) -> str:
+    def install_script(self) -> str:
+        """Bash that (re)installs the project as the record's eval script does, in its
+        environment; "" when the record has no install step."""
+        if not self.install:
+            return ""
+        return "\n".join(part for part in (self.preamble, self.install) if part)
+
+    def script(self, files: Sequence[str], log: str, report: str) -> str:
         """Bash that runs the tests of ``files``, output in ``log``, JUnit in ``report``."""
         names = " ".join(shlex.quote(n) for n in self.names(files))
         if self.selects and PLACEHOLDER in self.command:
@@ -64,8 +71,7 @@ class TestCommand:
             body = f"{self.command} {names}" if self.selects and names else self.command
         if self.parser is None:
             body = junit.with_report(body, report)
-        setup = "\n".join(part for part in (self.preamble, self.install if install else "") if part)
-        lines = [setup, f"{{ {body}\n}} >{shlex.quote(log)} 2>&1"]
+        lines = [self.preamble, f"{{ {body}\n}} >{shlex.quote(log)} 2>&1"]
         return "\n".join(line for line in lines if line)
 
     def results(
