@@ -44,7 +44,7 @@ from cwm_agent.batch.runner import (
     solve_instance,
 )
 from cwm_agent.batch.store import OutputStore
-from cwm_agent.batch.summary import Tally
+from cwm_agent.batch.summary import Tally, selection_warnings
 from cwm_agent.costs import Limit, Meter, usage_of
 from cwm_agent.errors import Interrupted
 from cwm_agent.verification.ray_support import TASK_RETRIES, session
@@ -138,6 +138,8 @@ class RayRunner:
             doc = finish_document(crashed, instance, self.config.base.model.name, started)
             files, scratch = {LOG_NAME: f"{type(exc).__name__}: {exc}\n".encode()}, ""
         self._unpack(files, scratch, folder)
+        for text in selection_warnings(doc):  # the thread executor shows them as they come
+            self.display.warning(f"{instance.instance_id}: warning: selection: {text}")
         if doc is not None and self.meter is not None:
             self.meter.add(usage_of(doc.get("usage")))
         self.ledger.end(instance, _relocate(doc, scratch, folder))

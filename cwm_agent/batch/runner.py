@@ -51,6 +51,7 @@ class Display(Protocol):
     def step(self, instance: Instance, step: int) -> None: ...
     def ended(self, instance: Instance, doc: dict[str, Any] | None) -> None: ...
     def message(self, text: str) -> None: ...
+    def warning(self, text: str) -> None: ...  # said even with -q
 
 
 OnEnd = Callable[[Instance, dict[str, Any] | None], None]
@@ -188,7 +189,7 @@ class BatchRunner:
                 log,
                 self._on_step(instance),
                 self.stop.is_set,
-                lambda text: self.display.message(f"{instance.instance_id}: warning: {text}"),
+                lambda text: self.display.warning(f"{instance.instance_id}: warning: {text}"),
                 meter,
             )
         self.ledger.end(instance, doc)
@@ -234,9 +235,8 @@ def solve_instance(
                 issue = instance.problem_statement
                 facts = {"instance_id": instance.instance_id, **instance.facts}
                 instance_facts = (instance.instance_id, facts)
-                doc = solve_scaled(
-                    settings, issue, folder, log, meter, stopping, instance=instance_facts
-                )
+                doc = solve_scaled(settings, issue, folder, log, meter, stopping,
+                                   instance=instance_facts, on_warning=on_warning)  # fmt: skip
             else:
                 progress = _progress(log, on_step, stopping, on_warning)
                 issue = instance.problem_statement

@@ -108,7 +108,8 @@ def run_session(
             from cwm_agent.evaluate.report import table
 
             click.echo(f"{table(report)}\nevaluation: {grading_report(store.outdir)}", err=True)
-        if not opts["quiet"] or summary["failed"] or tally.budget.get("stopped"):
+        warned = summary["selection_warnings"]["total"]  # said even with -q
+        if not opts["quiet"] or summary["failed"] or tally.budget.get("stopped") or warned:
             click.echo(f"{summary['note']} ({store.summary_path})", err=True)
     finally:
         store.close()
