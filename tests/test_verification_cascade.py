@@ -216,3 +216,27 @@ def test_the_choice_order_and_what_decided_it():
     assert decision.reason == "passes 3 of 3 checks; the next best passes 2"
     tie = [grp("x", 1, small), grp("y", 1, small)]
     assert choice.decide(choice.rank(tie)).decided_by == "input order"
+
+
+def test_an_unexpected_error_in_execution_still_gives_a_choice_and_says_so(patches):
+    """An executor that fails in a way nobody expected (a bug): the instance still gets
+    its record and a choice by the weaker signals, a loud warning, and the traceback in
+    the record (**was**: the error ended the cascade; under --attempts, K paid rollouts
+    ended without a selection.json)."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["good", "wrong"])
+
+    def broken(workspace, groups, scripts, *, note):
+        raise ValueError("a bug in the execution stage")
+
+    plan = Plan(("static", "group", "execute"), {"reward": "no verifier"}, executor=broken)
+    outcome = select_instance(task, plan)
+    assert outcome.prediction is not None
+    assert outcome.record["chosen"]["decided_by"] == "input order"
+    (warning,) = outcome.warnings
+    assert warning.startswith(
+        "execute: could not run (an unexpected error, ValueError: a bug in the execution stage;"
+    )
+    assert warning.endswith("its signal is missing; the choice fell to input order")
+    execute = outcome.record["stages"]["execute"]
+    assert execute["ran"] is False and "Traceback" in execute["error"]

@@ -10,6 +10,7 @@ import sys
 import pytest
 from batch_support import SWEBENCH_IMAGE, needs
 from batch_support import swebench_records as sr
+from conftest import git
 from exec_support import (
     FIX,
     DockerWorkspace,
@@ -169,3 +170,46 @@ def test_a_runtime_that_cannot_open_leaves_every_group_not_run_and_says_why(tmp_
     assert report.warnings == [report.verdicts["a"].reason]
     assert notes == [f"WARNING: {report.warnings[0]}"]
     assert report.runtimes == 0
+
+
+def test_a_warm_runtime_that_cannot_start_stops_execution_loudly(tmp_path):
+    """A repository that is a git worktree (its .git a file): the warm tree has no room for
+    its snapshot or scratch folder. The stage says so and leaves the groups not run
+    (**was**: WarmError, not a CwmError, escaped the stage and ended the whole selection)."""
+    repo = make_calc_repo(tmp_path / "calc")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", str(worktree))
+    notes: list[str] = []
+    groups = [group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    report = run_stage(worktree, groups, [repro_script()], notes=notes)
+    assert report.verdicts["good"].status == "not_run"
+    assert report.verdicts["good"].reason.startswith("execution stopped: cannot make the scratch")
+    assert notes == [f"WARNING: {report.warnings[-1]}"]
+
+
+class _NoSwebench:
+    """A meta-path finder for which the swebench package is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "swebench" or name.startswith("swebench."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def test_without_the_swebench_package_a_records_parser_falls_back_to_pytest(repo, monkeypatch):
+    """A record naming a swebench log parser, and the package (an optional extra) missing:
+    its tests run with pytest's JUnit report, said loudly (**was**: ModuleNotFoundError out
+    of the stage, and out of the cascade)."""
+    for name in [m for m in sys.modules if m == "swebench" or m.startswith("swebench.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NoSwebench(), *sys.meta_path])
+    facts = {"kind": "swebench", "command": "python -m pytest -rA", "parser": "parse_log_pytest"}
+    workspace = LocalWorkspace(repo, record={"test_command": facts})
+    notes: list[str] = []
+    groups = [group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    config = ExecConfig(python=sys.executable)
+    report = execute(workspace, groups, [repro_script()], config, notes.append)
+    assert notes[0].startswith("WARNING: the record's log parser (parse_log_pytest) needs the")
+    assert "pip install 'cwm-agent[swebench]'" in report.warnings[0]
+    assert report.base_passing == (SENTINEL, SUB)
+    assert rows(report)["good"] == ("ran", 2, 2, 1, 1, ())

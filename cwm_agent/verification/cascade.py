@@ -13,13 +13,14 @@ The record (``selection_record.py``) is one line of ``selection.jsonl``.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cwm_agent.costs import sum_usd
-from cwm_agent.errors import CwmError, RuntimeFailure
+from cwm_agent.errors import CwmError, Interrupted, RuntimeFailure
 from cwm_agent.verification import choice, grouping, static
 from cwm_agent.verification.records import (
     Candidate,
@@ -248,6 +249,14 @@ def _execute(
     except RuntimeFailure as exc:
         log.stage("execute", len(groups), len(groups), Cost(), why=exc.message)
         return groups, {}, [f"could not run ({exc.message}): its signal is missing"]
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not cost the instance its choice
+        message = f"an unexpected error, {type(exc).__name__}: {exc}"
+        log.stage("execute", len(groups), len(groups), Cost(), why=message,
+                  error=traceback.format_exc())  # fmt: skip
+        return groups, {}, [f"could not run ({message}; the traceback is in the record's "
+                            "stages.execute.error): its signal is missing"]  # fmt: skip
     kept = []
     for group in best_first:
         verdict = report.verdicts.get(group.key)

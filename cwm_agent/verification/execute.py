@@ -26,7 +26,7 @@ from typing import Any
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from cwm_agent.errors import CwmError
+from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.settings import ScalingSettings
 from cwm_agent.types import Runtime
 
@@ -35,7 +35,7 @@ from .checks import Checks, count_test_runs, touches_build
 from .impact import impacted
 from .pytree import PyTree
 from .records import Cost, ExecReport, ExecVerdict, Group, ReproScript, Workspace
-from .testcmd import TestCommand, for_record
+from .testcmd import TestCommand, for_record, runnable
 from .warm import Warm, WarmError
 
 
@@ -101,6 +101,8 @@ def execute(
     report = ExecReport()
     try:
         _Stage(workspace, warm, config, report, note).run(groups, scripts, opened)
+    except Interrupted:
+        raise
     except CwmError as exc:  # no runtime, or it died: the groups left say so, loudly
         message = f"execution stopped: {exc}"
         report.warnings.append(message)
@@ -138,6 +140,9 @@ class _Stage:
     ) -> None:
         self.warm.start()  # the runtime, snapshotted at the base before anything runs
         command = for_record(self.workspace.record, self.config.test_cmd, self.config.python)
+        command, why = runnable(command, self.config.python)
+        if why:
+            self._loud(why)
         files = self._impacted(opened[0], groups, command)
         checks = Checks(self.warm, command if files or _whole(command) else None, files,
                         self.workspace.record, self.config.python,
@@ -209,11 +214,13 @@ class _Stage:
     def _loud_base_failure(self, checks: Checks) -> None:
         run = checks.runs[-1]
         tail = run.output_tail.strip().splitlines()[-3:]
-        message = (
+        self._loud(
             f"the test command passes no test on the base ({run.outcome}, exit "
             f"{run.exit_code}: {' | '.join(tail) or 'no output'}): existing tests cannot "
             "decide between the candidates"
         )
+
+    def _loud(self, message: str) -> None:
         self.report.warnings.append(message)
         self.note(f"WARNING: {message}")
 

@@ -13,7 +13,8 @@ The record is one line of ``selection.jsonl``:
   (``base_passing``), the reproduction ``scripts`` (key, votes, source, ``counted``: it
   reproduces the issue on the base), the ``test_command``, the ``reset``, every run;
 - ``stages``: for each of static, group, reward, execute: ``ran``, ``why`` (not run),
-  ``in`` / ``out`` (candidates for static, groups after), ``cost``;
+  ``in`` / ``out`` (candidates for static, groups after), ``cost``, ``error`` (the
+  traceback of an unexpected error that stopped it);
 - ``chosen`` (candidate, group, ``decided_by``, ``reason``), ``order``, ``warnings``,
   ``cost`` (the instance's total), ``retry``, ``prediction`` (the SWE-bench line).
 """
@@ -60,13 +61,23 @@ class InstanceLog:
 
     # -- stages -----------------------------------------------------------------------
     def stage(
-        self, name: str, n_in: int, n_out: int, cost: Cost, why: str = "", passed: bool = False
+        self,
+        name: str,
+        n_in: int,
+        n_out: int,
+        cost: Cost,
+        why: str = "",
+        passed: bool = False,
+        error: str = "",
     ) -> None:
         """``passed``: the stage is in the plan but had nothing to do here (one group left):
-        its groups pass through, and the funnel counts them."""
+        its groups pass through, and the funnel counts them. ``error``: the traceback of
+        an unexpected error that stopped it."""
         record: dict[str, Any] = {"ran": not why, "in": n_in, "out": n_out, "cost": cost.row()}
         if why:
             record["why"] = why
+        if error:
+            record["error"] = error
         if passed:
             record["passed_through"] = True
         if name == "static":

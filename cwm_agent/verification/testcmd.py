@@ -17,6 +17,7 @@ command prints, and a verbose django run is larger than that.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -85,6 +86,7 @@ class TestCommand:
 
 
 FACTS = "test_command"  # a record's own command as plain data (``command_facts``)
+SWEBENCH_HINT = "pip install 'cwm-agent[swebench]'"
 
 
 def for_record(
@@ -103,7 +105,34 @@ def for_record(
         found = from_eval_script(record)
         if found is not None:
             return found
-    return TestCommand("pytest", f"{shlex.quote(python)} -m pytest -q -p no:cacheprovider -rA")
+    return pytest_command(python)
+
+
+def pytest_command(python: str, preamble: str = "") -> TestCommand:
+    """pytest on the chosen files, read from its JUnit report."""
+    return TestCommand(
+        "pytest", f"{shlex.quote(python)} -m pytest -q -p no:cacheprovider -rA", preamble
+    )
+
+
+def runnable(command: TestCommand | None, python: str) -> tuple[TestCommand | None, str]:
+    """``command``, or pytest in its environment when its log parser is swebench's and
+    the swebench package (an optional extra) is not installed; with a warning then."""
+    if command is None or command.parser is None or swebench_installed():
+        return command, ""
+    why = (
+        f"the record's log parser ({command.parser}) needs the swebench package, which is "
+        f"not installed ({SWEBENCH_HINT}): its tests run with pytest's JUnit report instead"
+    )
+    return pytest_command(python, command.preamble), why
+
+
+def swebench_installed() -> bool:
+    """Found, not imported (its __init__ imports everything: seconds)."""
+    try:
+        return importlib.util.find_spec("swebench") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def command_facts(record: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cwm_agent.errors import CwmError
+from cwm_agent.errors import CwmError, RuntimeFailure
 from cwm_agent.types import CommandResult
 
 from . import warm_scripts as scripts
@@ -68,8 +68,9 @@ class Box(Protocol):
     def close(self) -> None: ...
 
 
-class WarmError(Exception):
-    """The snapshot could not be taken, or the tree could not be put back (the reason)."""
+class WarmError(RuntimeFailure):
+    """The snapshot could not be taken, or the tree could not be put back (the reason): a
+    runtime failure, which the execution stage turns into its loud "execution stopped"."""
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class Warm:
                 tree.reset()
                 self.stats.verified += 1
                 return
-            except (WarmError, CwmError) as exc:  # CwmError: the runtime itself failed
+            except CwmError as exc:  # the reset's check, or the runtime itself
                 self.stats.fallbacks.append(f"a fresh runtime: {exc}")
         self._close_box()  # the next use opens a fresh one
 
