@@ -204,3 +204,53 @@ def test_the_scripts_see_the_built_code_when_no_test_counts(engine, tmp_path):
                      lambda t: None)  # fmt: skip
     assert report.base_passing == ()
     assert rows(report)["packaged"] == ("ran", 0, 0, 1, 1, ())
+
+
+class FlakyReset:
+    """A real runtime whose first reset cannot be run (the way a container's exec fails
+    when the engine hiccups): it raises what that box raises, not a CwmError."""
+
+    def __init__(self, runtime):
+        self.runtime, self.root, self.failed = runtime, runtime.root, False
+
+    def run(self, command, timeout):
+        if "__w_reset" in command and not self.failed:
+            self.failed = True
+            raise OSError("the exec stream broke")
+        return self.runtime.run(command, timeout)
+
+    def read_file(self, path):
+        return self.runtime.read_file(path)
+
+    def write_file(self, path, data):
+        self.runtime.write_file(path, data)
+
+    def close(self):
+        self.runtime.close()
+
+
+def test_a_reset_that_raises_leaves_no_dirty_tree(tmp_path):
+    """Whatever the reset raises, the next candidate never runs on the tree the last one
+    left (**was**: the runtime was marked clean before the reset, which raised past its
+    CwmError handler; the caller took the candidate for an error, and the next one ran on
+    the dirty tree)."""
+    repo = make_calc_repo(tmp_path / "calc")
+    workspace = LocalWorkspace(repo)
+    warm = Warm(lambda label: FlakyReset(workspace.open(label)))
+
+    def use():  # as evaluate grades a candidate: what the runtime raises is its error
+        try:
+            return warm.run("cat calc/data.txt", 30).output
+        except OSError as exc:
+            return f"error: {exc}"
+
+    try:
+        warm.run("echo dirty > calc/data.txt", 30)
+        warm.reset()
+        assert [use(), use()] == ["42\n", "42\n"]
+        assert warm.stats.opened == 2
+        assert warm.stats.fallbacks == [
+            "a fresh runtime: the reset failed (OSError: the exec stream broke)"
+        ]
+    finally:
+        warm.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.errors import CwmError, RuntimeFailure
 from cwm_agent.evaluate.grade import (
     ERROR,
     RESOLVED,
@@ -33,6 +34,7 @@ from cwm_agent.verification.warm import Box, Warm
 from cwm_agent.verification.warm_scripts import MARK_VAR
 
 CONTAINERS_LOG = "containers.log"  # in the instance's folder: each container started
+RESTART_HINT = "the candidates left get a fresh container; check the Docker engine"
 
 
 @dataclass
@@ -52,7 +54,9 @@ class InstanceResult:
 class ContainerBox:
     """A grading container as ``warm.py`` needs it: commands through ``docker exec``
     (bounded in time), files through the archive API; its processes have their own
-    namespace. ``environment`` is given to the eval script (the warm tree's mark)."""
+    namespace. ``environment`` is given to the eval script (the warm tree's mark). A
+    command or write that cannot reach the container is a RuntimeFailure (what a warm
+    runtime's failure is everywhere: the reset falls back to a fresh container)."""
 
     sandboxed = True
 
@@ -63,7 +67,13 @@ class ContainerBox:
         self.environment: dict[str, str] = {}
 
     def run(self, command: str, timeout: float) -> CommandResult:
-        output, timed_out, code = exec_stream(self.container, ["/bin/bash", "-c", command], timeout)
+        try:
+            output, timed_out, code = exec_stream(
+                self.container, ["/bin/bash", "-c", command], timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - the engine's errors and ours alike:
+            # the container cannot be reached (gone, or the engine), a runtime failure
+            raise RuntimeFailure(f"the container cannot run commands: {exc}", RESTART_HINT) from exc
         return CommandResult(output.decode("utf-8", "replace"), code, timed_out)
 
     def read_file(self, path: str) -> bytes:
@@ -74,7 +84,10 @@ class ContainerBox:
         return output
 
     def write_file(self, path: str, data: bytes) -> None:
-        put_file(self.container, posixpath.join(self.root, path), data)
+        try:
+            put_file(self.container, posixpath.join(self.root, path), data)
+        except Exception as exc:  # noqa: BLE001 - as in run
+            raise RuntimeFailure(f"cannot write {path}: {exc}", RESTART_HINT) from exc
 
     def close(self) -> None:
         self.grader.remove(self.instance_id, self.container)
@@ -127,7 +140,7 @@ def _grade_one(grader: Grader, warm: Warm, task: Task, folder: Path) -> Outcome:
         return grader.grade(task, folder)  # empty: no container
     try:
         box = warm.box
-    except GradingError as exc:  # no container (a missing image, the engine)
+    except (GradingError, CwmError) as exc:  # no container (a missing image, the engine)
         return Outcome(task.instance_id, ERROR, task.key(), 0.0, str(exc))
     assert isinstance(box, ContainerBox)
     box.environment = {MARK_VAR: warm.tree.token}

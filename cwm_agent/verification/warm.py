@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cwm_agent.errors import CwmError, RuntimeFailure
+from cwm_agent.errors import CwmError, Interrupted, RuntimeFailure
 from cwm_agent.types import CommandResult
 
 from . import warm_scripts as scripts
@@ -207,8 +207,8 @@ class Warm:
 
     def _ready(self) -> WarmTree:
         if self._dirty:
+            self._reset_now()  # put back, or closed: either way no candidate's leftovers
             self._dirty = False
-            self._reset_now()
         if self._tree is None:
             self._start()
         assert self._tree is not None
@@ -222,11 +222,18 @@ class Warm:
         self._opened_at = time.monotonic()  # opening counts: the runtime is being held
         box = self._open(f"exec-{self.stats.opened + 1}")
         self.stats.opened += 1
-        tree = WarmTree(box, self._private_pids(box))
-        self._tree = tree
+        self._tree = WarmTree(box, self._private_pids(box))
+        try:
+            self._prepare(self._tree)
+        except BaseException:  # not ready: never used as it is; the next use opens another
+            self._close_quietly()
+            raise
+
+    def _prepare(self, tree: WarmTree) -> None:
         if self.fresh or self._warm_off:
             tree.open_scratch()
             return
+        box = tree.box
         tree.watch = tuple(self._watch(box) if callable(self._watch) else self._watch)
         try:
             tree.snapshot()
@@ -252,8 +259,15 @@ class Warm:
                 tree.reset()
                 self.stats.verified += 1
                 return
+            except Interrupted:
+                self._close_quietly()
+                raise
             except CwmError as exc:  # the reset's check, or the runtime itself
                 self.stats.fallbacks.append(f"a fresh runtime: {exc}")
+            except Exception as exc:  # noqa: BLE001 - whatever broke, the tree is not clean
+                self.stats.fallbacks.append(
+                    f"a fresh runtime: the reset failed ({type(exc).__name__}: {exc})"
+                )
         self._close_box()  # the next use opens a fresh one
 
     def discard(self, why: str) -> None:
@@ -272,6 +286,13 @@ class Warm:
             tree.box.close()
         finally:
             self.stats.held_seconds += time.monotonic() - self._opened_at
+
+    def _close_quietly(self) -> None:
+        """Close the box while another error is on its way out (that one is the news)."""
+        try:
+            self._close_box()
+        except Exception:  # noqa: BLE001
+            pass
 
     def close(self) -> None:
         self._close_box()
