@@ -240,3 +240,22 @@ def test_an_unexpected_error_in_execution_still_gives_a_choice_and_says_so(patch
     assert warning.endswith("its signal is missing; the choice fell to input order")
     execute = outcome.record["stages"]["execute"]
     assert execute["ran"] is False and "Traceback" in execute["error"]
+
+
+def test_a_choice_by_tests_says_when_only_some_groups_ran():
+    """The runner-up not run for a budget: **was** "tests passed" as if it had been
+    compared; the early stop (lossless) keeps the plain label."""
+    from cwm_agent.verification.records import Group
+
+    groups = [Group(k, (Candidate("i", "+a\n", Origin("f")),), "+a\n") for k in "ab"]
+    ran = ExecVerdict("a", "ran", 0, 5)
+    budget = ExecVerdict("b", "not_run", reason="budget: max_seconds 60 reached")
+    decision = choice.decide(choice.rank(groups, verdicts={"a": ran, "b": budget}))
+    assert decision.decided_by == "tests passed, only some groups ran"
+    assert decision.reason == (
+        "passes 0 of 5 checks; the next best was not run (budget: max_seconds 60 reached)"
+    )
+    stopped = ExecVerdict("b", "not_run", reason="early stop: a passed all 5 checks")
+    leader = ExecVerdict("a", "ran", 5, 5)
+    lossless = choice.decide(choice.rank(groups, verdicts={"a": leader, "b": stopped}))
+    assert lossless.decided_by == "tests passed"

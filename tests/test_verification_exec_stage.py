@@ -77,13 +77,21 @@ def test_early_stop_once_a_group_passes_every_check(repo):
     assert report.cost.test_runs == 2 * 3  # the base and two groups, not the third
 
 
-def test_budgets_leave_groups_not_run_with_the_reason(repo):
+def test_budgets_leave_groups_not_run_with_the_reason_said_loudly(repo):
+    """**Was**: silent but for each verdict's reason; now a warning, on stderr too."""
     groups = [group(f"g{n}", patch_for(repo, {"calc/ops.py": BREAKS_SUB + "#" * n}))
               for n in range(1, 4)]  # fmt: skip
-    report = run_stage(repo, groups, [repro_script()], max_test_runs=4)
+    notes: list[str] = []
+    report = run_stage(repo, groups, [repro_script()], notes=notes, max_test_runs=4)
     assert [v.status for v in report.verdicts.values()] == ["ran", "not_run", "not_run"]
     assert report.verdicts["g2"].reason == "budget: 4 of max_test_runs 4 used, 2 needed"
     assert report.cost.test_runs == 4
+    assert report.warnings == [
+        "2 of 3 group(s) not run (budget: 4 of max_test_runs 4 used, 2 needed): the tests "
+        "could not compare them with the groups that ran (raise --max-test-runs / "
+        "--max-seconds to run them)"
+    ]
+    assert f"WARNING: {report.warnings[0]}" in notes
     timed = run_stage(repo, groups[:1], [repro_script()], max_seconds=0.001)
     assert timed.verdicts["g1"].reason == "budget: max_seconds 0.001 reached"
 

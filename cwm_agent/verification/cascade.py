@@ -156,8 +156,8 @@ def _static(
 def _fell_to(decision: choice.Decision) -> str:
     if decision.winner is None:
         return ""
-    if decision.decided_by == "tests passed":
-        return "; the choice fell to the checks that could run (tests passed)"
+    if decision.decided_by in (choice.TESTS, choice.PARTLY_RUN):
+        return f"; the choice fell to the checks that could run ({decision.decided_by})"
     return f"; the choice fell to {decision.decided_by}"
 
 
