@@ -17,10 +17,11 @@ from cwm_agent.options import (
 )
 
 SELECT_EXIT_HELP = (
-    "Exit codes: 0 every instance has a choice or a reason (see selection.jsonl); 2 usage "
-    "error; 3 the verifier model failed after retries for some instances (their choice fell "
-    "to weaker signals; re-run to retry them); 4 Ray cannot start; 130 interrupted (re-run "
-    "the same command to resume)."
+    "Exit codes: 0 every instance has a choice or a reason (see selection.jsonl); 1 some "
+    "instances failed and have no record (re-run to retry them); 2 usage error; 3 the "
+    "verifier model failed after retries for some instances (their choice fell to weaker "
+    "signals; re-run to retry them; before 1 when both happen); 4 Ray cannot start; 130 "
+    "interrupted (re-run the same command to resume)."
 )
 
 

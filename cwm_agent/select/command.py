@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from cwm_agent.costs import Prices, checked_prices, usd
-from cwm_agent.errors import Interrupted, ModelError, UsageError
+from cwm_agent.errors import CwmError, Interrupted, ModelError, UsageError
 from cwm_agent.options import read_issue, resolve_options
 from cwm_agent.select import report, stages, tasks
 from cwm_agent.select.display import make_display
@@ -211,8 +211,6 @@ def _tell(
         click.echo(f"selected {summary['chosen']} of {summary['instances']} instance(s): "
                    f"{funnel}{spent_text}; {store.preds_path}, {store.report_path}",
                    err=True)  # fmt: skip
-    if failed:
-        click.echo(f"{failed} instance(s) failed: re-run the same command to retry them", err=True)
     if opts["as_json"]:
         sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if summary["retry"]:
@@ -220,4 +218,9 @@ def _tell(
             f"the verifier failed after retries for {len(summary['retry'])} instance(s) "
             f"({', '.join(summary['retry'][:3])}): their choice fell to weaker signals",
             "check --verifier-base-url and the server, then re-run the same command to retry them",
+        )
+    if failed:  # exit 1: instances left without a record (the reasons were said as they came)
+        raise CwmError(
+            f"{failed} instance(s) failed and have no record in selection.jsonl",
+            "their errors are above; re-run the same command to retry them",
         )
