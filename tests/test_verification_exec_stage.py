@@ -221,3 +221,41 @@ def test_without_the_swebench_package_a_records_parser_falls_back_to_pytest(repo
     assert "pip install 'cwm-agent[swebench]'" in report.warnings[0]
     assert report.base_passing == (SENTINEL, SUB)
     assert rows(report)["good"] == ("ran", 2, 2, 1, 1, ())
+
+
+def test_a_patch_that_applies_only_with_a_3way_merge_runs(tmp_path):
+    """A patch made on an older version of the file (its context changed since, two lines
+    from the change): `git apply`, `--reject` and `patch --fuzz=5` fail, the harness's
+    `--3way` merges it. Static passes it and the execution applies it, as the official
+    harness does (**was**: `invalid` at execution, whose apply had no --3way)."""
+    from cwm_agent.verification import static
+    from cwm_agent.verification.basecode import GitBase
+
+    repo = tmp_path / "mod"
+    repo.mkdir()
+    lines = [f"x{n} = {n}\n" for n in range(1, 21)]
+    (repo / "mod.py").write_text("".join(lines))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "old")
+    changed = lines.copy()
+    changed[10] = "x11 = 'fixed'\n"
+    (repo / "mod.py").write_text("".join(changed))
+    patch = git(repo, "diff", "-U10")  # made on the old version
+    upstream = lines.copy()
+    upstream[8] = "x9 = 'changed upstream'\n"
+    (repo / "mod.py").write_text("".join(upstream))
+    git(repo, "commit", "-q", "-am", "base")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    with GitBase(repo, base) as scratch:
+        checked = static.check(patch, scratch, "")
+    assert checked.passed
+    assert dict((c.name, c.reason) for c in checked.checks)["apply"] == (
+        "applies with `git apply --verbose --3way`"
+    )
+    script = ReproScript("fixed", "import mod\nprint('Issue resolved' if mod.x11 == 'fixed' "
+                         "else 'Issue reproduced')\n")  # fmt: skip
+    report = run_stage(repo, [group("3way", patch)], [script], test_cmd="")
+    assert rows(report)["3way"] == ("ran", 0, 0, 1, 1, ())
+    applies = [r["command"].split(" /")[0] for r in report.runs if r["check"] == "apply"]
+    assert applies == ["git apply --verbose", "git apply --verbose --3way"]
