@@ -23,6 +23,7 @@ from conftest import run_cli
 
 from cwm_agent.errors import UsageError
 from cwm_agent.evaluate import tasks
+from cwm_agent.verification.images import record_image
 
 
 # -- without Docker ----------------------------------------------------------------------
@@ -79,9 +80,7 @@ def test_each_prediction_needs_its_record_and_its_grading_fields():
         "reg/cwm-agent_1776_vercmp-1:v1"
     )
     no_image = [{k: v for k, v in r.items() if k != "image"} for r in records]
-    assert tasks.image_for(no_image[0], None) == (
-        "swebench/sweb.eval.x86_64.cwm-agent_1776_vercmp-1:latest"
-    )
+    assert record_image(no_image[0]) == ("swebench/sweb.eval.x86_64.cwm-agent_1776_vercmp-1:latest")
     key = matched[0].key()
     assert tasks.match([sr.prediction(2, "gold")], records)[0].key() == key
     assert tasks.match([sr.prediction(2, "wrong")], records)[0].key() != key

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.errors import UsageError
-from cwm_agent.verification.store import image_from_template
+from cwm_agent.verification.images import record_image
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
 GRADING_KEYS = (
@@ -27,7 +27,6 @@ GRADING_KEYS = (
     "log_parser",
     "eval_type",
 )
-SWEBENCH_IMAGE = "swebench/sweb.eval.x86_64.{instance_id_1776}:latest"  # SWE-bench's naming
 
 
 @dataclass(frozen=True)
@@ -136,17 +135,6 @@ def match(
                 "5): pass the official dataset (verified, lite, full) or a file exported "
                 "from it",
             )
-        image = image_for(record, image_template)
+        image = record_image(record, image_template)
         tasks.append(Task(pred["instance_id"], pred, record, image, lines[n] if lines else None))
     return tasks
-
-
-def image_for(record: dict[str, Any], template: str | None) -> str:
-    """``--image-template``, else the record's ``image``, else SWE-bench's naming."""
-    instance_id = str(record["instance_id"])
-    if template:
-        return image_from_template(template, instance_id)
-    image = record.get("image")
-    if isinstance(image, str) and image:
-        return image
-    return image_from_template(SWEBENCH_IMAGE, instance_id)

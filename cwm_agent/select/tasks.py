@@ -19,9 +19,10 @@ from cwm_agent.errors import RuntimeFailure, UsageError
 from cwm_agent.settings import RuntimeSettings
 from cwm_agent.verification.candidates import Found
 from cwm_agent.verification.cascade import Task
+from cwm_agent.verification.images import record_image, runtime_for
 from cwm_agent.verification.records import Candidate
 from cwm_agent.verification.scripts import EVERY, Written, group_scripts
-from cwm_agent.verification.workspace import CodeSource, image_runtime
+from cwm_agent.verification.workspace import CodeSource
 
 NO_CLONE = "no base code: pass --repos-dir with clones of the repositories"
 
@@ -119,9 +120,8 @@ def _record_code(record: dict[str, Any], where: Instances) -> CodeSource:
     commit = record.get("base_commit")
     runtime = where.runtime
     if runtime is not None and runtime.runtime == "docker":
-        from cwm_agent.evaluate.tasks import image_for
-
-        runtime = image_runtime(image_for(record, where.image_template), commit, runtime)
+        image = record_image(record, where.image_template)
+        runtime = runtime_for(runtime, image, True, str(commit) if commit else None)
     if where.repos_dir is None or not record.get("repo"):
         missing = NO_CLONE if where.repos_dir is None else "the record names no repo"
         return CodeSource(
