@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.verification.predictions import read_predictions
 from cwm_agent.verification.records import Candidate, Origin
 from cwm_agent.verification.scripts import Written, from_rollout
 
@@ -75,19 +76,10 @@ def _predictions(path: Path, spec: str) -> list[Candidate]:
     if not preds.is_file():
         return []
     found = []
-    text = preds.read_text(encoding="utf-8", errors="surrogateescape")
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(item, dict) or not isinstance(item.get("instance_id"), str):
-            continue
-        patch, model = item.get("model_patch"), item.get("model_name_or_path")
-        if isinstance(patch, str) and patch.strip():
-            origin = Origin(spec, line=number, model=model if isinstance(model, str) else None,
-                            path=str(preds))  # fmt: skip
-            found.append(Candidate(item["instance_id"], patch, origin))
+    for prediction in read_predictions(preds, spec, lenient=True):
+        if prediction.patch.strip():
+            origin = Origin(spec, line=prediction.line, model=prediction.model, path=str(preds))
+            found.append(Candidate(prediction.instance_id, prediction.patch, origin))
     return found
 
 
