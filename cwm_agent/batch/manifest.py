@@ -21,10 +21,11 @@ from typing import Any
 from cwm_agent import __version__
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.errors import UsageError
+from cwm_agent.verification import layout
 from cwm_agent.verification.sources import Source
 from cwm_agent.verification.store import write_atomic
 
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST
 # How the model is reached and the container bounded: not what the agent produces.
 _OPERATIONAL = {
     "model.name",  # recorded once, as "model"

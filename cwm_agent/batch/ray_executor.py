@@ -47,6 +47,7 @@ from cwm_agent.batch.store import OutputStore
 from cwm_agent.batch.summary import Tally, selection_warnings
 from cwm_agent.costs import Limit, Meter, usage_of
 from cwm_agent.errors import Interrupted
+from cwm_agent.verification import layout
 from cwm_agent.verification.ray_support import TASK_RETRIES, session
 from cwm_agent.verification.store import write_atomic
 
@@ -134,7 +135,7 @@ class RayRunner:
         except ray.exceptions.TaskCancelledError:
             doc, files, scratch = None, {}, ""
         except ray.exceptions.RayError as exc:  # the worker died, or the task itself failed
-            crashed = crash_document(exc, folder / "trajectory.json")
+            crashed = crash_document(exc, folder / layout.TRAJECTORY)
             doc = finish_document(crashed, instance, self.config.base.model.name, started)
             files, scratch = {LOG_NAME: f"{type(exc).__name__}: {exc}\n".encode()}, ""
         self._unpack(files, scratch, folder)

@@ -40,10 +40,11 @@ from cwm_agent.progress import StderrProgress
 from cwm_agent.run import execute, patch_fields, result_document, run_meter
 from cwm_agent.runtimes.shell import stop_commands
 from cwm_agent.trajectory import load as load_trajectory
+from cwm_agent.verification import layout
 
 STOP_GRACE = 10.0  # seconds the running instances get to wind down after Ctrl-C
 _STOP_EVENTS = ("step", "action")  # progress events at which a stopping agent aborts
-LOG_NAME = "stderr.log"
+LOG_NAME = layout.LOG
 
 
 class Display(Protocol):
@@ -225,12 +226,12 @@ def solve_instance(
     started = time.monotonic()
     model = config.base.model.name
     scaled = config.base.scaling.enabled
-    traj_path = first_trajectory(folder) if scaled else folder / "trajectory.json"
+    traj_path = first_trajectory(folder) if scaled else folder / layout.TRAJECTORY
     try:
         if stopping is not None and stopping():
             return None
         with config.repository(instance) as repo:
-            settings = config.settings(instance, repo, folder / "trajectory.json")
+            settings = config.settings(instance, repo, folder / layout.TRAJECTORY)
             if scaled:
                 issue = instance.problem_statement
                 facts = {"instance_id": instance.instance_id, **instance.facts}

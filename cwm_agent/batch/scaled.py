@@ -16,12 +16,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cwm_agent.verification import layout
+
 if TYPE_CHECKING:
     from cwm_agent.costs import Meter
     from cwm_agent.settings import RunSettings
 
 # What an earlier attempt at the instance may have left; a new attempt starts without it.
-SCALED_FILES = ("selection.json", "attempt-*.json", "repro-*.json")
+SCALED_FILES = (layout.SELECTION, layout.ATTEMPTS, layout.REPROS)
 
 
 def solve_scaled(
@@ -64,7 +66,7 @@ def solve_scaled(
 
 def first_trajectory(folder: Path) -> Path:
     """The trajectory an error document is filled from when a scaled run raised."""
-    return folder / "attempt-1.json"
+    return folder / layout.attempt_file(1)
 
 
 def _log_lines(log: TextIO, on_warning: Callable[[str], None] | None) -> Any:

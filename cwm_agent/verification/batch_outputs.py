@@ -19,31 +19,30 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.verification import layout
 from cwm_agent.verification.predictions import read_predictions
 from cwm_agent.verification.records import Candidate, Origin
 from cwm_agent.verification.scripts import Written, from_rollout
 
-MARKERS = ("preds.jsonl", "summary.json", "manifest.json")
-_NUMBERED = re.compile(r"(?:attempt|repro)-(\d+)\.json")
+MARKERS = (layout.PREDICTIONS, layout.SUMMARY, layout.MANIFEST)
 
 
 def is_batch_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in MARKERS) or any(path.glob("*/result.json"))
+    return any((path / name).is_file() for name in MARKERS) or any(path.glob(f"*/{layout.RESULT}"))
 
 
 def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
     candidates: list[Candidate] = []
     unfinished = 0
     for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-        result = _load(folder / "result.json")
+        result = _load(folder / layout.RESULT)
         if result is None or not isinstance(result.get("instance_id"), str):
             unfinished += any(folder.glob("*.json"))
             continue
-        attempts = sorted(folder.glob("attempt-*.json"), key=_number)
+        attempts = sorted(folder.glob(layout.ATTEMPTS), key=layout.rollout_number)
         if attempts:
             candidates.extend(_attempts(result["instance_id"], attempts, spec))
         else:
@@ -59,10 +58,10 @@ def companions(path: Path) -> dict[str, list[Written]]:
     """Instance id -> the tests its reproduction rollouts submitted (``repro-N.json``)."""
     found: dict[str, list[Written]] = {}
     for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-        result = _load(folder / "result.json")
+        result = _load(folder / layout.RESULT)
         if result is None or not isinstance(result.get("instance_id"), str):
             continue
-        for file in sorted(folder.glob("repro-*.json"), key=_number):
+        for file in sorted(folder.glob(layout.REPROS), key=layout.rollout_number):
             code = from_rollout(file)
             if code is not None:
                 found.setdefault(result["instance_id"], []).append(Written(code, str(file)))
@@ -72,7 +71,7 @@ def companions(path: Path) -> dict[str, list[Written]]:
 def _predictions(path: Path, spec: str) -> list[Candidate]:
     """``preds.jsonl``'s lines, for instances without a folder (a copied or trimmed OUTDIR);
     a line cut short by a kill is skipped, as batch's own resume skips it."""
-    preds = path / "preds.jsonl"
+    preds = path / layout.PREDICTIONS
     if not preds.is_file():
         return []
     found = []
@@ -91,11 +90,6 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _number(path: Path) -> int:
-    match = _NUMBERED.fullmatch(path.name)
-    return int(match.group(1)) if match else 0
-
-
 def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]:
     found = []
     for file in files:
@@ -107,13 +101,13 @@ def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]
             continue
         config = trajectory.get("config") or {}
         model = (config.get("model") or {}).get("name")
-        origin = Origin(spec, model=model, attempt=_number(file), path=str(file))
+        origin = Origin(spec, model=model, attempt=layout.rollout_number(file), path=str(file))
         found.append(Candidate(instance_id, patch, origin, _tokens(trajectory)))
     return found
 
 
 def _single(result: dict[str, Any], folder: Path, spec: str) -> Candidate | None:
-    diff = folder / "patch.diff"
+    diff = folder / layout.PATCH
     patch: str | None = None
     if diff.is_file():
         patch = diff.read_bytes().decode("utf-8", "surrogateescape")
