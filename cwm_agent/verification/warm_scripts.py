@@ -193,7 +193,6 @@ __w_reset
 """
 )
 
-FINGERPRINT = _COMMON + "__w_fingerprint\n"
 STRAYS = _COMMON + "__w_kill; __w_strays\n"
 REMOVE = _COMMON + 'cd @ROOT@ && __w_kill; rm -rf -- "$__w_s"\n'
 
