@@ -106,11 +106,15 @@ def test_a_patch_that_does_not_apply_is_invalid_and_the_next_group_still_runs(re
     assert report.reset == "verified"
 
 
-def test_a_group_changing_only_test_infrastructure_gets_the_base_results(repo):
+def test_a_group_changing_no_code_is_pruned_not_credited_with_the_base_results(repo):
+    """**Was**: "ran" with every counted test passing (the base's results): without the
+    static stage, a tests-only group led the order and its full pass stopped the good one."""
     groups = [group("tests-only", ""), group("good", patch_for(repo, {"calc/ops.py": FIX}))]
-    report = run_stage(repo, groups, [repro_script()])
-    assert rows(report)["tests-only"] == ("ran", 2, 2, 0, 1, ())
-    assert report.cost.test_runs == 2 + 2  # none for it: the base's and the good one's
+    report = run_stage(repo, groups)
+    assert rows(report)["tests-only"] == ("invalid", 0, 2, 0, 0, ())
+    assert report.verdicts["tests-only"].reason.startswith("changes no code")
+    assert rows(report)["good"] == ("ran", 2, 2, 0, 0, ())
+    assert report.cost.test_runs == 1 + 1  # none for it: the base's and the good one's
 
 
 def test_a_test_command_that_fails_on_the_base_is_said_loudly(repo):

@@ -26,6 +26,7 @@ from .testcmd import TestCommand, for_record, runnable
 from .warm import Warm
 
 BUDGET = "budget:"  # how a verdict cut off by a budget begins its reason
+NO_CODE = "changes no code (test infrastructure only): nothing of its own to run"
 
 
 class Stage:
@@ -157,10 +158,10 @@ class Stage:
             return ExecVerdict(group.key, "not_run", existing_total=len(counted),
                                repro_total=len(counting), reason=not_run)  # fmt: skip
         paths = _paths(group.verify_patch)
-        if not group.verify_patch.strip():
-            why = "it changes test infrastructure only: the base's results"
-            return ExecVerdict(group.key, "ran", len(counted), len(counted), 0, len(counting),
-                               reason=why)  # fmt: skip
+        if not group.verify_patch.strip():  # possible when `static` is not among the stages
+            # Its runs would be the base's, every counted test passing: a full pass for nothing.
+            return ExecVerdict(group.key, "invalid", 0, len(counted), 0, len(counting),
+                               reason=NO_CODE)  # fmt: skip
         installed = False
         try:
             problem = checks.apply(group.key, group.verify_patch)

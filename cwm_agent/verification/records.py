@@ -116,7 +116,8 @@ class ExecVerdict:
     The checks: the impacted existing tests that pass on the base (each must still pass)
     and the reproduction scripts that print "Issue reproduced" on the base (each must
     print "Issue resolved"). ``status``: "ran", "not_run" (early stop or a budget: the
-    reason says which) or "invalid" (the patch does not apply in the runtime).
+    reason says which) or "invalid" (the patch does not apply in the runtime, or changes
+    no code; pruned).
     """
 
     group: str
