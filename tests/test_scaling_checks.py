@@ -131,10 +131,14 @@ def test_a_verifier_scores_the_changes_when_one_is_configured(repo, cli_env, tmp
     """No tests to run (--test-cmd '', no reproduction rollouts): the verifier's score
     decides over the majority."""
     env = {**cli_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    # The verifier priced by its own entry (**was**: a scaled run's verifier cost no USD).
+    config = tmp_path / "config.toml"
+    config.write_text('[prices."judge"]\ninput = 1.0\noutput = 2.0\n')
     doc, _ = scaled_run(repo, env, ["wrong", "right", "wrong"], "--test-cmd", "",
-                        "--verifier-model", "judge")  # fmt: skip
+                        "--verifier-model", "judge", "--config", str(config))  # fmt: skip
     sel = doc["selection"]
     assert sel["stages"]["reward"]["ran"] and sel["stages"]["reward"]["cost"]["model_calls"] == 2
+    assert sel["stages"]["reward"]["cost"]["usd"] > 0
     assert sel["chosen"]["decided_by"] == "reward score"
     assert "+    return a + b" in doc["patch"]
     assert sel["warnings"] == []

@@ -36,6 +36,7 @@ _OPERATIONAL = {
     "model.price_input",  # prices say what a run cost; a price list may change
     "model.price_output",
     "model.price_cached_input",
+    "scaling.verifier_prices",
     "runtime.memory",
     "runtime.pids_limit",
     "runtime.base_commit",  # each record's own

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cwm_agent.costs import Prices, checked_prices, usd
+from cwm_agent.costs import usd
 from cwm_agent.errors import CwmError, Interrupted, ModelError, UsageError
 from cwm_agent.options import read_issue, resolve_options
 from cwm_agent.select import report, stages, tasks
@@ -20,7 +20,7 @@ from cwm_agent.select.display import make_display
 from cwm_agent.select.runner import Recorder, ThreadRunner
 from cwm_agent.select.store import SelectionStore, finished
 from cwm_agent.select.summary import Tally, summarize
-from cwm_agent.settings import record
+from cwm_agent.settings import record, verifier_prices
 from cwm_agent.verification import score_cache
 from cwm_agent.verification.candidates import read_inputs
 from cwm_agent.verification.cascade import Task
@@ -99,20 +99,8 @@ def _verifier(opts: dict[str, Any], cfg: Any) -> VerifierConfig | None:
         max_tokens=opts["verifier_max_tokens"],
         cache_dir=cache.resolve(),
         prompts=cfg["prompts"],
-        prices=_verifier_prices(cfg, name),
+        prices=verifier_prices(cfg),
     )
-
-
-def _verifier_prices(cfg: Any, name: str) -> Prices:
-    """The --price-* flags (and env, keys) price --model; another verifier model is priced
-    by its own [prices."MODEL"] entry, or not at all."""
-    if name == cfg["model"]:
-        model = record("model", cfg)
-        found = (model.price_input, model.price_output, model.price_cached_input)
-    else:
-        table = cfg.table_prices(name)
-        found = (table.get("input"), table.get("output"), table.get("cached_input"))
-    return checked_prices(*found, name)
 
 
 def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec) -> dict[str, Any]:
@@ -122,9 +110,11 @@ def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec
         _, template_sha = load_template(spec.verifier.prompts)
         verifier = {"model": spec.verifier.model.name, "template_sha256": template_sha}
     execution = None
-    if spec.execution is not None:  # what changes the verdicts; budgets and timeouts do not
+    if spec.execution is not None:  # all of it changes verdicts: a resume must not mix them
         tests = [str(Path(t).resolve()) for t in opts["tests"]]
-        execution = {"test_cmd": spec.execution.test_cmd, "tests": tests}
+        runtime = where.runtime.runtime if where.runtime is not None else None
+        execution = {**asdict(spec.execution), "tests": tests, "runtime": runtime,
+                     "image_template": where.image_template}  # fmt: skip
     return {
         "inputs": [str(Path(i).resolve()) for i in opts["inputs"]],
         "instances": where.identity(),
