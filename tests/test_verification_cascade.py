@@ -12,7 +12,14 @@ from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.settings import ModelSettings, RuntimeSettings
 from cwm_agent.verification import choice
 from cwm_agent.verification.cascade import Plan, Task, select_instance
-from cwm_agent.verification.records import Candidate, Cost, ExecReport, ExecVerdict, Origin
+from cwm_agent.verification.records import (
+    CODE_ONLY,
+    Candidate,
+    Cost,
+    ExecReport,
+    ExecVerdict,
+    Origin,
+)
 from cwm_agent.verification.reward import RewardModel, VerifierConfig, verifier_settings
 from cwm_agent.verification.workspace import CodeSource
 
@@ -183,6 +190,26 @@ def test_the_execute_stage_gets_code_changes_without_test_infrastructure(patches
     only = next(c for c in record["candidates"] if c["origin"]["model"] == "only_tests")
     assert only["pruned_at"] == "static" and only["reason"].startswith("non_test:")
     assert record["stages"]["execute"]["cost"]["test_runs"] == 2
+
+
+def test_a_chosen_patch_carrying_test_infrastructure_is_loud_or_emitted_without_it(patches):
+    """**Was**: silent: when every candidate of the chosen group adds a conftest.py (here
+    one forcing "passed"), the prediction carried what the checks had left out."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["forcing", "forcing", "wrong"])
+    skipped = {"reward": "no verifier", **NO_EXEC}
+    written = select_instance(task, Plan(("static", "group"), skipped))
+    assert written.record["chosen"]["decided_by"] == "votes"
+    assert written.prediction["model_patch"] == p["forcing"]  # as written, by default
+    (loud,) = written.warnings
+    assert loud.startswith("the emitted patch carries test infrastructure its verification "
+                           "left out (conftest.py)")  # fmt: skip
+    assert "--emit code-only" in loud and written.record["warnings"] == [loud]
+    code_only = select_instance(task, Plan(("static", "group"), skipped, emit=CODE_ONLY))
+    emitted = code_only.prediction["model_patch"]
+    assert "conftest" not in emitted and "+    return a * b" in emitted
+    assert code_only.warnings == ()
+    assert code_only.record["chosen"]["emitted"].endswith("test infrastructure (conftest.py)")
 
 
 def test_without_base_code_the_apply_check_is_not_checked_and_said(patches):

@@ -15,6 +15,7 @@ from cwm_agent.options import (
     setting_option,
     stack,
 )
+from cwm_agent.verification.records import AS_WRITTEN, EMITS
 
 SELECT_EXIT_HELP = (
     "Exit codes: 0 every instance has a choice or a reason (see selection.jsonl); 1 some "
@@ -103,6 +104,15 @@ SELECT_EXIT_HELP = (
         default=5,
         show_default=True,
         help="Groups the reward stage passes on to execution.",
+    ),  # fmt: skip
+    click.option(
+        "--emit",
+        type=click.Choice(EMITS),
+        default=AS_WRITTEN,
+        show_default=True,
+        help="The prediction: the chosen patch as written, or its code change alone "
+        "(code-only: without the test infrastructure its checks left out; as-written warns "
+        "when the chosen patch has any).",
     ),  # fmt: skip
     setting_option(
         "verifier_model", metavar="NAME", help="The reward stage's model.  [default: --model]"

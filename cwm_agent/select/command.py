@@ -35,6 +35,7 @@ def run(opts: dict[str, Any]) -> None:
     where = _instances(opts, cfg)
     verifier = _verifier(opts, cfg)
     spec = stages.plan(stages.parse(opts["stages"]), verifier, _execution(cfg, where), opts["keep"])
+    spec = replace(spec, emit=opts["emit"])
     if opts["tests"] and "execute" not in spec.stages:
         raise UsageError(
             f"--tests is for the execute stage, which does not run ({spec.skipped['execute']})",
@@ -120,6 +121,7 @@ def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec
         "instances": where.identity(),
         "stages": list(spec.stages),
         "keep": spec.keep,
+        "emit": spec.emit,
         "verifier": verifier,
         "execution": execution,
     }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from cwm_agent.errors import UsageError
 from cwm_agent.verification.cascade import STAGES, Plan
 from cwm_agent.verification.execute import ExecConfig, Execution
+from cwm_agent.verification.records import AS_WRITTEN
 from cwm_agent.verification.reward import RewardModel, VerifierConfig
 
 NO_VERIFIER = "no verifier model: pass --verifier-model (or --model)"
@@ -32,13 +33,14 @@ class PlanSpec:
     keep: int = 5
     verifier: VerifierConfig | None = None
     execution: ExecConfig | None = None  # None: execute does not run
+    emit: str = AS_WRITTEN  # --emit
 
     def build(self) -> Plan:
         reward = RewardModel(self.verifier) if self.verifier and "reward" in self.stages else None
         executor = None
         if "execute" in self.stages and self.execution is not None:
             executor = Execution(self.execution)
-        return Plan(self.stages, self.skipped, self.keep, reward, executor)
+        return Plan(self.stages, self.skipped, self.keep, reward, executor, emit=self.emit)
 
     def describe(self) -> dict[str, object]:
         return {"run": list(self.stages), "not_run": dict(self.skipped)}

@@ -23,6 +23,7 @@ from cwm_agent.costs import sum_usd
 from cwm_agent.errors import CwmError, Interrupted, RuntimeFailure
 from cwm_agent.verification import choice, grouping, static
 from cwm_agent.verification.records import (
+    AS_WRITTEN,
     Candidate,
     Cost,
     ExecReport,
@@ -77,6 +78,7 @@ class Plan:
     reward: RewardModel | None = None
     executor: Executor | None = None
     prefer: str = "size"  # the tie-break after votes: "size", or "tokens" (CWM's order)
+    emit: str = AS_WRITTEN  # the prediction: the patch as written, or CODE_ONLY
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     started = time.monotonic()
     with ExitStack() as held:
         code, lender = _code(task, plan, held)
-        log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer)
+        log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer,
+                          plan.emit)  # fmt: skip
         entries = _static(task, plan, log, code, lender.seconds if lender else 0.0)
         groups = _group(entries, plan, log)
         groups, scores = _reward(task, plan, log, groups)

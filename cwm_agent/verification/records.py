@@ -191,3 +191,9 @@ class Workspace(Protocol):
     record: Mapping[str, Any]
 
     def open(self, label: str) -> Runtime: ...
+
+
+# What a selection's prediction holds: the chosen candidate's patch as written (its test
+# infrastructure included, said loudly), or only its code change (what was verified).
+AS_WRITTEN, CODE_ONLY = "as-written", "code-only"
+EMITS = (AS_WRITTEN, CODE_ONLY)
