@@ -18,6 +18,7 @@ from cwm_agent.verification.records import (
     Cost,
     ExecReport,
     ExecVerdict,
+    Group,
     Origin,
 )
 from cwm_agent.verification.reward import RewardModel, VerifierConfig, verifier_settings
@@ -154,6 +155,38 @@ def test_keep_prunes_the_lower_scored_groups_with_a_reason(patches, tmp_path):
     pruned = [g for g in record["groups"] if g["pruned_at"] == "reward"]
     assert len(pruned) == 1 and "below --keep 1" in pruned[0]["reason"]
     assert record["funnel"] == {"candidates": 2, "static": 2, "group": 2, "reward": 1, "chosen": 1}
+
+
+def test_the_score_cache_tells_transports_and_repositories_apart(patches, tmp_path):
+    """**Was**: keyed by model, template, issue and change only: a score asked over chat
+    answered a completions run, and a score for one repository another's."""
+    _, _, p = patches
+    groups = [Group("g1", (Candidate("calc-1", p["good"], Origin("x")),), p["good"])]
+    with ScriptedServer(lambda body: _yes(0.9)) as server:
+        for api, repo in [("chat", "acme/calc"), ("completions", "acme/calc"),
+                          ("chat", "other/calc"), ("chat", "acme/calc")]:  # fmt: skip
+            reward = _reward(server, tmp_path, api)
+            (score,) = reward.score(ISSUE, groups, repo)
+            reward.close()
+        asked = [r for r in server.requests if r.method == "POST"]
+    assert len(asked) == 3 and score.cached  # the last one is the first one again
+
+
+def test_groups_the_verifier_could_not_score_are_cut_by_keep_with_that_reason(patches, tmp_path):
+    """**Was**: "ranked 2 of 2 by the verifier", for a group the verifier never judged."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["wrong", "good"])
+    error = {"status": 500, "headers": {"x-should-retry": "false"}}
+    replies = lambda body: error if "abs(a - b)" in str(body) else _yes(0.8)  # noqa: E731
+    with ScriptedServer(replies) as server:
+        plan = Plan(
+            ("static", "group", "reward"), NO_EXEC, keep=1, reward=_reward(server, tmp_path)
+        )
+        outcome = select_instance(task, plan)
+    (pruned,) = [g for g in outcome.record["groups"] if g["pruned_at"] == "reward"]
+    assert pruned["reason"].startswith("no verifier score (")
+    assert pruned["reason"].endswith("ranked 2 of 2, below the scored groups and --keep 1")
+    assert outcome.retry  # a resume asks the verifier again
 
 
 def test_the_execute_stage_gets_code_changes_without_test_infrastructure(patches, tmp_path):

@@ -219,9 +219,14 @@ def _reward(
                  f"({unscored[0].reason}); they rank below the scored ones")  # fmt: skip
     order = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     kept = order[: plan.keep]
+    failed = {s.group: s.reason for s in unscored}
     for place, group in enumerate(order[plan.keep :], plan.keep + 1):
-        log.prune_group(group.key, "reward", f"ranked {place} of {len(order)} by the "
-                        f"verifier, below --keep {plan.keep}")  # fmt: skip
+        if group.key in failed:  # not judged by the verifier: ranked below every scored one
+            why = (f"no verifier score ({failed[group.key]}): ranked {place} of {len(order)}, "
+                   f"below the scored groups and --keep {plan.keep}")  # fmt: skip
+        else:
+            why = f"ranked {place} of {len(order)} by the verifier, below --keep {plan.keep}"
+        log.prune_group(group.key, "reward", why)
     log.stage("reward", len(groups), len(kept), cost)
     return kept, scores
 
