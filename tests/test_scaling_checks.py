@@ -102,6 +102,7 @@ def test_a_test_command_failing_on_the_base_is_said_loudly_with_what_decided(rep
     assert warning.endswith("existing tests cannot decide between the candidates; the choice "
                             "fell to votes")  # fmt: skip
     assert f"warning: selection: {warning}" in stderr  # loudly, not as a note
+    assert stderr.count("passes no test on the base") == 1  # **was**: twice, a note too
     assert sel["chosen"]["decided_by"] == "votes"
     assert sel["stages"]["execute"]["base_passing"] == 0
     assert all(g["execute"]["status"] == "not_run" for g in sel["groups"])  # nothing counts

@@ -139,8 +139,9 @@ class Stage:
         )
 
     def _loud(self, message: str) -> None:
+        # Not noted as well: the cascade makes each a warning of the record, which every
+        # caller says on stderr (once; a note too would say it twice).
         self.report.warnings.append(message)
-        self.note(f"WARNING: {message}")
 
     def _group(
         self,

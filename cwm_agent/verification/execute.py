@@ -84,8 +84,7 @@ def execute(
         raise
     except CwmError as exc:  # no runtime, or it died: the groups left say so, loudly
         message = f"execution stopped: {exc}"
-        report.warnings.append(message)
-        note(f"WARNING: {message}")
+        report.warnings.append(message)  # the cascade's loud warning (not a note as well)
         for group in groups:
             if group.key not in report.verdicts:
                 report.verdicts[group.key] = ExecVerdict(group.key, "not_run", reason=message)
