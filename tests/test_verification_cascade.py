@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
+from cwm_agent.errors import RuntimeFailure
 from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.settings import ModelSettings, RuntimeSettings
 from cwm_agent.verification import choice
@@ -243,6 +244,35 @@ def test_a_chosen_patch_carrying_test_infrastructure_is_loud_or_emitted_without_
     assert "conftest" not in emitted and "+    return a * b" in emitted
     assert code_only.warnings == ()
     assert code_only.record["chosen"]["emitted"].endswith("test infrastructure (conftest.py)")
+
+
+class _Unopenable:
+    """A workspace whose runtime cannot open (an image that is not there), counting tries."""
+
+    instance_id, record = "calc-1", {}
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def open(self, label):
+        self.tries += 1
+        raise RuntimeFailure("no such image: swebench/calc-1")
+
+
+def test_a_runtime_that_cannot_open_is_tried_once_per_instance(patches):
+    """**Was**: tried for the static stage's base, then again by the execution stage."""
+    repo, base, p = patches
+    unopenable = _Unopenable()
+    code = CodeSource(runtime=RuntimeSettings(), given=unopenable, missing="no clone")
+    task = _task(repo, base, p, ["wrong", "good"])
+    task = Task(task.instance_id, ISSUE, task.candidates, code)
+    executor = lambda ws, groups, scripts, *, note: ws.open("x")  # noqa: E731
+    outcome = select_instance(task, Plan(("static", "group", "execute"),
+                                         {"reward": "none"}, executor=executor))  # fmt: skip
+    assert unopenable.tries == 1
+    execute = outcome.record["stages"]["execute"]
+    assert execute["why"] == "the runtime did not open: no such image: swebench/calc-1"
+    assert any("could not run (the runtime did not open" in w for w in outcome.warnings)
 
 
 def test_without_base_code_the_apply_check_is_not_checked_and_said(patches):

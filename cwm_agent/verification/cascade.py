@@ -98,13 +98,14 @@ def _quiet(text: str) -> None:
 def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     started = time.monotonic()
     with ExitStack() as held:
-        code, lender = _code(task, plan, held)
+        code, lender, unopened = _code(task, plan, held)
         log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer,
                           plan.emit)  # fmt: skip
         entries = _static(task, plan, log, code, lender.seconds if lender else 0.0)
         groups = _group(entries, plan, log)
         groups, scores = _reward(task, plan, log, groups)
-        groups, verdicts, weak = _execute(task, plan, log, groups, scores, note, lender)
+        groups, verdicts, weak = _execute(task, plan, log, groups, scores, note,
+                                          lender or unopened)  # fmt: skip
     ranked = choice.rank(groups, scores, verdicts, plan.prefer)
     decision = choice.decide(ranked)
     for text in weak:  # a check that could not run: say what decided instead
@@ -114,24 +115,26 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     return Outcome(task.instance_id, record, prediction, warnings, log.model_failure, cost)
 
 
-def _code(task: Task, plan: Plan, held: ExitStack) -> tuple[CodeSource, Lender | None]:
+def _code(task: Task, plan: Plan, held: ExitStack) -> tuple[CodeSource, Lender | None, str]:
     """The code the static stage reads. Without a clone, when execution will run: the
-    base of the execution stage's first runtime, opened now and lent to it."""
+    base of the execution stage's first runtime, opened now and lent to it (the third:
+    why that runtime did not open, so that execution does not open it again)."""
     code = task.code
     executes = "execute" in plan.stages and plan.executor is not None
     runtime = code.runtime is not None or code.given is not None
     if code.clone is not None or "static" not in plan.stages or not executes or not runtime:
-        return code, None
+        return code, None, ""
     if len(task.candidates) < 2:
-        return code, None  # nothing will be executed: no runtime for the base alone
+        return code, None, ""  # nothing will be executed: no runtime for the base alone
     try:
         lender = Lender(held.enter_context(workspace(task.instance_id, task.record, code)))
         held.callback(lender.close)
         clone, commit = lender.base()
     except CwmError as exc:
         why = f"{code.missing or 'no clone'}; no runtime for the base either ({exc.message})"
-        return replace(code, missing=why), None
-    return replace(code, clone=clone, commit=commit, label="the execution runtime's base"), lender
+        return replace(code, missing=why), None, exc.message
+    found = replace(code, clone=clone, commit=commit, label="the execution runtime's base")
+    return found, lender, ""
 
 
 def _static(
@@ -238,18 +241,23 @@ def _execute(
     groups: list[Group],
     scores: Mapping[str, float | None],
     note: Note,
-    lender: Lender | None,
+    lender: Lender | str,
 ) -> tuple[list[Group], dict[str, ExecVerdict], list[str]]:
-    """(the groups left, their verdicts, the checks that could not run, in words)."""
+    """(the groups left, their verdicts, the checks that could not run, in words).
+    ``lender``: the runtime the static stage opened, or why it did not open ("": none)."""
     if "execute" not in plan.stages or plan.executor is None or len(groups) < 2:
         why = _why_not(plan, "execute", groups)
         passed = "execute" in plan.stages and plan.executor is not None
         log.stage("execute", len(groups), len(groups), Cost(), why=why, passed=passed)
         return groups, {}, []
+    if isinstance(lender, str) and lender:  # opening it again would fail again, and cost
+        why = f"the runtime did not open: {lender}"
+        log.stage("execute", len(groups), len(groups), Cost(), why=why)
+        return groups, {}, [f"could not run ({why}): its signal is missing"]
     started = time.monotonic()
     best_first = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     try:
-        if lender is not None:  # its first runtime held the static stage's base
+        if isinstance(lender, Lender):  # its first runtime held the static stage's base
             report = plan.executor(lender, best_first, task.scripts, note=note)
         else:
             with workspace(task.instance_id, task.record, task.code) as ws:
