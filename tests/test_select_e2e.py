@@ -67,6 +67,7 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
     assert {"source": str(jsonl), "line": 2, "model": "m1"} in origins
     two = records["calc-2"]
     assert two["chosen"] is None and two["prediction"] is None
+    assert two["nothing_chosen"] == "no candidate is left to choose from"
     reasons = {c["origin"]["model"]: c["reason"] for c in two["candidates"]}
     assert reasons["m1"].startswith("non_test: changes only test infrastructure (conftest.py)")
     assert reasons["m3"].startswith("compile: calc.py:2: SyntaxError")
@@ -74,6 +75,28 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
     page = (out / "report.html").read_text()
     assert "Funnel" in page and "calc-1" in page and "<script" not in page
     assert "FAIL_TO_PASS" not in (out / "selection.jsonl").read_text()
+
+
+def test_an_instance_whose_predictions_are_all_empty_gets_a_record_saying_so(
+    world, tmp_path, cli_env
+):
+    """**Was**: no record at all (only a note that empty predictions were skipped), so the
+    instance looked unselected, not settled."""
+    p = world["patches"]
+    preds = write_jsonl(
+        tmp_path / "p.jsonl",
+        [prediction("calc-1", p["right"]), prediction("calc-2", ""), prediction("calc-2", "\n")],
+    )
+    result = run_cli(_select(world, tmp_path / "out", preds), cli_env)
+    assert result.returncode == 0, result.stderr
+    records = {r["instance_id"]: r for r in read_jsonl(tmp_path / "out" / "selection.jsonl")}
+    assert set(records) == {"calc-1", "calc-2"}
+    empty = records["calc-2"]
+    assert empty["chosen"] is None and empty["prediction"] is None and empty["candidates"] == []
+    assert empty["nothing_chosen"] == (
+        "nothing to choose from: its 2 prediction(s) are empty (no patch)"
+    )
+    assert [r["instance_id"] for r in read_jsonl(tmp_path / "out" / "preds.jsonl")] == ["calc-1"]
 
 
 def test_an_execution_that_cannot_decide_is_said_loudly_with_what_decided(world, tmp_path, cli_env):

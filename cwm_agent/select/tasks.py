@@ -51,7 +51,8 @@ class Instances:
 def build(
     found: Found, where: Instances, tests: Mapping[str, Sequence[Written]] | None = None
 ) -> list[Task]:
-    """One task per instance with candidates; ``tests``: ``--tests``' scripts by instance."""
+    """One task per instance with candidates, or with predictions that are all empty (its
+    record says there was nothing to choose); ``tests``: ``--tests``' scripts by instance."""
     tasks = _tasks(found, where)
     tests = tests or {}
     for n, task in enumerate(tasks):
@@ -96,7 +97,7 @@ def _dataset_tasks(found: Found, where: Instances) -> list[Task]:
     by_id: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in found.candidates:
         by_id[candidate.instance_id].append(candidate)
-    unknown = sorted(set(by_id) - set(records))
+    unknown = sorted((set(by_id) | set(found.empty)) - set(records))
     if unknown:
         shown = ", ".join(unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -107,11 +108,13 @@ def _dataset_tasks(found: Found, where: Instances) -> list[Task]:
         )
     tasks = []
     for iid, record in records.items():
-        if iid in by_id:
+        if iid in by_id or iid in found.empty:
             issue = str(record.get("problem_statement") or "")
             code = _record_code(record, where)
+            repo = str(record.get("repo") or "")
+            candidates = tuple(by_id.get(iid, ()))
             tasks.append(
-                Task(iid, issue, tuple(by_id[iid]), code, record, str(record.get("repo") or ""))
+                Task(iid, issue, candidates, code, record, repo, empty=found.empty.get(iid, 0))
             )
     return tasks
 

@@ -39,6 +39,7 @@ class Found:
     notes: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # INPUT -> predictions/batch/patches
     scripts: dict[str, list[Written]] = field(default_factory=dict)  # id -> batch's repro tests
+    empty: dict[str, int] = field(default_factory=dict)  # id -> its empty predictions (skipped)
 
     @property
     def for_one_instance(self) -> bool:
@@ -72,8 +73,10 @@ def read_inputs(specs: Sequence[str]) -> Found:
         else:
             found.kinds[spec] = "predictions"
             candidates, skipped = _predictions(path, spec)
+            for iid in skipped:
+                found.empty[iid] = found.empty.get(iid, 0) + 1
             if skipped:
-                found.notes.append(f"{spec}: {skipped} empty prediction(s) skipped")
+                found.notes.append(f"{spec}: {len(skipped)} empty prediction(s) skipped")
         found.candidates.extend(candidates)
     if not found.candidates:
         raise UsageError(
@@ -82,12 +85,13 @@ def read_inputs(specs: Sequence[str]) -> Found:
     return found
 
 
-def _predictions(path: Path, spec: str) -> tuple[list[Candidate], int]:
-    """(the candidates, how many empty predictions were skipped)."""
-    candidates, skipped = [], 0
+def _predictions(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
+    """(the candidates, the instance ids of the empty predictions skipped)."""
+    candidates: list[Candidate] = []
+    skipped: list[str] = []
     for prediction in read_predictions(path, spec):
         if not prediction.patch.strip():
-            skipped += 1
+            skipped.append(prediction.instance_id)
             continue
         origin = Origin(spec, line=prediction.line, model=prediction.model)
         candidates.append(Candidate(prediction.instance_id, prediction.patch, origin))

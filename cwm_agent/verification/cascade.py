@@ -66,6 +66,7 @@ class Task:
     record: Mapping[str, Any] = field(default_factory=dict)  # for the Workspace
     repo: str = ""
     scripts: tuple[ReproScript, ...] = ()
+    empty: int = 0  # its predictions that were empty (not candidates): said when none is left
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
                                           lender or unopened)  # fmt: skip
     ranked = choice.rank(groups, scores, verdicts, plan.prefer)
     decision = choice.decide(ranked)
+    if not task.candidates and task.empty:
+        why = f"nothing to choose from: its {task.empty} prediction(s) are empty (no patch)"
+        decision = replace(decision, reason=why)
     for text in weak:  # a check that could not run: say what decided instead
         log.warn(f"execute: {text}" + _fell_to(decision))
     record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)

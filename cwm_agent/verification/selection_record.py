@@ -16,7 +16,8 @@ The record is one line of ``selection.jsonl``:
   ``in`` / ``out`` (candidates for static, groups after), ``cost``, ``error`` (the
   traceback of an unexpected error that stopped it);
 - ``chosen`` (candidate, group, ``decided_by``, ``reason``; ``emitted`` when the prediction
-  is its code change alone, ``--emit code-only``), ``order``, ``warnings``,
+  is its code change alone, ``--emit code-only``), or ``nothing_chosen`` (why: every
+  candidate pruned, every prediction empty), ``order``, ``warnings``,
   ``cost`` (the instance's total), ``retry``, ``prediction`` (the SWE-bench line).
 """
 
@@ -190,6 +191,7 @@ class InstanceLog:
             "format_version": FORMAT_VERSION,
             "instance_id": self.instance_id,
             "chosen": chosen,
+            **({} if chosen is not None else {"nothing_chosen": decision.reason}),
             "order": choice.order(self.prefer),
             "warnings": list(self.warnings),
             "funnel": self.funnel(chosen is not None),
