@@ -42,6 +42,9 @@ def run(opts: dict[str, Any]) -> None:
             hint="give a runtime (--repos-dir, --repo or --runtime docker), or leave out --tests",
         )
     selected = tasks.build(found, where, read_tests(opts["tests"]))
+    asked = opts["stages"] is not None or bool(opts["tests"])
+    spec, said = stages.for_local_runtime(spec, selected, asked)
+    found.notes.extend([said] if said else [])
     store = SelectionStore(opts["outdir"].resolve())
     store.open()
     try:

@@ -86,6 +86,7 @@ class TestCommand:
 
 
 FACTS = "test_command"  # a record's own command as plain data (``command_facts``)
+_IMAGE_ONLY = ("conda activate", "/opt/miniconda3", "cd /testbed")  # the SWE-bench images'
 SWEBENCH_HINT = "pip install 'cwm-agent[swebench]'"
 
 
@@ -125,6 +126,16 @@ def runnable(command: TestCommand | None, python: str) -> tuple[TestCommand | No
         f"not installed ({SWEBENCH_HINT}): its tests run with pytest's JUnit report instead"
     )
     return pytest_command(python, command.preamble), why
+
+
+def needs_image(command: TestCommand | None) -> bool:
+    """A record's own command set up for its image (conda's testbed env, /testbed): on a
+    machine without that image its set-up fails, and no test runs."""
+    return (
+        command is not None
+        and command.kind == "swebench"
+        and any(mark in command.preamble for mark in _IMAGE_ONLY)
+    )
 
 
 def swebench_installed() -> bool:
