@@ -137,6 +137,7 @@ class ScalingSettings:
     max_seconds: float | None = None
     verifier_model: str | None = None  # the reward stage runs only with one
     verifier_base_url: str | None = None
+    verifier_prices: Prices = Prices()  # not a setting: ``verifier_prices`` (build fills it)
 
     @property
     def enabled(self) -> bool:
@@ -223,6 +224,18 @@ def model_settings(cfg: Resolved) -> ModelSettings:
     return settings
 
 
+def verifier_prices(cfg: Resolved) -> Prices:
+    """The verifier model's prices: the --price-* flags (and env, keys) price --model; another
+    verifier model is priced by its own [prices."MODEL"] entry, or not at all."""
+    name = cfg["verifier_model"] or cfg["model"]
+    if name == cfg["model"]:
+        found = (cfg["price_input"], cfg["price_output"], cfg["price_cached_input"])
+    else:
+        table = cfg.table_prices(name)
+        found = (table.get("input"), table.get("output"), table.get("cached_input"))
+    return checked_prices(*found, name)
+
+
 def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettings:
     """Everything one run needs, from the resolved settings (the model is required)."""
     agent: AgentConfig = record("agent", cfg)
@@ -231,7 +244,7 @@ def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettin
         model=replace(model_settings(cfg), native_tools=agent.tool_format == "openai"),
         agent=agent,
         runtime=record("runtime", cfg),
-        scaling=record("scaling", cfg),
+        scaling=replace(record("scaling", cfg), verifier_prices=verifier_prices(cfg)),
         traj_path=traj_path,
     )
     check_sampling(settings)

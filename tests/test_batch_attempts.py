@@ -153,6 +153,34 @@ def test_each_instance_selects_a_valid_patch_and_keeps_the_record(
     assert {key: (outdir / key / "selection.json").read_bytes() for key in PLAN} == before
 
 
+@pytest.mark.parametrize(
+    "executor",
+    ["thread", pytest.param("ray", marks=pytest.mark.skipif(not RAY, reason="no Ray"))],
+)
+def test_the_selections_loud_warnings_reach_stderr_and_the_summary(
+    executor, buggy_repo, env, tmp_path
+):
+    """A test command failing on the base: the selection warns (what decided instead).
+    **Was**: written only to the instance's stderr.log; now on the batch's stderr too, even
+    with -q, and counted in summary.json."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    (issues / "i-1.md").write_text("[i-1] add() subtracts instead of adding.")
+    outdir = tmp_path / "out"
+    args = ["batch", str(issues), "-o", str(outdir), "--repo", str(buggy_repo), "--model", "m"]
+    args += ["--max-steps", "5", "--executor", executor, "--attempts", "2"]
+    args += ["--repro-tests", "0", "--test-cmd", "false", "-q"]
+    with ScriptedServer(Attempts()) as server:
+        result = run_cli([*args, "--base-url", server.base_url], env)
+    assert result.returncode == 0, result.stderr
+    said = "i-1: warning: selection: execute: the test command passes no test on the base"
+    assert said in result.stderr
+    assert "the selection of 1 instance(s) warned 1 time(s)" in result.stderr
+    summary = read_json(outdir / "summary.json")
+    assert summary["selection_warnings"] == {"total": 1, "by_instance": {"i-1": 1}}
+    assert "warned" in summary["note"]
+
+
 def test_attempts_at_temperature_zero_is_a_usage_error(buggy_repo, env, tmp_path):
     issues = tmp_path / "issues"
     issues.mkdir()
@@ -180,7 +208,7 @@ def test_a_swebench_record_gives_attempts_its_test_command_and_nothing_it_grades
         assert secret not in text
     command = for_record(facts, None)
     assert command is not None and command.kind == "swebench"
-    assert command.script([sr.TEST_FILE], "/l", "/r", False).endswith(
+    assert command.script([sr.TEST_FILE], "/l", "/r").endswith(
         f"{{ python -m pytest -rA {sr.TEST_FILE}\n}} >/l 2>&1"
     )
     # Its log parser reads a run without any grading field at hand.

@@ -23,6 +23,7 @@ from conftest import run_cli
 
 from cwm_agent.errors import UsageError
 from cwm_agent.evaluate import tasks
+from cwm_agent.verification.images import record_image
 
 
 # -- without Docker ----------------------------------------------------------------------
@@ -47,20 +48,20 @@ def test_predictions_are_read_as_the_harness_reads_them(tmp_path):
     by_id = tmp_path / "by_id.json"
     by_id.write_text(json.dumps({r["instance_id"]: r for r in rows}))
     for path in (jsonl, as_list):  # the last prediction of an id wins
-        read = tasks.read_predictions(path)
+        read = tasks.last_predictions(path)
         assert [p["instance_id"] for p in read] == [sr.instance_id(2), sr.instance_id(1)]
         assert read[1]["model_patch"] == sr.prediction(1, "gold")["model_patch"]
-    assert len(tasks.read_predictions(by_id)) == 2
+    assert len(tasks.last_predictions(by_id)) == 2
     bad = {
         "not valid JSON": '{"instance_id": \n',
-        "an object with an instance_id": '{"model_patch": ""}\n',
+        "bad.jsonl:1: no instance_id": '{"model_patch": ""}\n',
         "must be a string": '{"instance_id": "a", "model_patch": 3}\n',
         "holds no predictions": "\n",
     }
     for expected, text in bad.items():
         (tmp_path / "bad.jsonl").write_text(text)
         with pytest.raises(UsageError, match=expected):
-            tasks.read_predictions(tmp_path / "bad.jsonl")
+            tasks.last_predictions(tmp_path / "bad.jsonl")
 
 
 def test_each_prediction_needs_its_record_and_its_grading_fields():
@@ -79,9 +80,7 @@ def test_each_prediction_needs_its_record_and_its_grading_fields():
         "reg/cwm-agent_1776_vercmp-1:v1"
     )
     no_image = [{k: v for k, v in r.items() if k != "image"} for r in records]
-    assert tasks.image_for(no_image[0], None) == (
-        "swebench/sweb.eval.x86_64.cwm-agent_1776_vercmp-1:latest"
-    )
+    assert record_image(no_image[0]) == ("swebench/sweb.eval.x86_64.cwm-agent_1776_vercmp-1:latest")
     key = matched[0].key()
     assert tasks.match([sr.prediction(2, "gold")], records)[0].key() == key
     assert tasks.match([sr.prediction(2, "wrong")], records)[0].key() != key
@@ -226,3 +225,21 @@ def started(engine, pid: int) -> set[str]:
 
     found = engine.api.containers(all=True, filters={"label": OWNER_LABEL})
     return {c["Id"] for c in found if f"/{pid}/" in c["Labels"].get(OWNER_LABEL, "")}
+
+
+def test_select_and_evaluate_read_a_predictions_file_the_same_way(tmp_path):
+    """One reader (``verification/predictions.py``): a JSON object keyed by instance id
+    whose values do not repeat the id, with an upper-case suffix (**was**: evaluate
+    refused what select read), gives both the same lines, ids, patches and models."""
+    from cwm_agent.verification.candidates import read_inputs
+
+    rows = [sr.prediction(1, "wrong"), sr.prediction(2, "gold")]
+    keyed = tmp_path / "preds.JSON"
+    without_id = {r["instance_id"]: {k: v for k, v in r.items() if k != "instance_id"}
+                  for r in rows}  # fmt: skip
+    keyed.write_text(json.dumps(without_id))
+    graded = [(n, p["instance_id"], p["model_patch"], p["model_name_or_path"])
+              for n, p in tasks.read_lines(keyed)]  # fmt: skip
+    chosen = [(c.origin.line, c.instance_id, c.patch, c.origin.model)
+              for c in read_inputs([str(keyed)]).candidates]  # fmt: skip
+    assert graded == chosen and [g[1] for g in graded] == [sr.instance_id(1), sr.instance_id(2)]

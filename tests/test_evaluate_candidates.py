@@ -133,3 +133,39 @@ def test_empty_candidates_need_no_engine_and_without_the_flag_the_last_line_wins
     )
     assert plain.returncode == 0, plain.stderr
     assert "candidates" not in json.loads(plain.stdout)
+
+
+def test_a_container_gone_between_candidates_is_replaced_not_reused(engine, tmp_path):
+    """A grading container removed between candidates (the engine, an out-of-memory
+    kill): the reset cannot reach it, and the next candidate gets a fresh container
+    (**was**: the engine's error escaped the reset after the runtime was marked clean, and
+    the next use reached the dead container)."""
+    from cwm_agent.evaluate.grade import Grader
+    from cwm_agent.evaluate.tasks import Task
+    from cwm_agent.evaluate.warm_grading import ContainerBox
+    from cwm_agent.runtimes.docker_engine import remove_container
+    from cwm_agent.verification.warm import Warm
+
+    record = sr.record(1, SWEBENCH_IMAGE)
+    task = Task(record["instance_id"], sr.prediction(1, "gold"), record, SWEBENCH_IMAGE)
+    grader = Grader(engine, f"cwm-test-gone-{os.getpid()}", 60)
+    boxes: list[ContainerBox] = []
+
+    def open_box(label):
+        with open(tmp_path / "containers.log", "a", encoding="utf-8") as log:
+            boxes.append(ContainerBox(grader, task, log))
+        return boxes[-1]
+
+    warm = Warm(open_box)
+    try:
+        warm.run("echo dirty > vercmp/__init__.py", 30)
+        warm.reset()
+        remove_container(boxes[0].container)
+        assert warm.run("git status --porcelain", 30).output == ""
+        assert warm.stats.opened == 2
+        assert warm.stats.fallbacks[0].startswith(
+            "a fresh runtime: the container cannot run commands"
+        )
+    finally:
+        warm.close()
+    assert leftover_containers(engine, {grader.run_id}) == []

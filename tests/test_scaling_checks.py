@@ -102,6 +102,7 @@ def test_a_test_command_failing_on_the_base_is_said_loudly_with_what_decided(rep
     assert warning.endswith("existing tests cannot decide between the candidates; the choice "
                             "fell to votes")  # fmt: skip
     assert f"warning: selection: {warning}" in stderr  # loudly, not as a note
+    assert stderr.count("passes no test on the base") == 1  # **was**: twice, a note too
     assert sel["chosen"]["decided_by"] == "votes"
     assert sel["stages"]["execute"]["base_passing"] == 0
     assert all(g["execute"]["status"] == "not_run" for g in sel["groups"])  # nothing counts
@@ -131,10 +132,14 @@ def test_a_verifier_scores_the_changes_when_one_is_configured(repo, cli_env, tmp
     """No tests to run (--test-cmd '', no reproduction rollouts): the verifier's score
     decides over the majority."""
     env = {**cli_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    # The verifier priced by its own entry (**was**: a scaled run's verifier cost no USD).
+    config = tmp_path / "config.toml"
+    config.write_text('[prices."judge"]\ninput = 1.0\noutput = 2.0\n')
     doc, _ = scaled_run(repo, env, ["wrong", "right", "wrong"], "--test-cmd", "",
-                        "--verifier-model", "judge")  # fmt: skip
+                        "--verifier-model", "judge", "--config", str(config))  # fmt: skip
     sel = doc["selection"]
     assert sel["stages"]["reward"]["ran"] and sel["stages"]["reward"]["cost"]["model_calls"] == 2
+    assert sel["stages"]["reward"]["cost"]["usd"] > 0
     assert sel["chosen"]["decided_by"] == "reward score"
     assert "+    return a + b" in doc["patch"]
     assert sel["warnings"] == []

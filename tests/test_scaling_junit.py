@@ -64,7 +64,7 @@ def test_every_test_case_and_its_outcome(tmp_path):
     folder = tmp_path / "repo with space"
     (folder / "tests").mkdir(parents=True)
     (folder / "tests" / "test_suite.py").write_text(SUITE)
-    report = folder / junit.REPORT_FILE
+    report = folder / "report.xml"
     # A command that changes directory and ends with a comment still writes the report;
     # options the user put in PYTEST_ADDOPTS stay in force (-p no:cacheprovider here).
     command = 'cd tests && "$PY" -m pytest -q  # the unit tests'
@@ -91,7 +91,7 @@ def test_every_test_case_and_its_outcome(tmp_path):
 
 
 def test_a_command_without_pytest_writes_no_report(tmp_path):
-    report = tmp_path / junit.REPORT_FILE
+    report = tmp_path / "report.xml"
     assert run_wrapped("echo hello; exit 3", tmp_path, report) == 3
     assert not report.exists()
 

@@ -24,6 +24,7 @@ from cwm_agent.settings import (
 )
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import ModelReply, ToolCall, Usage
+from cwm_agent.verification import batch_outputs, layout
 
 SCRIPT = """from mathlib.ops import add
 print("Issue resolved" if add(2, 3) == 5 else "Issue reproduced")
@@ -157,6 +158,12 @@ def test_with_submit_on_limit_an_unsent_test_file_is_taken(buggy_repo, tmp_path,
     script = [write] + [cwm("bash", "echo checking")] * 3
     with ScriptedServer(script) as server:
         settings = settings_for(server, buggy_repo, submit_on_limit=True)
-        test = run_repro_rollout(settings, "add() subtracts", 2, tmp_path / "repro-2.json")
+        folder = tmp_path / "out" / "inst-1"  # a batch --attempts instance folder
+        folder.mkdir(parents=True)
+        test = run_repro_rollout(settings, "add() subtracts", 2, folder / layout.repro_file(2))
     assert test.code == SCRIPT and test.source == "working tree" and test.status == "limit"
     assert test.test_hash is not None and test.normalized == "ast"
+    # select on the batch folder sees the test the batch counted, though none was submitted.
+    (folder / layout.RESULT).write_text(json.dumps({"instance_id": "inst-1"}))
+    found = batch_outputs.companions(tmp_path / "out")
+    assert [w.code for w in found["inst-1"]] == [SCRIPT]

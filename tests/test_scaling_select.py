@@ -43,6 +43,16 @@ def test_whitespace_and_context_do_not_change_a_patchs_identity():
     assert patch_hash(SPACED) != patch_hash(elsewhere)  # same lines, another place
     other_file = SPACED.replace("pkg/mod.py", "pkg/other.py")
     assert patch_hash(SPACED) != patch_hash(other_file)
+    trailing = diff(" def add(a, b):\n-    return a - b\n+    return  a +  b   \n", start=2)
+    assert patch_hash(trailing) == patch_hash(SPACED)
+
+
+def test_indentation_changes_a_patchs_identity():
+    """In Python indentation decides the block: `h()` inside the `if` and after it are
+    two changes (**was**: every whitespace dropped, one group, votes merged)."""
+    inside = diff(" def f(x):\n     if x:\n         g()\n+        h()\n", start=2)
+    after = diff(" def f(x):\n     if x:\n         g()\n+    h()\n", start=2)
+    assert patch_hash(inside) != patch_hash(after)
 
 
 SCRIPT = '''"""Check add()."""

@@ -67,6 +67,7 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
     assert {"source": str(jsonl), "line": 2, "model": "m1"} in origins
     two = records["calc-2"]
     assert two["chosen"] is None and two["prediction"] is None
+    assert two["nothing_chosen"] == "no candidate is left to choose from"
     reasons = {c["origin"]["model"]: c["reason"] for c in two["candidates"]}
     assert reasons["m1"].startswith("non_test: changes only test infrastructure (conftest.py)")
     assert reasons["m3"].startswith("compile: calc.py:2: SyntaxError")
@@ -74,6 +75,75 @@ def test_predictions_files_to_one_choice_per_instance(world, tmp_path, cli_env):
     page = (out / "report.html").read_text()
     assert "Funnel" in page and "calc-1" in page and "<script" not in page
     assert "FAIL_TO_PASS" not in (out / "selection.jsonl").read_text()
+
+
+def test_an_instance_whose_predictions_are_all_empty_gets_a_record_saying_so(
+    world, tmp_path, cli_env
+):
+    """**Was**: no record at all (only a note that empty predictions were skipped), so the
+    instance looked unselected, not settled."""
+    p = world["patches"]
+    preds = write_jsonl(
+        tmp_path / "p.jsonl",
+        [prediction("calc-1", p["right"]), prediction("calc-2", ""), prediction("calc-2", "\n")],
+    )
+    result = run_cli(_select(world, tmp_path / "out", preds), cli_env)
+    assert result.returncode == 0, result.stderr
+    records = {r["instance_id"]: r for r in read_jsonl(tmp_path / "out" / "selection.jsonl")}
+    assert set(records) == {"calc-1", "calc-2"}
+    empty = records["calc-2"]
+    assert empty["chosen"] is None and empty["prediction"] is None and empty["candidates"] == []
+    assert empty["nothing_chosen"] == (
+        "nothing to choose from: its 2 prediction(s) are empty (no patch)"
+    )
+    assert [r["instance_id"] for r in read_jsonl(tmp_path / "out" / "preds.jsonl")] == ["calc-1"]
+
+
+TEST_PATCH = (
+    "diff --git a/tests/test_calc.py b/tests/test_calc.py\n--- a/tests/test_calc.py\n"
+    "+++ b/tests/test_calc.py\n@@ -1 +1,2 @@\n x\n+y\n"
+)
+EVAL_SCRIPT = f"""#!/bin/bash
+set -uxo pipefail
+source /opt/miniconda3/bin/activate
+conda activate testbed
+cd /testbed
+git status
+git checkout {{base}} tests/test_calc.py
+git apply -v - <<'EOF_X'
+{TEST_PATCH}EOF_X
+: '>>>>> Start Test Output'
+python -m pytest -rA tests/test_calc.py
+: '>>>>> End Test Output'
+"""
+
+
+def test_records_whose_command_needs_their_image_do_not_execute_in_a_local_copy(
+    world, tmp_path, cli_env
+):
+    """SWE-bench records (their command activates the image's conda env) with --repos-dir:
+    **was**: execute ran in a sandboxed copy per instance, its base run failed, and every
+    instance warned; now it is not run by default, said once, and runs when asked."""
+    lines = read_jsonl(world["records"])
+    for line in lines:
+        script = EVAL_SCRIPT.replace("{base}", line["base_commit"])
+        line.update(eval_script=script, log_parser="parse_log_pytest", test_patch=TEST_PATCH)
+    write_jsonl(world["records"], lines)
+    p = world["patches"]
+    preds = write_jsonl(tmp_path / "p.jsonl", [prediction("calc-1", p["wrong"], "m1"),
+                                               prediction("calc-1", p["right"], "m2")])  # fmt: skip
+    result = run_cli(_select(world, tmp_path / "out", preds), cli_env)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_jsonl(tmp_path / "out" / "selection.jsonl")
+    why = record["stages"]["execute"]["why"]
+    assert why.startswith("the records' own test commands need their images")
+    assert record["warnings"] == [] and result.stderr.count(why) == 1  # the start line
+    asked = run_cli(_select(world, tmp_path / "asked", preds,
+                            extra=["--stages", "static,group,execute"]), cli_env)  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert "note: 1 of 1 instance(s): the records' own test commands need" in asked.stderr
+    (ran,) = read_jsonl(tmp_path / "asked" / "selection.jsonl")
+    assert ran["stages"]["execute"]["ran"]
 
 
 def test_an_execution_that_cannot_decide_is_said_loudly_with_what_decided(world, tmp_path, cli_env):

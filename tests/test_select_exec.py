@@ -121,6 +121,9 @@ def test_predictions_are_chosen_by_the_tests_in_one_warm_sandbox(world, tmp_path
     assert forcing["execute"]["repro_passed"] == 0  # its code does not fix add()
     assert forcing["execute"]["passed"] < rows["right"]["execute"]["passed"]
     assert record["warnings"] == []
+    # No verifier configured: a notice once at the start and the stage's why, no warning.
+    assert "reward not run (no verifier model" in result.stderr
+    assert record["stages"]["reward"]["why"].startswith("no verifier model")
     assert record["cost"]["test_runs"] >= 2 + 3 * 2  # the base, then each group
     assert "execute not run" not in result.stderr and "not wired" not in result.stderr
     summary = json.loads((out / "summary.json").read_text())

@@ -97,3 +97,27 @@ def test_a_verifier_that_is_down_exits_3_and_a_rerun_retries(tmp_path, cli_env):
     assert record["retry"] and record["chosen"]["decided_by"] in ("size", "input order")
     again = run_cli(args, cli_env)
     assert "0 already finished, 1 to run" in again.stderr
+
+
+def test_instances_that_fail_make_the_exit_status_1_and_a_rerun_retries(tmp_path, cli_env):
+    """A partial clone whose remote is gone: the base's blobs cannot be read, the static
+    stage fails for the instance. **Was** exit 0 with the failures said in passing; now
+    exit 1 naming them, no record for them (a re-run runs them again)."""
+    world = setup(tmp_path)
+    git(world["clone"], "config", "uploadpack.allowFilter", "true")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    source = f"file://{world['clone']}"
+    git(partial, "clone", "-q", "--bare", "--filter=blob:none", source, "acme__calc")
+    git(partial / "acme__calc", "remote", "set-url", "origin", f"file://{tmp_path}/gone")
+    preds = write_jsonl(tmp_path / "p.jsonl", [prediction("calc-1", world["patches"]["right"])])
+    out = tmp_path / "out"
+    args = ["select", str(preds), "-o", str(out), "--dataset", str(world["records"])]
+    args += ["--repos-dir", str(partial), "--stages", "static,group"]
+    failed = run_cli(args, cli_env)
+    assert failed.returncode == 1, failed.stderr
+    assert "calc-1: FAILED, will run again on resume: git cat-file could not read" in failed.stderr
+    assert "Error: 1 instance(s) failed and have no record in selection.jsonl" in failed.stderr
+    assert not (out / "selection.jsonl").exists() or read_jsonl(out / "selection.jsonl") == []
+    again = run_cli(args, cli_env)
+    assert again.returncode == 1 and "0 already finished, 1 to run" in again.stderr

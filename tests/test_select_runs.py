@@ -160,6 +160,20 @@ def test_another_selection_into_the_same_out_is_refused(tmp_path, env):
     assert refused.returncode == 2 and "holds another selection (stages:" in refused.stderr
 
 
+def test_a_resume_with_other_budgets_or_runtime_is_refused(tmp_path, env):
+    """**Was**: the manifest held only the test command and --tests ("budgets and timeouts
+    do not change verdicts"), so a resume mixed verdicts made under other budgets."""
+    world = setup(tmp_path, ("calc-1",))
+    preds = write_jsonl(tmp_path / "p.jsonl", [prediction("calc-1", world["patches"]["right"])])
+    base = ["select", str(preds), "-o", str(tmp_path / "out"), "--dataset", str(world["records"])]
+    base += ["--repos-dir", str(world["repos"])]
+    assert run_cli([*base, "--max-test-runs", "5"], env).returncode == 0
+    refused = run_cli([*base, "--max-test-runs", "6"], env)
+    assert refused.returncode == 2 and "holds another selection (execution:" in refused.stderr
+    assert "'max_test_runs': 5" in refused.stderr and "'runtime': 'local'" in refused.stderr
+    assert run_cli([*base, "--max-test-runs", "5"], env).returncode == 0  # the same: resumes
+
+
 @needs_ray
 def test_ray_gives_the_records_the_threads_give(tmp_path, env):
     world, _, preds = _many(tmp_path, 3)

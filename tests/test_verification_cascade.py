@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 from conftest import git
 
+from cwm_agent.errors import RuntimeFailure
 from cwm_agent.scripted_server import ScriptedServer
 from cwm_agent.settings import ModelSettings, RuntimeSettings
 from cwm_agent.verification import choice
 from cwm_agent.verification.cascade import Plan, Task, select_instance
-from cwm_agent.verification.records import Candidate, Cost, ExecReport, ExecVerdict, Origin
+from cwm_agent.verification.records import (
+    CODE_ONLY,
+    Candidate,
+    Cost,
+    ExecReport,
+    ExecVerdict,
+    Group,
+    Origin,
+)
 from cwm_agent.verification.reward import RewardModel, VerifierConfig, verifier_settings
 from cwm_agent.verification.workspace import CodeSource
 
@@ -149,6 +158,38 @@ def test_keep_prunes_the_lower_scored_groups_with_a_reason(patches, tmp_path):
     assert record["funnel"] == {"candidates": 2, "static": 2, "group": 2, "reward": 1, "chosen": 1}
 
 
+def test_the_score_cache_tells_transports_and_repositories_apart(patches, tmp_path):
+    """**Was**: keyed by model, template, issue and change only: a score asked over chat
+    answered a completions run, and a score for one repository another's."""
+    _, _, p = patches
+    groups = [Group("g1", (Candidate("calc-1", p["good"], Origin("x")),), p["good"])]
+    with ScriptedServer(lambda body: _yes(0.9)) as server:
+        for api, repo in [("chat", "acme/calc"), ("completions", "acme/calc"),
+                          ("chat", "other/calc"), ("chat", "acme/calc")]:  # fmt: skip
+            reward = _reward(server, tmp_path, api)
+            (score,) = reward.score(ISSUE, groups, repo)
+            reward.close()
+        asked = [r for r in server.requests if r.method == "POST"]
+    assert len(asked) == 3 and score.cached  # the last one is the first one again
+
+
+def test_groups_the_verifier_could_not_score_are_cut_by_keep_with_that_reason(patches, tmp_path):
+    """**Was**: "ranked 2 of 2 by the verifier", for a group the verifier never judged."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["wrong", "good"])
+    error = {"status": 500, "headers": {"x-should-retry": "false"}}
+    replies = lambda body: error if "abs(a - b)" in str(body) else _yes(0.8)  # noqa: E731
+    with ScriptedServer(replies) as server:
+        plan = Plan(
+            ("static", "group", "reward"), NO_EXEC, keep=1, reward=_reward(server, tmp_path)
+        )
+        outcome = select_instance(task, plan)
+    (pruned,) = [g for g in outcome.record["groups"] if g["pruned_at"] == "reward"]
+    assert pruned["reason"].startswith("no verifier score (")
+    assert pruned["reason"].endswith("ranked 2 of 2, below the scored groups and --keep 1")
+    assert outcome.retry  # a resume asks the verifier again
+
+
 def test_the_execute_stage_gets_code_changes_without_test_infrastructure(patches, tmp_path):
     """A candidate whose conftest.py forces every report to "passed" (and whose code is
     wrong) is judged on its code alone: the executor never sees its conftest.py, the
@@ -185,6 +226,55 @@ def test_the_execute_stage_gets_code_changes_without_test_infrastructure(patches
     assert record["stages"]["execute"]["cost"]["test_runs"] == 2
 
 
+def test_a_chosen_patch_carrying_test_infrastructure_is_loud_or_emitted_without_it(patches):
+    """**Was**: silent: when every candidate of the chosen group adds a conftest.py (here
+    one forcing "passed"), the prediction carried what the checks had left out."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["forcing", "forcing", "wrong"])
+    skipped = {"reward": "no verifier", **NO_EXEC}
+    written = select_instance(task, Plan(("static", "group"), skipped))
+    assert written.record["chosen"]["decided_by"] == "votes"
+    assert written.prediction["model_patch"] == p["forcing"]  # as written, by default
+    (loud,) = written.warnings
+    assert loud.startswith("the emitted patch carries test infrastructure its verification "
+                           "left out (conftest.py)")  # fmt: skip
+    assert "--emit code-only" in loud and written.record["warnings"] == [loud]
+    code_only = select_instance(task, Plan(("static", "group"), skipped, emit=CODE_ONLY))
+    emitted = code_only.prediction["model_patch"]
+    assert "conftest" not in emitted and "+    return a * b" in emitted
+    assert code_only.warnings == ()
+    assert code_only.record["chosen"]["emitted"].endswith("test infrastructure (conftest.py)")
+
+
+class _Unopenable:
+    """A workspace whose runtime cannot open (an image that is not there), counting tries."""
+
+    instance_id, record = "calc-1", {}
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def open(self, label):
+        self.tries += 1
+        raise RuntimeFailure("no such image: swebench/calc-1")
+
+
+def test_a_runtime_that_cannot_open_is_tried_once_per_instance(patches):
+    """**Was**: tried for the static stage's base, then again by the execution stage."""
+    repo, base, p = patches
+    unopenable = _Unopenable()
+    code = CodeSource(runtime=RuntimeSettings(), given=unopenable, missing="no clone")
+    task = _task(repo, base, p, ["wrong", "good"])
+    task = Task(task.instance_id, ISSUE, task.candidates, code)
+    executor = lambda ws, groups, scripts, *, note: ws.open("x")  # noqa: E731
+    outcome = select_instance(task, Plan(("static", "group", "execute"),
+                                         {"reward": "none"}, executor=executor))  # fmt: skip
+    assert unopenable.tries == 1
+    execute = outcome.record["stages"]["execute"]
+    assert execute["why"] == "the runtime did not open: no such image: swebench/calc-1"
+    assert any("could not run (the runtime did not open" in w for w in outcome.warnings)
+
+
 def test_without_base_code_the_apply_check_is_not_checked_and_said(patches):
     repo, base, p = patches
     task = _task(repo, base, p, ["good"])
@@ -216,3 +306,46 @@ def test_the_choice_order_and_what_decided_it():
     assert decision.reason == "passes 3 of 3 checks; the next best passes 2"
     tie = [grp("x", 1, small), grp("y", 1, small)]
     assert choice.decide(choice.rank(tie)).decided_by == "input order"
+
+
+def test_an_unexpected_error_in_execution_still_gives_a_choice_and_says_so(patches):
+    """An executor that fails in a way nobody expected (a bug): the instance still gets
+    its record and a choice by the weaker signals, a loud warning, and the traceback in
+    the record (**was**: the error ended the cascade; under --attempts, K paid rollouts
+    ended without a selection.json)."""
+    repo, base, p = patches
+    task = _task(repo, base, p, ["good", "wrong"])
+
+    def broken(workspace, groups, scripts, *, note):
+        raise ValueError("a bug in the execution stage")
+
+    plan = Plan(("static", "group", "execute"), {"reward": "no verifier"}, executor=broken)
+    outcome = select_instance(task, plan)
+    assert outcome.prediction is not None
+    assert outcome.record["chosen"]["decided_by"] == "input order"
+    (warning,) = outcome.warnings
+    assert warning.startswith(
+        "execute: could not run (an unexpected error, ValueError: a bug in the execution stage;"
+    )
+    assert warning.endswith("its signal is missing; the choice fell to input order")
+    execute = outcome.record["stages"]["execute"]
+    assert execute["ran"] is False and "Traceback" in execute["error"]
+
+
+def test_a_choice_by_tests_says_when_only_some_groups_ran():
+    """The runner-up not run for a budget: **was** "tests passed" as if it had been
+    compared; the early stop (lossless) keeps the plain label."""
+    from cwm_agent.verification.records import Group
+
+    groups = [Group(k, (Candidate("i", "+a\n", Origin("f")),), "+a\n") for k in "ab"]
+    ran = ExecVerdict("a", "ran", 0, 5)
+    budget = ExecVerdict("b", "not_run", reason="budget: max_seconds 60 reached")
+    decision = choice.decide(choice.rank(groups, verdicts={"a": ran, "b": budget}))
+    assert decision.decided_by == "tests passed, only some groups ran"
+    assert decision.reason == (
+        "passes 0 of 5 checks; the next best was not run (budget: max_seconds 60 reached)"
+    )
+    stopped = ExecVerdict("b", "not_run", reason="early stop: a passed all 5 checks")
+    leader = ExecVerdict("a", "ran", 5, 5)
+    lossless = choice.decide(choice.rank(groups, verdicts={"a": leader, "b": stopped}))
+    assert lossless.decided_by == "tests passed"

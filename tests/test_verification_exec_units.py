@@ -12,7 +12,8 @@ from conftest import SHARED_DATA, git
 from cwm_agent.verification import testcmd
 from cwm_agent.verification.checks import classify, touches_build
 from cwm_agent.verification.impact import DIRECT, PACKAGE, REEXPORTED, impacted
-from cwm_agent.verification.pytree import PyTree, is_test_file
+from cwm_agent.verification.pytree import PyTree
+from cwm_agent.verification.testinfra import is_test_module
 from cwm_agent.verification.warm import Fingerprint, WarmError
 
 
@@ -52,17 +53,20 @@ def test_django_sympy_and_sphinx_commands(lite):
 
 def test_the_script_runs_the_setup_then_the_tests_into_the_log(lite):
     django = testcmd.from_eval_script(lite["django__django-11099"])
-    script = django.script(["tests/queries/tests.py"], "/s/log", "/s/junit.xml", install=True)
+    script = django.script(["tests/queries/tests.py"], "/s/log", "/s/junit.xml")
     lines = script.splitlines()
     assert lines[0] == "source /opt/miniconda3/bin/activate"
-    assert "python -m pip install -e ." in lines
+    assert "python -m pip install -e ." not in lines  # a step of its own: install_script
+    install = django.install_script().splitlines()
+    assert install[0] == lines[0] and install[-1] == "python -m pip install -e ."
     assert lines[-2:] == [
         "{ ./tests/runtests.py --verbosity 2 --settings=test_sqlite --parallel 1 queries.tests",
         "} >/s/log 2>&1",
     ]
     given = testcmd.TestCommand("given", "make test ARGS='{tests}'", selects=True)
-    assert "make test ARGS='a/test_x.py'" in given.script(["a/test_x.py"], "/l", "/r", False)
-    assert "PYTEST_ADDOPTS" in given.script([], "/l", "/r", False)  # JUnit asked for
+    assert "make test ARGS='a/test_x.py'" in given.script(["a/test_x.py"], "/l", "/r")
+    assert "PYTEST_ADDOPTS" in given.script([], "/l", "/r")  # JUnit asked for
+    assert given.install_script() == ""
 
 
 def test_for_record_prefers_the_given_command_then_the_record_then_pytest(lite):
@@ -95,6 +99,8 @@ FILES = {
     "src/shop/pricing/tax.py": "def vat(x): return x\nrate = 1\n",
     "src/shop/pricing/discount.py": "def off(x): return x\n",
     "src/shop/templates/cart.html": "<p></p>\n",
+    "src/shop/testing.py": "def assert_priced(x): pass\n",  # xarray/testing.py's kind
+    "tests/test_helpers.py": "from shop.testing import assert_priced\n",
     "tests/test_tax.py": "from shop.pricing.tax import vat\n",
     "tests/test_reexport.py": "from shop.pricing import vat\n",
     "tests/test_package.py": "from shop import pricing\n",
@@ -127,7 +133,7 @@ def test_modules_and_test_files(shop):
     assert shop.module_of("tests/pricing_app/tests.py") == "pricing_app.tests"
     assert shop.module_of("tests/test_tax.py") == "test_tax"
     assert shop.module_of("src/shop/templates/cart.html") is None
-    assert is_test_file("tests/pricing_app/tests.py") and not is_test_file("tests/conftest.py")
+    assert is_test_module("tests/pricing_app/tests.py") and not is_test_module("tests/conftest.py")
     relative = shop.imports("tests/pricing_app/tests.py")
     assert [i.module for i in relative] == ["pricing_app.models", "shop.pricing.tax"]
     assert [i.names for i in shop.imports("tests/test_py2.py")] == [("rate",)]
@@ -146,6 +152,15 @@ def test_impacted_tests_are_ranked_direct_reexported_package(shop):
     )
     assert impacted(shop, ["src/shop/pricing/tax.py"], cap=2).files == found.files[:2]
     assert found.note == ""
+
+
+def test_a_library_module_named_testing_is_code_not_a_test_file(shop):
+    """**Was**: pytree's own rule (any name starting "test") made src/shop/testing.py a
+    test file, so a change to it impacted no test; testinfra's rule (one definition now)
+    says it is code."""
+    assert "src/shop/testing.py" not in shop.test_files()
+    found = impacted(shop, ["src/shop/testing.py"], cap=5)
+    assert found.modules == ("shop.testing",) and found.files == ("tests/test_helpers.py",)
 
 
 def test_the_scores_behind_the_ranking(shop):

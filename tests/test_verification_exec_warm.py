@@ -20,6 +20,7 @@ from exec_support import (
 )
 
 from cwm_agent.verification.execute import ExecConfig, execute
+from cwm_agent.verification.records import ReproScript
 from cwm_agent.verification.warm import Warm
 
 KINDS = ["deletes", "litters", "modes", "lingers", "edits-git"]
@@ -144,5 +145,112 @@ def test_a_big_file_is_not_copied_into_the_snapshot_and_a_change_to_it_is_seen(t
         warm.reset()
         assert warm.run("cat calc/data.txt", 30).output == "42\n"
         assert warm.stats.verified == 1
+    finally:
+        warm.close()
+
+
+# The record's install, as some of SWE-bench's eval scripts run it (no index, no wheel
+# package here: setuptools' develop), and a script that asks whether the project is
+# installed.
+INSTALL = "python setup.py -q develop"
+PACKAGED = (  # a new setup.py: a build input
+    "diff --git a/setup.py b/setup.py\nnew file mode 100644\n--- /dev/null\n"
+    "+++ b/setup.py\n@@ -0,0 +1,3 @@\n+from setuptools import setup\n+\n"
+    '+setup(name="calc", version="1.0", packages=["calc"])\n'
+)
+INSTALLED = ReproScript(
+    "installed",
+    "from importlib.metadata import PackageNotFoundError, version\n"
+    "try:\n    version('calc')\n    print('Issue resolved')\n"
+    "except PackageNotFoundError:\n    print('Issue reproduced')\n",
+)
+
+
+def install_record(command: str = "python -m pytest -q -p no:cacheprovider -rA") -> dict:
+    return {"test_command": {"kind": "pytest", "command": command, "install": INSTALL}}
+
+
+def test_an_install_runs_on_its_own_and_costs_a_fresh_runtime(engine, tmp_path):
+    """A group touching a build input runs the record's install, which writes into the
+    environment's site-packages (outside the repository, out of the reset's reach). The
+    next group must not see it (**was**: the warm runtime was reset "verified", the next
+    group found the project installed, and its verdict differed from a fresh runtime's)."""
+    repo = make_calc_repo(tmp_path / "calc")
+    packaged = patch_for(repo, {"calc/ops.py": FIX}) + PACKAGED
+    groups = [group("packaged", packaged), group("good", patch_for(repo, {"calc/ops.py": FIX}))]
+    workspace = DockerWorkspace(SWEBENCH_IMAGE, repo, install_record(), shell_init=TESTBED)
+    scripts = [INSTALLED]
+    warm = execute(workspace, groups, scripts, ExecConfig(early_stop=False), lambda t: None)
+    fresh = execute(workspace, groups, scripts, ExecConfig(early_stop=False, warm=False),
+                    lambda t: None)  # fmt: skip
+    assert rows(warm) == rows(fresh)
+    assert rows(fresh)["good"][3] == 0 and rows(fresh)["packaged"][3] == 1
+    assert warm.reset == "a fresh runtime: the record's install ran"
+    assert warm.runtimes == 2
+    order = [(r["group"], r["check"]) for r in warm.runs if r["group"] == "packaged"]
+    assert order[:3] == [("packaged", "apply"), ("packaged", "install"), ("packaged", "existing")]
+    assert warm.cost.test_runs == fresh.cost.test_runs == 3 * 2  # installs are not test runs
+
+
+def test_the_scripts_see_the_built_code_when_no_test_counts(engine, tmp_path):
+    """The install is a step of its own: it runs even when no existing test counts (a
+    test command failing on the base), and the reproduction scripts see what it built
+    (**was**: it ran inside the test run only, so here never)."""
+    repo = make_calc_repo(tmp_path / "calc")
+    packaged = patch_for(repo, {"calc/ops.py": FIX}) + PACKAGED
+    record = install_record("python -m pytest --no-such-option")
+    workspace = DockerWorkspace(SWEBENCH_IMAGE, repo, record, shell_init=TESTBED)
+    report = execute(workspace, [group("packaged", packaged)], [INSTALLED], ExecConfig(),
+                     lambda t: None)  # fmt: skip
+    assert report.base_passing == ()
+    assert rows(report)["packaged"] == ("ran", 0, 0, 1, 1, ())
+
+
+class FlakyReset:
+    """A real runtime whose first reset cannot be run (the way a container's exec fails
+    when the engine hiccups): it raises what that box raises, not a CwmError."""
+
+    def __init__(self, runtime):
+        self.runtime, self.root, self.failed = runtime, runtime.root, False
+
+    def run(self, command, timeout):
+        if "__w_reset" in command and not self.failed:
+            self.failed = True
+            raise OSError("the exec stream broke")
+        return self.runtime.run(command, timeout)
+
+    def read_file(self, path):
+        return self.runtime.read_file(path)
+
+    def write_file(self, path, data):
+        self.runtime.write_file(path, data)
+
+    def close(self):
+        self.runtime.close()
+
+
+def test_a_reset_that_raises_leaves_no_dirty_tree(tmp_path):
+    """Whatever the reset raises, the next candidate never runs on the tree the last one
+    left (**was**: the runtime was marked clean before the reset, which raised past its
+    CwmError handler; the caller took the candidate for an error, and the next one ran on
+    the dirty tree)."""
+    repo = make_calc_repo(tmp_path / "calc")
+    workspace = LocalWorkspace(repo)
+    warm = Warm(lambda label: FlakyReset(workspace.open(label)))
+
+    def use():  # as evaluate grades a candidate: what the runtime raises is its error
+        try:
+            return warm.run("cat calc/data.txt", 30).output
+        except OSError as exc:
+            return f"error: {exc}"
+
+    try:
+        warm.run("echo dirty > calc/data.txt", 30)
+        warm.reset()
+        assert [use(), use()] == ["42\n", "42\n"]
+        assert warm.stats.opened == 2
+        assert warm.stats.fallbacks == [
+            "a fresh runtime: the reset failed (OSError: the exec stream broke)"
+        ]
     finally:
         warm.close()

@@ -94,8 +94,12 @@ class PlainDisplay:
     def message(self, text: str) -> None:
         self._emit(text)
 
-    def _emit(self, text: str) -> None:
-        if self.quiet:
+    def warning(self, text: str) -> None:
+        """A warning: said even with -q."""
+        self._emit(text, loud=True)
+
+    def _emit(self, text: str, loud: bool = False) -> None:
+        if self.quiet and not loud:
             return
         elapsed = self.tally.counts()["elapsed"]
         with self._lock:
@@ -133,6 +137,9 @@ class LiveDisplay:
 
     def message(self, text: str) -> None:
         self._live.console.print(Text(visible(text)))  # no markup, no escapes
+
+    def warning(self, text: str) -> None:
+        self.message(text)
 
     def __rich__(self) -> Group:
         counts = self.tally.counts()

@@ -16,7 +16,8 @@ from typing import Any
 from cwm_agent.batch.instances import Instance
 from cwm_agent.errors import UsageError
 from cwm_agent.evaluate.runner import EvalSettings, Evaluator, Say
-from cwm_agent.evaluate.tasks import GRADING_KEYS, Task, image_for
+from cwm_agent.evaluate.tasks import GRADING_KEYS, Task
+from cwm_agent.verification.images import record_image
 
 EVALUATION_DIR = "evaluation"
 
@@ -60,7 +61,7 @@ class BatchGrading:
             return
         record = self.records[instance.instance_id]
         task = Task(
-            instance.instance_id, prediction, record, image_for(record, self.image_template)
+            instance.instance_id, prediction, record, record_image(record, self.image_template)
         )
         self.submitted.append(instance.instance_id)
         self.evaluator.submit(task)

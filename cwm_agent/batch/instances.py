@@ -24,7 +24,6 @@ from cwm_agent.verification.store import folder_name
 from cwm_agent.verification.workspace import safe_record
 
 ISSUE_SUFFIXES = (".md", ".txt")
-# GitHub's owner/name: the only shape of a record's repo, found as a folder of --repos-dir.
 
 
 @dataclass(frozen=True)

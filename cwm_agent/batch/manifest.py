@@ -21,10 +21,11 @@ from cwm_agent import __version__
 from cwm_agent.batch.plan import BatchConfig
 from cwm_agent.errors import UsageError
 from cwm_agent.settings import stored
+from cwm_agent.verification import layout
 from cwm_agent.verification.sources import Source
 from cwm_agent.verification.store import write_atomic
 
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST
 # How the model is reached and the container bounded: not what the agent produces.
 _OPERATIONAL = {
     "model.name",  # recorded once, as "model"
@@ -36,6 +37,7 @@ _OPERATIONAL = {
     "model.price_output",
     "model.price_cached_input",
     "scaling.verifier_base_url",  # where the verifier is: its model name is what decides
+    "scaling.verifier_prices",
     "runtime.memory",
     "runtime.pids_limit",
     "runtime.base_commit",  # each record's own

@@ -6,6 +6,9 @@
   is found in ``--repos-dir`` and checked out at ``base_commit`` in a temporary clone;
 - JSONL with an image per instance (``--image-template`` or the record's ``image``): the
   repository is already in the image, at ``--workdir`` (default ``/testbed``).
+
+Which image, in which order, and the runtime settings for it: ``verification/images.py``
+(the one precedence batch, select and evaluate share).
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ from pathlib import Path
 from cwm_agent.batch.instances import Instance
 from cwm_agent.errors import UsageError
 from cwm_agent.factory import require_work_tree
-from cwm_agent.settings import RunSettings
+from cwm_agent.settings import RunSettings, RuntimeSettings
 from cwm_agent.trajectory import new_run_id
 from cwm_agent.verification.checkout import checkout_at, find_clone
-from cwm_agent.verification.store import image_from_template
-
-SWEBENCH_WORKDIR = "/testbed"
+from cwm_agent.verification.images import Images, runtime_for
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,14 @@ class BatchConfig:
         return self.base.runtime.runtime
 
     def image_for(self, instance: Instance) -> tuple[str | None, bool]:
-        """(image, repository already inside it). Flags win over the record's own image."""
+        """(image, repository already inside it), in ``images.py``'s order; no SWE-bench
+        naming at the end (a docker batch without an image is refused in ``check``)."""
         runtime = self.base.runtime
         if runtime.runtime != "docker":
             return None, False
-        if self.image_template:
-            return image_from_template(self.image_template, instance.instance_id), True
-        if self.image_from_flag:
-            return runtime.image, runtime.repo_in_image
-        if instance.image:
-            return instance.image, True
-        return runtime.image, runtime.repo_in_image
+        images = Images(self.image_template, runtime.image, self.image_from_flag,
+                        runtime.repo_in_image, naming=None)  # fmt: skip
+        return images.pick(instance.instance_id, instance.image)
 
     def check(self, instances: list[Instance], from_folder: bool) -> None:
         """Refuse, before anything runs, a batch whose instances cannot all be set up."""
@@ -97,28 +95,21 @@ class BatchConfig:
         if self.repo is not None:
             yield self.repo
         elif in_image:
-            yield Path(self._workdir(in_image))  # recorded only; the image has it
+            yield Path(self.runtime_of(instance).workdir)  # recorded only; the image has it
         else:
             assert self.repos_dir and instance.repo and instance.base_commit  # see check()
             clone = find_clone(self.repos_dir, instance.repo)
             with checkout_at(clone, instance.base_commit) as work:
                 yield work
 
-    def settings(self, instance: Instance, repo: Path, traj_path: Path) -> RunSettings:
+    def runtime_of(self, instance: Instance) -> RuntimeSettings:
+        """The instance's runtime: its image, where its repository is, its commit."""
         image, in_image = self.image_for(instance)
-        runtime = replace(
-            self.base.runtime,
-            image=image,
-            repo_in_image=in_image,
-            workdir=self._workdir(in_image),
-            # The image's HEAD is checked against the record's commit (a mismatch is reported).
-            base_commit=instance.base_commit if in_image else None,
-        )
+        workdir = self.base.runtime.workdir if self.workdir_given else None
+        return runtime_for(self.base.runtime, image, in_image, instance.base_commit, workdir)
+
+    def settings(self, instance: Instance, repo: Path, traj_path: Path) -> RunSettings:
+        runtime = self.runtime_of(instance)
         return replace(
             self.base, repo=repo, runtime=runtime, traj_path=traj_path, run_id=new_run_id()
         )
-
-    def _workdir(self, in_image: bool) -> str:
-        if self.workdir_given:
-            return self.base.runtime.workdir
-        return SWEBENCH_WORKDIR if in_image else "/repo"

@@ -44,9 +44,10 @@ from cwm_agent.batch.runner import (
     solve_instance,
 )
 from cwm_agent.batch.store import OutputStore
-from cwm_agent.batch.summary import Tally
+from cwm_agent.batch.summary import Tally, selection_warnings
 from cwm_agent.costs import Limit, Meter, usage_of
 from cwm_agent.errors import Interrupted
+from cwm_agent.verification import layout
 from cwm_agent.verification.ray_support import TASK_RETRIES, session
 from cwm_agent.verification.store import write_atomic
 
@@ -134,10 +135,12 @@ class RayRunner:
         except ray.exceptions.TaskCancelledError:
             doc, files, scratch = None, {}, ""
         except ray.exceptions.RayError as exc:  # the worker died, or the task itself failed
-            crashed = crash_document(exc, folder / "trajectory.json")
+            crashed = crash_document(exc, folder / layout.TRAJECTORY)
             doc = finish_document(crashed, instance, self.config.base.model.name, started)
             files, scratch = {LOG_NAME: f"{type(exc).__name__}: {exc}\n".encode()}, ""
         self._unpack(files, scratch, folder)
+        for text in selection_warnings(doc):  # the thread executor shows them as they come
+            self.display.warning(f"{instance.instance_id}: warning: selection: {text}")
         if doc is not None and self.meter is not None:
             self.meter.add(usage_of(doc.get("usage")))
         self.ledger.end(instance, _relocate(doc, scratch, folder))

@@ -40,10 +40,11 @@ from cwm_agent.progress import StderrProgress
 from cwm_agent.run import execute, patch_fields, result_document, run_meter
 from cwm_agent.runtimes.shell import stop_commands
 from cwm_agent.trajectory import load as load_trajectory
+from cwm_agent.verification import layout
 
 STOP_GRACE = 10.0  # seconds the running instances get to wind down after Ctrl-C
 _STOP_EVENTS = ("step", "action")  # progress events at which a stopping agent aborts
-LOG_NAME = "stderr.log"
+LOG_NAME = layout.LOG
 
 
 class Display(Protocol):
@@ -51,6 +52,7 @@ class Display(Protocol):
     def step(self, instance: Instance, step: int) -> None: ...
     def ended(self, instance: Instance, doc: dict[str, Any] | None) -> None: ...
     def message(self, text: str) -> None: ...
+    def warning(self, text: str) -> None: ...  # said even with -q
 
 
 OnEnd = Callable[[Instance, dict[str, Any] | None], None]
@@ -188,7 +190,7 @@ class BatchRunner:
                 log,
                 self._on_step(instance),
                 self.stop.is_set,
-                lambda text: self.display.message(f"{instance.instance_id}: warning: {text}"),
+                lambda text: self.display.warning(f"{instance.instance_id}: warning: {text}"),
                 meter,
             )
         self.ledger.end(instance, doc)
@@ -224,19 +226,18 @@ def solve_instance(
     started = time.monotonic()
     model = config.base.model.name
     scaled = config.base.scaling.enabled
-    traj_path = first_trajectory(folder) if scaled else folder / "trajectory.json"
+    traj_path = first_trajectory(folder) if scaled else folder / layout.TRAJECTORY
     try:
         if stopping is not None and stopping():
             return None
         with config.repository(instance) as repo:
-            settings = config.settings(instance, repo, folder / "trajectory.json")
+            settings = config.settings(instance, repo, folder / layout.TRAJECTORY)
             if scaled:
                 issue = instance.problem_statement
                 facts = {"instance_id": instance.instance_id, **instance.facts}
                 instance_facts = (instance.instance_id, facts)
-                doc = solve_scaled(
-                    settings, issue, folder, log, meter, stopping, instance=instance_facts
-                )
+                doc = solve_scaled(settings, issue, folder, log, meter, stopping,
+                                   instance=instance_facts, on_warning=on_warning)  # fmt: skip
             else:
                 progress = _progress(log, on_step, stopping, on_warning)
                 issue = instance.problem_statement

@@ -16,12 +16,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cwm_agent.verification import layout
+
 if TYPE_CHECKING:
     from cwm_agent.costs import Meter
     from cwm_agent.settings import RunSettings
 
 # What an earlier attempt at the instance may have left; a new attempt starts without it.
-SCALED_FILES = ("selection.json", "attempt-*.json", "repro-*.json")
+SCALED_FILES = (layout.SELECTION, layout.ATTEMPTS, layout.REPROS)
 
 
 def solve_scaled(
@@ -32,9 +34,12 @@ def solve_scaled(
     meter: Meter | None = None,
     stopping: Callable[[], bool] | None = None,
     instance: tuple[str, Mapping[str, Any]] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The `--json` document of a scaled run whose records go to ``folder``; ``instance``:
-    (its id, what the selection may know of its record).
+    (its id, what the selection may know of its record); ``on_warning``: the run's
+    warnings (the selection's loud ones among them) for the batch's display, besides the
+    instance's log.
 
     Raises what `run_with_attempts` raises (e.g. ModelError when every attempt failed so).
     The rollouts run on `workers = attempts` threads of their own: a batch with
@@ -45,7 +50,7 @@ def solve_scaled(
     from cwm_agent.scaling import report
     from cwm_agent.scaling.attempts import run_with_attempts
 
-    progress = _log_lines(log)
+    progress = _log_lines(log, on_warning)
     outcome = run_with_attempts(
         settings,
         issue,
@@ -61,11 +66,12 @@ def solve_scaled(
 
 def first_trajectory(folder: Path) -> Path:
     """The trajectory an error document is filled from when a scaled run raised."""
-    return folder / "attempt-1.json"
+    return folder / layout.attempt_file(1)
 
 
-def _log_lines(log: TextIO) -> Any:
-    """The pipeline's events as lines of the instance's stderr.log (written from K threads)."""
+def _log_lines(log: TextIO, on_warning: Callable[[str], None] | None) -> Any:
+    """The pipeline's events as lines of the instance's stderr.log (written from K
+    threads); its warnings to ``on_warning`` too."""
     lock = threading.Lock()
 
     def progress(event: str, data: dict[str, Any]) -> None:
@@ -73,5 +79,7 @@ def _log_lines(log: TextIO) -> Any:
             prefix = "warning: " if event == "warning" else ""
             with lock:
                 log.write(f"{prefix}{data['message']}\n")
+        if event == "warning" and on_warning is not None:
+            on_warning(str(data["message"]))
 
     return progress

@@ -107,7 +107,8 @@ def run_session(
             from cwm_agent.evaluate.report import table
 
             say(f"{table(report)}\nevaluation: {grading_report(store.outdir)}")
-        if not opts["quiet"] or summary["failed"] or tally.budget.get("stopped"):
+        warned = summary["selection_warnings"]["total"]  # said even with -q
+        if not opts["quiet"] or summary["failed"] or tally.budget.get("stopped") or warned:
             say(f"{summary['note']} ({store.summary_path})")
     finally:
         store.close()

@@ -27,6 +27,7 @@ from typing import Any
 from cwm_agent.batch.instances import Instance
 from cwm_agent.batch.scaled import SCALED_FILES
 from cwm_agent.errors import UsageError
+from cwm_agent.verification import layout
 from cwm_agent.verification.store import write_atomic
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
@@ -35,8 +36,8 @@ PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
 class OutputStore:
     def __init__(self, outdir: Path) -> None:
         self.outdir = outdir
-        self.preds_path = outdir / "preds.jsonl"
-        self.summary_path = outdir / "summary.json"
+        self.preds_path = outdir / layout.PREDICTIONS
+        self.summary_path = outdir / layout.SUMMARY
         self._lock = threading.Lock()
         self._dir_lock: int | None = None
 
@@ -102,7 +103,7 @@ class OutputStore:
         without a finished result, which the next ``repair`` drops (they run again).
         """
         for instance in instances:
-            (self.instance_dir(instance) / "result.json").unlink(missing_ok=True)
+            (self.instance_dir(instance) / layout.RESULT).unlink(missing_ok=True)
         ids = {i.instance_id for i in instances}
         kept = [p for iid, p in self._read_predictions().items() if iid not in ids]
         write_atomic(self.preds_path, "".join(_line(p) for p in kept))
@@ -133,7 +134,7 @@ class OutputStore:
         """A new attempt: the folder exists and holds no outcome of an earlier attempt."""
         folder = self.instance_dir(instance)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("result.json", "patch.diff", "trajectory.json"):
+        for name in (layout.RESULT, layout.PATCH, layout.TRAJECTORY):
             (folder / name).unlink(missing_ok=True)
         for pattern in SCALED_FILES:  # --attempts K records
             for path in folder.glob(pattern):
@@ -144,12 +145,12 @@ class OutputStore:
         """Store an attempt's outcome in the crash-safe order: patch, prediction, result."""
         folder = self.instance_dir(instance)
         if doc.get("patch_base64"):  # the exact bytes (a non-UTF-8 file's lines too)
-            write_atomic(folder / "patch.diff", base64.b64decode(doc["patch_base64"]))
+            write_atomic(folder / layout.PATCH, base64.b64decode(doc["patch_base64"]))
         elif doc.get("patch"):
-            write_atomic(folder / "patch.diff", doc["patch"])
+            write_atomic(folder / layout.PATCH, doc["patch"])
         if doc.get("prediction"):
             self._append_prediction(doc["prediction"])
-        write_atomic(folder / "result.json", json.dumps(doc, indent=2, ensure_ascii=False))
+        write_atomic(folder / layout.RESULT, json.dumps(doc, indent=2, ensure_ascii=False))
 
     def _append_prediction(self, prediction: dict[str, Any]) -> None:
         data = _line(prediction).encode("utf-8")

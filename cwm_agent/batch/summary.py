@@ -18,6 +18,13 @@ def is_finished(doc: dict[str, Any]) -> bool:
     return bool(doc.get("prediction"))
 
 
+def selection_warnings(doc: dict[str, Any] | None) -> list[str]:
+    """An ``--attempts`` instance's loud selection warnings (a check that could not run,
+    and what decided instead), from its result document."""
+    selection = (doc or {}).get("selection") or {}
+    return [str(text) for text in selection.get("warnings") or []]
+
+
 class Tally:
     """Outcomes of the selected instances, earlier sessions' included. Thread-safe."""
 
@@ -104,6 +111,8 @@ class Tally:
         failed = {i: f"{d.get('status')}: {first_line(d.get('reason'))}" for i, d in docs.items()}
         failed = {i: r for i, r in failed.items() if i not in finished}
         pending = self.total - len(docs)
+        warned = {i: len(selection_warnings(d)) for i, d in docs.items()}
+        warned = {i: n for i, n in sorted(warned.items()) if n}
         return {
             **self.info,
             "instances": self.total,
@@ -121,7 +130,10 @@ class Tally:
             "wall_seconds": round(time.monotonic() - self.started, 3),
             "instance_seconds": round(sum(d.get("attempt_seconds") or 0 for d in docs.values()), 3),
             "failed_instances": failed,
-            "note": _note(len(failed), pending, interrupted, self.budget.get("stopped")),
+            # --attempts: instances whose selection could not run a check (selection.json)
+            "selection_warnings": {"total": sum(warned.values()), "by_instance": warned},
+            "note": _note(len(failed), pending, interrupted, self.budget.get("stopped"))
+            + _warned_note(warned),
             "updated_at": time.time(),
         }
 
@@ -138,6 +150,15 @@ def _tokens(docs: list[dict[str, Any]]) -> dict[str, int]:
 def first_line(text: Any) -> str:
     lines = str(text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+def _warned_note(warned: dict[str, int]) -> str:
+    if not warned:
+        return ""
+    return (
+        f"; the selection of {len(warned)} instance(s) warned {sum(warned.values())} time(s): "
+        "a check could not run (summary.json's selection_warnings, their selection.json)"
+    )
 
 
 def _note(failed: int, pending: int, interrupted: bool, spent: str | None = None) -> str:

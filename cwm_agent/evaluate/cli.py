@@ -121,7 +121,7 @@ def evaluate(**opts: Any) -> None:
         numbers = [n for n, _ in lines]
         tasks = tasks_mod.match(predictions, records, opts["image_template"], numbers)
     else:
-        predictions = tasks_mod.read_predictions(opts["preds_path"])
+        predictions = tasks_mod.last_predictions(opts["preds_path"])
         tasks = tasks_mod.match(predictions, records, opts["image_template"])
     outdir = (opts["outdir"] or opts["preds_path"].resolve().parent / "evaluation").resolve()
     tell = (lambda text: None) if opts["quiet"] else say

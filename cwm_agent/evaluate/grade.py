@@ -1,11 +1,11 @@
 """One prediction graded in a fresh container, with the swebench package's own parts.
 
 From swebench: the test specification (``make_test_spec``: eval script, expected tests, log
-parser), the patch-apply fallbacks (``GIT_APPLY_CMDS``, with the harness's reset between
-attempts and its already-applied check), the eval script and the grading of its log
-(``get_eval_report``). What differs from the harness is only around them: the container
-has no network and is removed with SIGKILL when done (the harness's ``docker stop``
-waits 15 s for a PID 1 that ignores SIGTERM), and files go in from memory.
+parser), the patch-apply fallbacks (``GIT_APPLY_CMDS``, through ``applycmds.apply_patch``:
+the harness's reset between attempts and its already-applied check), the eval script and
+the grading of its log (``get_eval_report``). What differs from the harness is only around
+them: the container has no network and is removed with SIGKILL when done (the harness's
+``docker stop`` waits 15 s for a PID 1 that ignores SIGTERM), and files go in from memory.
 
 The instance folder gets the harness's files: ``patch.diff``, ``eval.sh``,
 ``test_output.txt``, ``run_instance.log`` and, when graded, ``report.json``.
@@ -26,6 +26,7 @@ from typing import Any, Protocol, TextIO
 
 from cwm_agent.evaluate.tasks import Task
 from cwm_agent.runtimes.docker_engine import remove_container, start_container
+from cwm_agent.verification.applycmds import HARNESS_RESET, apply_patch
 
 RESOLVED, UNRESOLVED, ERROR, EMPTY = "resolved", "unresolved", "error", "empty_patch"
 TIMED_OUT = "Test timed out"  # how a time-out's error begins (the harness's words)
@@ -178,27 +179,38 @@ class Grader:
 
 
 def _apply(container: Any, patch: str, log: TextIO) -> None:
-    """The harness's fallbacks, in its order; the tree is reset between attempts."""
-    constants, image = swebench("harness.constants"), swebench("image_builder.constants")
+    """The harness's fallbacks, in its order, its reset between attempts and its reverse
+    check (``verification.applycmds.apply_patch``, the one apply every stage uses)."""
+    constants = swebench("harness.constants")
     patch_file = constants.CONTAINER_PATCH_FILE
     put_file(container, patch_file, patch.encode("utf-8"))
-    where = {"workdir": image.CONTAINER_WORKDIR, "user": image.CONTAINER_USER}
-    result = None
-    for attempt, command in enumerate(swebench("harness.run_evaluation").GIT_APPLY_CMDS):
-        if attempt:
-            reset = ["/bin/bash", "-c", "git checkout -- . ; git clean -fd"]
-            container.exec_run(reset, **where)
-        result = container.exec_run(f"{command} {patch_file}", **where)
-        if result.exit_code == 0:
-            _log(log, f"{constants.APPLY_PATCH_PASS}:\n{result.output.decode('utf-8', 'replace')}")
-            return
-        _log(log, f"Failed to apply patch to container: {command}")
-    reverse = container.exec_run(f"git apply --check --reverse {patch_file}", **where)
-    if reverse.exit_code == 0:
+    commands = swebench("harness.run_evaluation").GIT_APPLY_CMDS
+    applied = apply_patch(_InContainer(container, patch_file), commands)
+    for command, code in applied.tried:
+        if code != 0:
+            _log(log, f"Failed to apply patch to container: {command}")
+    if applied.command is not None:
+        _log(log, f"{constants.APPLY_PATCH_PASS}:\n{applied.output}")
+    elif applied.already:
         _log(log, f"{constants.APPLY_PATCH_PASS}: verified already applied")
-        return
-    output = result.output.decode("utf-8", "replace") if result is not None else ""
-    raise GradingError(f"{constants.APPLY_PATCH_FAIL}:\n{output}")
+    else:
+        raise GradingError(f"{constants.APPLY_PATCH_FAIL}:\n{applied.output}")
+
+
+class _InContainer:
+    """The container's /testbed as ``apply_patch`` applies to it, as the harness runs it."""
+
+    def __init__(self, container: Any, patch_file: str) -> None:
+        image = swebench("image_builder.constants")
+        self.container, self.patch_file = container, patch_file
+        self.where = {"workdir": image.CONTAINER_WORKDIR, "user": image.CONTAINER_USER}
+
+    def attempt(self, command: str) -> tuple[int, str]:
+        result = self.container.exec_run(f"{command} {self.patch_file}", **self.where)
+        return result.exit_code, result.output.decode("utf-8", "replace")
+
+    def reset(self) -> None:
+        self.container.exec_run(["/bin/bash", "-c", HARNESS_RESET], **self.where)
 
 
 def _run_eval(

@@ -1,7 +1,8 @@
 """What `evaluate` grades: each prediction with its dataset record and image.
 
 The predictions file is read as the official harness reads it (JSONL, or JSON holding a
-list or an object keyed by id); every prediction must name an instance of the dataset,
+list or an object keyed by id), by the reader select uses too
+(``verification/predictions.py``); every prediction must name an instance of the dataset,
 and every record graded must carry what the swebench package grades with (its eval
 script, log parser, eval type: the official datasets have them).
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.errors import UsageError
-from cwm_agent.verification.store import image_from_template
+from cwm_agent.verification.images import record_image
+from cwm_agent.verification.predictions import read_predictions
 
 PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
 GRADING_KEYS = (
@@ -27,7 +29,6 @@ GRADING_KEYS = (
     "log_parser",
     "eval_type",
 )
-SWEBENCH_IMAGE = "swebench/sweb.eval.x86_64.{instance_id_1776}:latest"  # SWE-bench's naming
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Task:
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
+def last_predictions(path: Path) -> list[dict[str, Any]]:
     """PREDS as the harness accepts it; the last prediction of an id wins, in file order."""
     found: dict[str, dict[str, Any]] = {}
     for _, pred in read_lines(path):
@@ -71,41 +72,12 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
 
 def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Every prediction of PREDS with its line (1-based; a JSON file's item number), any
-    number per instance (``--candidates``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}: not valid JSON ({exc})") from exc
-        rows = list(data.values()) if isinstance(data, dict) else data
-        if not isinstance(rows, list):
-            raise UsageError(f"{path}: predictions must be a list, or an object keyed by id")
-        placed = [(n, f"{path} item {n}", row) for n, row in enumerate(rows, 1)]
-    else:
-        lines = [(n, f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1)]
-        placed = [(n, where, _json(line, where)) for n, where, line in lines if line.strip()]
-    for _, where, pred in placed:
-        if not isinstance(pred, dict) or not isinstance(pred.get("instance_id"), str):
-            raise UsageError(f"{where}: a prediction is an object with an instance_id")
-        patch = pred.get("model_patch")
-        if patch is not None and not isinstance(patch, str):
-            raise UsageError(f"{where}: model_patch must be a string")
-    if not placed:
+    number per instance (``--candidates``): read as select reads it
+    (``verification/predictions.py``), UTF-8 only (what the harness can grade)."""
+    found = read_predictions(path, utf8_only=True)
+    if not found:
         raise UsageError(f"{path} holds no predictions", hint="one JSON object per line")
-    return [(n, pred) for n, _, pred in placed]
-
-
-def _json(line: str, where: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{where}: not valid JSON ({exc})", hint="PREDS is JSONL: one prediction per line"
-        ) from exc
+    return [(p.line, p.data) for p in found]
 
 
 def match(
@@ -136,17 +108,6 @@ def match(
                 "5): pass the official dataset (verified, lite, full) or a file exported "
                 "from it",
             )
-        image = image_for(record, image_template)
+        image = record_image(record, image_template)
         tasks.append(Task(pred["instance_id"], pred, record, image, lines[n] if lines else None))
     return tasks
-
-
-def image_for(record: dict[str, Any], template: str | None) -> str:
-    """``--image-template``, else the record's ``image``, else SWE-bench's naming."""
-    instance_id = str(record["instance_id"])
-    if template:
-        return image_from_template(template, instance_id)
-    image = record.get("image")
-    if isinstance(image, str) and image:
-        return image
-    return image_from_template(SWEBENCH_IMAGE, instance_id)

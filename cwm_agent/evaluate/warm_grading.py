@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.errors import CwmError, RuntimeFailure
 from cwm_agent.evaluate.grade import (
     ERROR,
     RESOLVED,
@@ -32,10 +33,8 @@ from cwm_agent.types import CommandResult
 from cwm_agent.verification.warm import Box, Warm
 from cwm_agent.verification.warm_scripts import MARK_VAR
 
-# Where the reset also looks (sizes, not contents): the conda envs' site-packages, which
-# an eval script's `pip install -e .` rewrites.
 CONTAINERS_LOG = "containers.log"  # in the instance's folder: each container started
-SITE_PACKAGES = "ls -d /opt/miniconda3/envs/*/lib/python*/site-packages 2>/dev/null"
+RESTART_HINT = "the candidates left get a fresh container; check the Docker engine"
 
 
 @dataclass
@@ -55,7 +54,9 @@ class InstanceResult:
 class ContainerBox:
     """A grading container as ``warm.py`` needs it: commands through ``docker exec``
     (bounded in time), files through the archive API; its processes have their own
-    namespace. ``environment`` is given to the eval script (the warm tree's mark)."""
+    namespace. ``environment`` is given to the eval script (the warm tree's mark). A
+    command or write that cannot reach the container is a RuntimeFailure (what a warm
+    runtime's failure is everywhere: the reset falls back to a fresh container)."""
 
     sandboxed = True
 
@@ -66,7 +67,13 @@ class ContainerBox:
         self.environment: dict[str, str] = {}
 
     def run(self, command: str, timeout: float) -> CommandResult:
-        output, timed_out, code = exec_stream(self.container, ["/bin/bash", "-c", command], timeout)
+        try:
+            output, timed_out, code = exec_stream(
+                self.container, ["/bin/bash", "-c", command], timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - the engine's errors and ours alike:
+            # the container cannot be reached (gone, or the engine), a runtime failure
+            raise RuntimeFailure(f"the container cannot run commands: {exc}", RESTART_HINT) from exc
         return CommandResult(output.decode("utf-8", "replace"), code, timed_out)
 
     def read_file(self, path: str) -> bytes:
@@ -77,7 +84,10 @@ class ContainerBox:
         return output
 
     def write_file(self, path: str, data: bytes) -> None:
-        put_file(self.container, posixpath.join(self.root, path), data)
+        try:
+            put_file(self.container, posixpath.join(self.root, path), data)
+        except Exception as exc:  # noqa: BLE001 - as in run
+            raise RuntimeFailure(f"cannot write {path}: {exc}", RESTART_HINT) from exc
 
     def close(self) -> None:
         self.grader.remove(self.instance_id, self.container)
@@ -103,7 +113,9 @@ def grade_instance(
         with open(instance / CONTAINERS_LOG, "a", encoding="utf-8") as log:
             return ContainerBox(grader, distinct[0], log)
 
-    warm = Warm(open_box, watch=_site_packages)
+    # The reset also looks at the conda envs' site-packages (warm.py's default watch),
+    # which an eval script's `pip install -e .` rewrites.
+    warm = Warm(open_box)
     try:
         for task in distinct:
             if first_resolved and any(o.status == RESOLVED for o in result.outcomes.values()):
@@ -128,7 +140,7 @@ def _grade_one(grader: Grader, warm: Warm, task: Task, folder: Path) -> Outcome:
         return grader.grade(task, folder)  # empty: no container
     try:
         box = warm.box
-    except GradingError as exc:  # no container (a missing image, the engine)
+    except (GradingError, CwmError) as exc:  # no container (a missing image, the engine)
         return Outcome(task.instance_id, ERROR, task.key(), 0.0, str(exc))
     assert isinstance(box, ContainerBox)
     box.environment = {MARK_VAR: warm.tree.token}
@@ -138,7 +150,3 @@ def _grade_one(grader: Grader, warm: Warm, task: Task, folder: Path) -> Outcome:
     else:
         warm.reset()
     return outcome
-
-
-def _site_packages(box: Box) -> list[str]:
-    return box.run(SITE_PACKAGES, 60).output.split()

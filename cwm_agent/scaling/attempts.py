@@ -29,6 +29,7 @@ from cwm_agent.run import run_meter
 from cwm_agent.runtimes.shell import STOPPING, stop_commands
 from cwm_agent.settings import RunSettings, check_sampling
 from cwm_agent.trajectory import default_runs_dir, mark_interrupted
+from cwm_agent.verification import layout
 from cwm_agent.verification.cascade import Outcome
 
 from . import report
@@ -118,7 +119,7 @@ def _wind_down(pool: DaemonPool, sampler: Sampler, out_dir: Path) -> None:
     finally:
         if ours:
             STOPPING.clear()
-    for path in (*out_dir.glob("attempt-*.json"), *out_dir.glob("repro-*.json")):
+    for path in (*out_dir.glob(layout.ATTEMPTS), *out_dir.glob(layout.REPROS)):
         mark_interrupted(path, "interrupted (Ctrl-C or SIGTERM) while waiting for the model")
 
 
@@ -149,7 +150,7 @@ def _conclude(
     selection = report.selection_document(
         settings, runs, tests, found.record, reason, started, options
     )
-    path = report.write(out_dir / "selection.json", selection)
+    path = report.write(out_dir / layout.SELECTION, selection)
     note(reason)
     attempt = (selection["selected"] or {}).get("attempt")
     chosen = next((r for r in runs if attempt and r.rollout.attempt == attempt), None)

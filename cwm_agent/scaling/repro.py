@@ -27,6 +27,7 @@ from cwm_agent.factory import open_model, open_runtime
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import Trajectory
 from cwm_agent.types import Action, Observation, Runtime
+from cwm_agent.verification import layout
 from cwm_agent.verification.identity import script_key
 
 from .records import ReproTest
@@ -155,7 +156,15 @@ def run_repro_rollout(
     if script is None:
         return _record(sample, result.status, traj, started, problem="no test was submitted")
     path = (traj.data["submissions"] or [{"path": TEST_NAME}])[-1]["path"]
+    _keep_test(traj, path, script, source)
     return _record(sample, result.status, traj, started, path=path, code=script, source=source)
+
+
+def _keep_test(traj: Trajectory, path: str, script: str, source: str) -> None:
+    """The test the rollout counts, in its trajectory (``layout.REPRO_TEST``): one taken from the
+    working tree is in no submission, and `select` on a batch folder reads it there."""
+    traj.data[layout.REPRO_TEST] = {"path": path, "test": script, "source": source}
+    traj.save(full=True)
 
 
 def _hooks(settings: RunSettings, model: Any) -> list[Any]:

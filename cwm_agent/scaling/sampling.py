@@ -16,6 +16,7 @@ from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.run import execute
 from cwm_agent.settings import RunSettings
 from cwm_agent.trajectory import cost_in, tokens_in
+from cwm_agent.verification import layout
 from cwm_agent.verification.identity import patch_hash
 from cwm_agent.verification.scripts import problem
 
@@ -60,7 +61,7 @@ class Sampler:
 
     def fix(self, number: int) -> Attempt:
         """One attempt, in its own runtime and trajectory; its failure is recorded, not raised."""
-        path = self.out_dir / f"attempt-{number}.json"
+        path = self.out_dir / layout.attempt_file(number)
         mine = replace(self.settings, run_id=f"{self.settings.run_id}-a{number}", traj_path=path)
         started = time.perf_counter()
         forward = self._forward(f"attempt {number}")
@@ -105,7 +106,7 @@ class Sampler:
         """One reproduction rollout. Filtered as CWM's test-generation environment filters
         its tests: a script that never mentions "Issue reproduced" and "Issue resolved"
         cannot tell a fix apart. Its run on the base is the execution stage's."""
-        path = self.out_dir / f"repro-{number}.json"
+        path = self.out_dir / layout.repro_file(number)
         forward = self._forward(f"reproduction test {number}")
         test = run_repro_rollout(
             self.settings, self.issue, number, path, forward, self.python,

@@ -58,8 +58,10 @@ def plan(settings: RunSettings, python: str) -> Plan:
     reward = None
     if scaling.verifier_model:
         model = verifier_settings(settings.model, scaling.verifier_model, scaling.verifier_base_url)
-        reward = RewardModel(VerifierConfig(model, cache_dir=score_cache.default_folder(),
-                                            prompts=settings.agent.prompts))  # fmt: skip
+        verifier = VerifierConfig(model, cache_dir=score_cache.default_folder(),
+                                  prompts=settings.agent.prompts,
+                                  prices=scaling.verifier_prices)  # fmt: skip
+        reward = RewardModel(verifier)
     stages = ("static", "group", *(["reward"] if reward else []), "execute")
     skipped = {} if reward else {"reward": NO_VERIFIER}
     config = config_from(scaling, python=python, max_scripts=scaling.repro_tests)

@@ -15,12 +15,14 @@ from cwm_agent.options import (
     setting_option,
     stack,
 )
+from cwm_agent.verification.records import AS_WRITTEN, EMITS
 
 SELECT_EXIT_HELP = (
-    "Exit codes: 0 every instance has a choice or a reason (see selection.jsonl); 2 usage "
-    "error; 3 the verifier model failed after retries for some instances (their choice fell "
-    "to weaker signals; re-run to retry them); 4 Ray cannot start; 130 interrupted (re-run "
-    "the same command to resume)."
+    "Exit codes: 0 every instance has a choice or a reason (see selection.jsonl); 1 some "
+    "instances failed and have no record (re-run to retry them); 2 usage error; 3 the "
+    "verifier model failed after retries for some instances (their choice fell to weaker "
+    "signals; re-run to retry them; before 1 when both happen); 4 Ray cannot start; 130 "
+    "interrupted (re-run the same command to resume)."
 )
 
 
@@ -102,6 +104,15 @@ SELECT_EXIT_HELP = (
         default=5,
         show_default=True,
         help="Groups the reward stage passes on to execution.",
+    ),  # fmt: skip
+    click.option(
+        "--emit",
+        type=click.Choice(EMITS),
+        default=AS_WRITTEN,
+        show_default=True,
+        help="The prediction: the chosen patch as written, or its code change alone "
+        "(code-only: without the test infrastructure its checks left out; as-written warns "
+        "when the chosen patch has any).",
     ),  # fmt: skip
     setting_option(
         "verifier_model", metavar="NAME", help="The reward stage's model.  [default: --model]"

@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from cwm_agent.console import say
-from cwm_agent.costs import Prices, checked_prices, usd
-from cwm_agent.errors import Interrupted, ModelError, UsageError
+from cwm_agent.costs import usd
+from cwm_agent.errors import CwmError, Interrupted, ModelError, UsageError
 from cwm_agent.options import read_issue, resolve_options
 from cwm_agent.select import report, stages, tasks
 from cwm_agent.select.display import make_display
 from cwm_agent.select.runner import Recorder, ThreadRunner
 from cwm_agent.select.store import SelectionStore, finished
 from cwm_agent.select.summary import Tally, summarize
-from cwm_agent.settings import record
+from cwm_agent.settings import record, verifier_prices
 from cwm_agent.verification import score_cache
 from cwm_agent.verification.candidates import read_inputs
 from cwm_agent.verification.cascade import Task
@@ -34,12 +34,16 @@ def run(opts: dict[str, Any]) -> None:
     where = _instances(opts, cfg)
     verifier = _verifier(opts, cfg)
     spec = stages.plan(stages.parse(opts["stages"]), verifier, _execution(cfg, where), opts["keep"])
+    spec = replace(spec, emit=opts["emit"])
     if opts["tests"] and "execute" not in spec.stages:
         raise UsageError(
             f"--tests is for the execute stage, which does not run ({spec.skipped['execute']})",
             hint="give a runtime (--repos-dir, --repo or --runtime docker), or leave out --tests",
         )
     selected = tasks.build(found, where, read_tests(opts["tests"]))
+    asked = opts["stages"] is not None or bool(opts["tests"])
+    spec, said = stages.for_local_runtime(spec, selected, asked)
+    found.notes.extend([said] if said else [])
     store = SelectionStore(opts["outdir"].resolve())
     store.open()
     try:
@@ -98,20 +102,8 @@ def _verifier(opts: dict[str, Any], cfg: Any) -> VerifierConfig | None:
         max_tokens=opts["verifier_max_tokens"],
         cache_dir=cache.resolve(),
         prompts=cfg["prompts"],
-        prices=_verifier_prices(cfg, name),
+        prices=verifier_prices(cfg),
     )
-
-
-def _verifier_prices(cfg: Any, name: str) -> Prices:
-    """The --price-* flags (and env, keys) price --model; another verifier model is priced
-    by its own [prices."MODEL"] entry, or not at all."""
-    if name == cfg["model"]:
-        model = record("model", cfg)
-        found = (model.price_input, model.price_output, model.price_cached_input)
-    else:
-        table = cfg.table_prices(name)
-        found = (table.get("input"), table.get("output"), table.get("cached_input"))
-    return checked_prices(*found, name)
 
 
 def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec) -> dict[str, Any]:
@@ -121,14 +113,17 @@ def _made_by(opts: dict[str, Any], where: tasks.Instances, spec: stages.PlanSpec
         _, template_sha = load_template(spec.verifier.prompts)
         verifier = {"model": spec.verifier.model.name, "template_sha256": template_sha}
     execution = None
-    if spec.execution is not None:  # what changes the verdicts; budgets and timeouts do not
+    if spec.execution is not None:  # all of it changes verdicts: a resume must not mix them
         tests = [str(Path(t).resolve()) for t in opts["tests"]]
-        execution = {"test_cmd": spec.execution.test_cmd, "tests": tests}
+        runtime = where.runtime.runtime if where.runtime is not None else None
+        execution = {**asdict(spec.execution), "tests": tests, "runtime": runtime,
+                     "image_template": where.image_template}  # fmt: skip
     return {
         "inputs": [str(Path(i).resolve()) for i in opts["inputs"]],
         "instances": where.identity(),
         "stages": list(spec.stages),
         "keep": spec.keep,
+        "emit": spec.emit,
         "verifier": verifier,
         "execution": execution,
     }
@@ -211,8 +206,6 @@ def _tell(
             f"selected {summary['chosen']} of {summary['instances']} instance(s): "
             f"{funnel}{spent_text}; {store.preds_path}, {store.report_path}"
         )
-    if failed:
-        say(f"{failed} instance(s) failed: re-run the same command to retry them")
     if opts["as_json"]:
         sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if summary["retry"]:
@@ -220,4 +213,9 @@ def _tell(
             f"the verifier failed after retries for {len(summary['retry'])} instance(s) "
             f"({', '.join(summary['retry'][:3])}): their choice fell to weaker signals",
             "check --verifier-base-url and the server, then re-run the same command to retry them",
+        )
+    if failed:  # exit 1: instances left without a record (the reasons were said as they came)
+        raise CwmError(
+            f"{failed} instance(s) failed and have no record in selection.jsonl",
+            "their errors are above; re-run the same command to retry them",
         )

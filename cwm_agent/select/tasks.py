@@ -19,9 +19,10 @@ from cwm_agent.errors import RuntimeFailure, UsageError
 from cwm_agent.settings import RuntimeSettings
 from cwm_agent.verification.candidates import Found
 from cwm_agent.verification.cascade import Task
+from cwm_agent.verification.images import record_image, runtime_for
 from cwm_agent.verification.records import Candidate
 from cwm_agent.verification.scripts import EVERY, Written, group_scripts
-from cwm_agent.verification.workspace import CodeSource, image_runtime
+from cwm_agent.verification.workspace import CodeSource
 
 NO_CLONE = "no base code: pass --repos-dir with clones of the repositories"
 
@@ -50,7 +51,8 @@ class Instances:
 def build(
     found: Found, where: Instances, tests: Mapping[str, Sequence[Written]] | None = None
 ) -> list[Task]:
-    """One task per instance with candidates; ``tests``: ``--tests``' scripts by instance."""
+    """One task per instance with candidates, or with predictions that are all empty (its
+    record says there was nothing to choose); ``tests``: ``--tests``' scripts by instance."""
     tasks = _tasks(found, where)
     tests = tests or {}
     for n, task in enumerate(tasks):
@@ -95,7 +97,7 @@ def _dataset_tasks(found: Found, where: Instances) -> list[Task]:
     by_id: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in found.candidates:
         by_id[candidate.instance_id].append(candidate)
-    unknown = sorted(set(by_id) - set(records))
+    unknown = sorted((set(by_id) | set(found.empty)) - set(records))
     if unknown:
         shown = ", ".join(unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -106,11 +108,13 @@ def _dataset_tasks(found: Found, where: Instances) -> list[Task]:
         )
     tasks = []
     for iid, record in records.items():
-        if iid in by_id:
+        if iid in by_id or iid in found.empty:
             issue = str(record.get("problem_statement") or "")
             code = _record_code(record, where)
+            repo = str(record.get("repo") or "")
+            candidates = tuple(by_id.get(iid, ()))
             tasks.append(
-                Task(iid, issue, tuple(by_id[iid]), code, record, str(record.get("repo") or ""))
+                Task(iid, issue, candidates, code, record, repo, empty=found.empty.get(iid, 0))
             )
     return tasks
 
@@ -119,9 +123,8 @@ def _record_code(record: dict[str, Any], where: Instances) -> CodeSource:
     commit = record.get("base_commit")
     runtime = where.runtime
     if runtime is not None and runtime.runtime == "docker":
-        from cwm_agent.evaluate.tasks import image_for
-
-        runtime = image_runtime(image_for(record, where.image_template), commit, runtime)
+        image = record_image(record, where.image_template)
+        runtime = runtime_for(runtime, image, True, str(commit) if commit else None)
     if where.repos_dir is None or not record.get("repo"):
         missing = NO_CLONE if where.repos_dir is None else "the record names no repo"
         return CodeSource(

@@ -19,30 +19,30 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from cwm_agent.verification import layout
+from cwm_agent.verification.predictions import read_predictions
 from cwm_agent.verification.records import Candidate, Origin
 from cwm_agent.verification.scripts import Written, from_rollout
 
-MARKERS = ("preds.jsonl", "summary.json", "manifest.json")
-_NUMBERED = re.compile(r"(?:attempt|repro)-(\d+)\.json")
+MARKERS = (layout.PREDICTIONS, layout.SUMMARY, layout.MANIFEST)
 
 
 def is_batch_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in MARKERS) or any(path.glob("*/result.json"))
+    return any((path / name).is_file() for name in MARKERS) or any(path.glob(f"*/{layout.RESULT}"))
 
 
 def read(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
     candidates: list[Candidate] = []
     unfinished = 0
     for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-        result = _load(folder / "result.json")
+        result = _load(folder / layout.RESULT)
         if result is None or not isinstance(result.get("instance_id"), str):
             unfinished += any(folder.glob("*.json"))
             continue
-        attempts = sorted(folder.glob("attempt-*.json"), key=_number)
+        attempts = sorted(folder.glob(layout.ATTEMPTS), key=layout.rollout_number)
         if attempts:
             candidates.extend(_attempts(result["instance_id"], attempts, spec))
         else:
@@ -58,10 +58,10 @@ def companions(path: Path) -> dict[str, list[Written]]:
     """Instance id -> the tests its reproduction rollouts submitted (``repro-N.json``)."""
     found: dict[str, list[Written]] = {}
     for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-        result = _load(folder / "result.json")
+        result = _load(folder / layout.RESULT)
         if result is None or not isinstance(result.get("instance_id"), str):
             continue
-        for file in sorted(folder.glob("repro-*.json"), key=_number):
+        for file in sorted(folder.glob(layout.REPROS), key=layout.rollout_number):
             code = from_rollout(file)
             if code is not None:
                 found.setdefault(result["instance_id"], []).append(Written(code, str(file)))
@@ -71,23 +71,14 @@ def companions(path: Path) -> dict[str, list[Written]]:
 def _predictions(path: Path, spec: str) -> list[Candidate]:
     """``preds.jsonl``'s lines, for instances without a folder (a copied or trimmed OUTDIR);
     a line cut short by a kill is skipped, as batch's own resume skips it."""
-    preds = path / "preds.jsonl"
+    preds = path / layout.PREDICTIONS
     if not preds.is_file():
         return []
     found = []
-    text = preds.read_text(encoding="utf-8", errors="surrogateescape")
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(item, dict) or not isinstance(item.get("instance_id"), str):
-            continue
-        patch, model = item.get("model_patch"), item.get("model_name_or_path")
-        if isinstance(patch, str) and patch.strip():
-            origin = Origin(spec, line=number, model=model if isinstance(model, str) else None,
-                            path=str(preds))  # fmt: skip
-            found.append(Candidate(item["instance_id"], patch, origin))
+    for prediction in read_predictions(preds, spec, lenient=True):
+        if prediction.patch.strip():
+            origin = Origin(spec, line=prediction.line, model=prediction.model, path=str(preds))
+            found.append(Candidate(prediction.instance_id, prediction.patch, origin))
     return found
 
 
@@ -97,11 +88,6 @@ def _load(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _number(path: Path) -> int:
-    match = _NUMBERED.fullmatch(path.name)
-    return int(match.group(1)) if match else 0
 
 
 def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]:
@@ -115,13 +101,13 @@ def _attempts(instance_id: str, files: list[Path], spec: str) -> list[Candidate]
             continue
         config = trajectory.get("config") or {}
         model = (config.get("model") or {}).get("name")
-        origin = Origin(spec, model=model, attempt=_number(file), path=str(file))
+        origin = Origin(spec, model=model, attempt=layout.rollout_number(file), path=str(file))
         found.append(Candidate(instance_id, patch, origin, _tokens(trajectory)))
     return found
 
 
 def _single(result: dict[str, Any], folder: Path, spec: str) -> Candidate | None:
-    diff = folder / "patch.diff"
+    diff = folder / layout.PATCH
     patch: str | None = None
     if diff.is_file():
         patch = diff.read_bytes().decode("utf-8", "surrogateescape")

@@ -5,6 +5,7 @@ INPUT is one of:
 - a SWE-bench predictions file: JSONL (one ``{"instance_id", "model_patch",
   "model_name_or_path"}`` object a line, any number of lines per instance) or JSON (a list
   of such objects, or an object keyed by instance id); ``model_name_or_path`` is optional;
+  read by ``predictions.py``, as evaluate reads it;
 - a `cwm-agent batch` output folder: every attempt of an ``--attempts`` run, else each
   instance's prediction (``batch_outputs.py``); its reproduction rollouts' tests come along
   (``Found.scripts``);
@@ -17,22 +18,17 @@ A malformed line is a usage error naming ``FILE:LINE``. Empty patches are not ca
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cwm_agent.errors import UsageError
 from cwm_agent.verification import batch_outputs
+from cwm_agent.verification.predictions import read_predictions
 from cwm_agent.verification.records import Candidate, Origin
 from cwm_agent.verification.scripts import Written
 
 PATCH_SUFFIXES = (".patch", ".diff")
-FORMAT_HINT = (
-    'each line a JSON object {"instance_id": ..., "model_patch": ..., '
-    '"model_name_or_path": ...} (SWE-bench predictions)'
-)
 
 
 @dataclass
@@ -43,6 +39,7 @@ class Found:
     notes: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # INPUT -> predictions/batch/patches
     scripts: dict[str, list[Written]] = field(default_factory=dict)  # id -> batch's repro tests
+    empty: dict[str, int] = field(default_factory=dict)  # id -> its empty predictions (skipped)
 
     @property
     def for_one_instance(self) -> bool:
@@ -76,8 +73,10 @@ def read_inputs(specs: Sequence[str]) -> Found:
         else:
             found.kinds[spec] = "predictions"
             candidates, skipped = _predictions(path, spec)
+            for iid in skipped:
+                found.empty[iid] = found.empty.get(iid, 0) + 1
             if skipped:
-                found.notes.append(f"{spec}: {skipped} empty prediction(s) skipped")
+                found.notes.append(f"{spec}: {len(skipped)} empty prediction(s) skipped")
         found.candidates.extend(candidates)
     if not found.candidates:
         raise UsageError(
@@ -86,68 +85,16 @@ def read_inputs(specs: Sequence[str]) -> Found:
     return found
 
 
-def _predictions(path: Path, spec: str) -> tuple[list[Candidate], int]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise UsageError(f"cannot read {spec}: {exc}") from exc
-    if path.suffix.lower() == ".json":
-        return _from_items(_json_items(text, spec), spec)
-    return _from_items(_jsonl_items(text, spec), spec)
-
-
-def _jsonl_items(text: str, spec: str) -> Iterable[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+def _predictions(path: Path, spec: str) -> tuple[list[Candidate], list[str]]:
+    """(the candidates, the instance ids of the empty predictions skipped)."""
+    candidates: list[Candidate] = []
+    skipped: list[str] = []
+    for prediction in read_predictions(path, spec):
+        if not prediction.patch.strip():
+            skipped.append(prediction.instance_id)
             continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(
-                f"{spec}:{number}: not valid JSON ({exc.msg})", hint=FORMAT_HINT
-            ) from None
-
-
-def _json_items(text: str, spec: str) -> list[tuple[int, Any]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{spec}:{exc.lineno}: not valid JSON ({exc.msg})", hint=FORMAT_HINT
-        ) from None
-    if isinstance(data, dict):  # keyed by instance id, as the harness also reads it
-        items = []
-        for number, (key, value) in enumerate(data.items(), 1):
-            items.append(
-                (number, {"instance_id": key, **value} if isinstance(value, dict) else value)
-            )
-        return items
-    if isinstance(data, list):
-        return list(enumerate(data, 1))
-    raise UsageError(f"{spec}: a .json INPUT holds a list or an object keyed by instance id")
-
-
-def _from_items(items: Iterable[tuple[int, Any]], spec: str) -> tuple[list[Candidate], int]:
-    candidates, skipped = [], 0
-    for number, item in items:
-        where = f"{spec}:{number}"
-        if not isinstance(item, dict):
-            raise UsageError(f"{where}: a prediction must be a JSON object", hint=FORMAT_HINT)
-        iid, patch, model = (
-            item.get("instance_id"),
-            item.get("model_patch"),
-            item.get("model_name_or_path"),
-        )
-        if not isinstance(iid, str) or not iid:
-            raise UsageError(f"{where}: no instance_id (a non-empty string)", hint=FORMAT_HINT)
-        if patch is not None and not isinstance(patch, str):
-            raise UsageError(f"{where}: model_patch must be a string", hint=FORMAT_HINT)
-        if model is not None and not isinstance(model, str):
-            raise UsageError(f"{where}: model_name_or_path must be a string", hint=FORMAT_HINT)
-        if not patch or not patch.strip():
-            skipped += 1
-            continue
-        candidates.append(Candidate(iid, patch, Origin(spec, line=number, model=model)))
+        origin = Origin(spec, line=prediction.line, model=prediction.model)
+        candidates.append(Candidate(prediction.instance_id, prediction.patch, origin))
     return candidates, skipped
 
 

@@ -13,15 +13,17 @@ The record (``selection_record.py``) is one line of ``selection.jsonl``.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cwm_agent.costs import sum_usd
-from cwm_agent.errors import CwmError, RuntimeFailure
+from cwm_agent.errors import CwmError, Interrupted, RuntimeFailure
 from cwm_agent.verification import choice, grouping, static
 from cwm_agent.verification.records import (
+    AS_WRITTEN,
     Candidate,
     Cost,
     ExecReport,
@@ -64,6 +66,7 @@ class Task:
     record: Mapping[str, Any] = field(default_factory=dict)  # for the Workspace
     repo: str = ""
     scripts: tuple[ReproScript, ...] = ()
+    empty: int = 0  # its predictions that were empty (not candidates): said when none is left
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Plan:
     reward: RewardModel | None = None
     executor: Executor | None = None
     prefer: str = "size"  # the tie-break after votes: "size", or "tokens" (CWM's order)
+    emit: str = AS_WRITTEN  # the prediction: the patch as written, or CODE_ONLY
 
 
 @dataclass(frozen=True)
@@ -95,14 +99,19 @@ def _quiet(text: str) -> None:
 def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     started = time.monotonic()
     with ExitStack() as held:
-        code, lender = _code(task, plan, held)
-        log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer)
+        code, lender, unopened = _code(task, plan, held)
+        log = InstanceLog(task.instance_id, task.candidates, code.describe(), plan.prefer,
+                          plan.emit)  # fmt: skip
         entries = _static(task, plan, log, code, lender.seconds if lender else 0.0)
         groups = _group(entries, plan, log)
         groups, scores = _reward(task, plan, log, groups)
-        groups, verdicts, weak = _execute(task, plan, log, groups, scores, note, lender)
+        groups, verdicts, weak = _execute(task, plan, log, groups, scores, note,
+                                          lender or unopened)  # fmt: skip
     ranked = choice.rank(groups, scores, verdicts, plan.prefer)
     decision = choice.decide(ranked)
+    if not task.candidates and task.empty:
+        why = f"nothing to choose from: its {task.empty} prediction(s) are empty (no patch)"
+        decision = replace(decision, reason=why)
     for text in weak:  # a check that could not run: say what decided instead
         log.warn(f"execute: {text}" + _fell_to(decision))
     record, prediction, cost = log.finish(ranked, decision, time.monotonic() - started)
@@ -110,24 +119,26 @@ def select_instance(task: Task, plan: Plan, note: Note = _quiet) -> Outcome:
     return Outcome(task.instance_id, record, prediction, warnings, log.model_failure, cost)
 
 
-def _code(task: Task, plan: Plan, held: ExitStack) -> tuple[CodeSource, Lender | None]:
+def _code(task: Task, plan: Plan, held: ExitStack) -> tuple[CodeSource, Lender | None, str]:
     """The code the static stage reads. Without a clone, when execution will run: the
-    base of the execution stage's first runtime, opened now and lent to it."""
+    base of the execution stage's first runtime, opened now and lent to it (the third:
+    why that runtime did not open, so that execution does not open it again)."""
     code = task.code
     executes = "execute" in plan.stages and plan.executor is not None
     runtime = code.runtime is not None or code.given is not None
     if code.clone is not None or "static" not in plan.stages or not executes or not runtime:
-        return code, None
+        return code, None, ""
     if len(task.candidates) < 2:
-        return code, None  # nothing will be executed: no runtime for the base alone
+        return code, None, ""  # nothing will be executed: no runtime for the base alone
     try:
         lender = Lender(held.enter_context(workspace(task.instance_id, task.record, code)))
         held.callback(lender.close)
         clone, commit = lender.base()
     except CwmError as exc:
         why = f"{code.missing or 'no clone'}; no runtime for the base either ({exc.message})"
-        return replace(code, missing=why), None
-    return replace(code, clone=clone, commit=commit, label="the execution runtime's base"), lender
+        return replace(code, missing=why), None, exc.message
+    found = replace(code, clone=clone, commit=commit, label="the execution runtime's base")
+    return found, lender, ""
 
 
 def _static(
@@ -155,8 +166,8 @@ def _static(
 def _fell_to(decision: choice.Decision) -> str:
     if decision.winner is None:
         return ""
-    if decision.decided_by == "tests passed":
-        return "; the choice fell to the checks that could run (tests passed)"
+    if decision.decided_by in (choice.TESTS, choice.PARTLY_RUN):
+        return f"; the choice fell to the checks that could run ({decision.decided_by})"
     return f"; the choice fell to {decision.decided_by}"
 
 
@@ -215,9 +226,14 @@ def _reward(
                  f"({unscored[0].reason}); they rank below the scored ones")  # fmt: skip
     order = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     kept = order[: plan.keep]
+    failed = {s.group: s.reason for s in unscored}
     for place, group in enumerate(order[plan.keep :], plan.keep + 1):
-        log.prune_group(group.key, "reward", f"ranked {place} of {len(order)} by the "
-                        f"verifier, below --keep {plan.keep}")  # fmt: skip
+        if group.key in failed:  # not judged by the verifier: ranked below every scored one
+            why = (f"no verifier score ({failed[group.key]}): ranked {place} of {len(order)}, "
+                   f"below the scored groups and --keep {plan.keep}")  # fmt: skip
+        else:
+            why = f"ranked {place} of {len(order)} by the verifier, below --keep {plan.keep}"
+        log.prune_group(group.key, "reward", why)
     log.stage("reward", len(groups), len(kept), cost)
     return kept, scores
 
@@ -229,18 +245,23 @@ def _execute(
     groups: list[Group],
     scores: Mapping[str, float | None],
     note: Note,
-    lender: Lender | None,
+    lender: Lender | str,
 ) -> tuple[list[Group], dict[str, ExecVerdict], list[str]]:
-    """(the groups left, their verdicts, the checks that could not run, in words)."""
+    """(the groups left, their verdicts, the checks that could not run, in words).
+    ``lender``: the runtime the static stage opened, or why it did not open ("": none)."""
     if "execute" not in plan.stages or plan.executor is None or len(groups) < 2:
         why = _why_not(plan, "execute", groups)
         passed = "execute" in plan.stages and plan.executor is not None
         log.stage("execute", len(groups), len(groups), Cost(), why=why, passed=passed)
         return groups, {}, []
+    if isinstance(lender, str) and lender:  # opening it again would fail again, and cost
+        why = f"the runtime did not open: {lender}"
+        log.stage("execute", len(groups), len(groups), Cost(), why=why)
+        return groups, {}, [f"could not run ({why}): its signal is missing"]
     started = time.monotonic()
     best_first = [r.group for r in choice.rank(groups, scores, prefer=plan.prefer)]
     try:
-        if lender is not None:  # its first runtime held the static stage's base
+        if isinstance(lender, Lender):  # its first runtime held the static stage's base
             report = plan.executor(lender, best_first, task.scripts, note=note)
         else:
             with workspace(task.instance_id, task.record, task.code) as ws:
@@ -248,6 +269,14 @@ def _execute(
     except RuntimeFailure as exc:
         log.stage("execute", len(groups), len(groups), Cost(), why=exc.message)
         return groups, {}, [f"could not run ({exc.message}): its signal is missing"]
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not cost the instance its choice
+        message = f"an unexpected error, {type(exc).__name__}: {exc}"
+        log.stage("execute", len(groups), len(groups), Cost(), why=message,
+                  error=traceback.format_exc())  # fmt: skip
+        return groups, {}, [f"could not run ({message}; the traceback is in the record's "
+                            "stages.execute.error): its signal is missing"]  # fmt: skip
     kept = []
     for group in best_first:
         verdict = report.verdicts.get(group.key)

@@ -9,7 +9,7 @@ no reset reaches) and are read whole.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,19 +17,20 @@ from cwm_agent.errors import ToolError
 from cwm_agent.types import CommandResult
 
 from . import junit
-from .applycmds import apply_commands
+from .applycmds import HARNESS_RESET, apply_commands, apply_patch, without_3way
 from .testcmd import TestCommand
 from .warm import Warm
 
 REPRO_FILE = "cwm_issue_check.py"  # as --attempts validates it: in the root, not a test_*.py
 PATCH_FILE = "candidate.patch"  # in the scratch folder
 VERDICTS = {"Issue reproduced": "reproduced", "Issue resolved": "resolved", "Other issues": "other"}
-# The ways SWE-bench's harness applies a patch, in its order (``applycmds``), but its 3-way
-# merge: that needs an index at the base, which a working copy with uncommitted changes
-# does not have.
-APPLY = tuple(how for how in apply_commands()[0] if "--3way" not in how)
-# A change to any of these can change what is built: the record's install runs first.
+# Whether the tree is a clean checkout of its HEAD (nothing staged, changed or untracked):
+# then its index is at the base, and the harness's 3-way merge and reset apply as they are.
+CLEAN_CHECKOUT = 'git rev-parse -q --verify HEAD >/dev/null && test -z "$(git status --porcelain)"'
+# A change to any of these can change what is built: the record's install runs after
+# the patch is applied, before anything else runs.
 BUILD_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", ".pyx", ".pxd", ".c", ".cpp", ".h")
+SETUP_CHECKS = ("apply", "install")  # runs that prepare a group's tree: not test runs
 EXIT_CODE_TEST = "(the test command's exit status)"
 _TAIL = 2000
 APPLY_TIMEOUT = 120.0
@@ -48,12 +49,17 @@ def touches_build(paths: Sequence[str]) -> bool:
     return any(path.endswith(BUILD_INPUTS) for path in paths)
 
 
+def count_test_runs(rows: Iterable[Mapping[str, Any]]) -> int:
+    """The runs of tests and scripts among ``Run.row()``s (applies and installs are not)."""
+    return sum(row.get("check") not in SETUP_CHECKS for row in rows)
+
+
 @dataclass(frozen=True)
 class Run:
     """One execution: which group, which check, how it ended."""
 
     group: str  # a group key, or "base"
-    check: str  # "existing", "apply", or a reproduction script's key
+    check: str  # "existing", "apply", "install", or a reproduction script's key
     command: str
     exit_code: int | None
     outcome: str
@@ -76,43 +82,50 @@ class Checks:
         record: Mapping[str, Any],
         python: str = "python3",
         timeouts: tuple[float, float] = (900.0, 120.0),
+        install: str = "",  # the record's install (``TestCommand.install_script``)
     ) -> None:
         self.warm = warm
         self.command = command
+        self.install_script = install
         self.files = tuple(files)
         self.record = record
         self.python = python
         self.test_timeout, self.repro_timeout = timeouts
         self.runs: list[Run] = []
+        self.clean_checkout: bool | None = None  # the tree at the base is its HEAD, clean
 
     @property
     def test_runs(self) -> int:
-        return sum(run.check != "apply" for run in self.runs)
+        return count_test_runs(run.row() for run in self.runs)
 
     def apply(self, group: str, patch: str) -> str | None:
-        """Apply ``patch`` to the base; the problem when no way applies it."""
-        tree = self.warm.tree
-        last = None
-        for attempt, how in enumerate(APPLY):
-            if attempt:
-                self.warm.reset()  # a failed attempt may have left part of the patch
-                tree = self.warm.tree
-            tree.box.write_file(
-                f"{tree.scratch}/{PATCH_FILE}", patch.encode("utf-8", "surrogateescape")
-            )
-            command = f"{how} {tree.path(PATCH_FILE)}"
-            last = self._timed(group, "apply", command, APPLY_TIMEOUT)
-            if last[0].exit_code == 0:
-                return None
-        assert last is not None
-        return f"the patch does not apply: {last[0].output.strip()[-500:]}"
+        """Apply ``patch`` to the base as the harness does (``applycmds.apply_patch``); the
+        problem when it does not apply."""
+        if self.clean_checkout is None:  # asked once, at the base (no group applied yet)
+            self.clean_checkout = self.warm.run(CLEAN_CHECKOUT, APPLY_TIMEOUT).exit_code == 0
+        commands, _ = apply_commands()
+        if not self.clean_checkout:
+            commands = without_3way(commands)
+        applied = apply_patch(_WarmTarget(self, group, patch), commands)
+        if applied.ok:
+            return None
+        return f"the patch does not apply: {applied.output.strip()[-500:]}"
 
-    def tests(self, group: str, install: bool = False) -> dict[str, str] | None:
+    def install(self, group: str) -> bool:
+        """The record's install of the project (after a change to its build inputs), as a
+        step of its own: the tests and the scripts then see the built code. Whether it ran
+        (what it changed outside the repository cannot be put back)."""
+        if not self.install_script:
+            return False
+        self._timed(group, "install", self.install_script, self.test_timeout)
+        return True
+
+    def tests(self, group: str) -> dict[str, str] | None:
         """The impacted tests' results (test id -> outcome); None when none could be read."""
         assert self.command is not None
         tree = self.warm.tree
         log, report = tree.path("tests.log"), tree.path("junit.xml")
-        script = f"rm -f {log} {report}\n" + self.command.script(self.files, log, report, install)
+        script = f"rm -f {log} {report}\n" + self.command.script(self.files, log, report)
         result, run = self._timed(group, "existing", script, self.test_timeout, record=False)
         text = self._read(f"{tree.scratch}/tests.log") or ""
         results = self.command.results(text, self._read(f"{tree.scratch}/junit.xml"), self.record)
@@ -154,3 +167,27 @@ class Checks:
             return self.warm.tree.box.read_file(path).decode("utf-8", "replace")
         except (ToolError, OSError):
             return None
+
+
+class _WarmTarget:
+    """The warm runtime's tree as ``applycmds.apply_patch`` applies to it: each attempt
+    recorded; between attempts the harness's own reset on a clean checkout, else the warm
+    reset (the snapshot holds what the checkout's HEAD does not)."""
+
+    def __init__(self, checks: Checks, group: str, patch: str) -> None:
+        self.checks, self.group, self.patch = checks, group, patch
+
+    def attempt(self, command: str) -> tuple[int, str]:
+        tree = self.checks.warm.tree  # after a warm reset, maybe a fresh runtime: write again
+        tree.box.write_file(
+            f"{tree.scratch}/{PATCH_FILE}", self.patch.encode("utf-8", "surrogateescape")
+        )
+        full = f"{command} {tree.path(PATCH_FILE)}"
+        result, _ = self.checks._timed(self.group, "apply", full, APPLY_TIMEOUT)
+        return (result.exit_code if result.exit_code is not None else -1), result.output
+
+    def reset(self) -> None:
+        if self.checks.clean_checkout:
+            self.checks.warm.run(HARNESS_RESET, APPLY_TIMEOUT)
+        else:
+            self.checks.warm.reset()

@@ -18,7 +18,9 @@ With ``prefer="tokens"`` (the scaled runs: CWM's order), the fewest tokens spent
 the change comes before size: tests passed, reward score, votes, tokens, size, input order.
 
 Each signal counts only when its stage ran; ``decided_by`` names the first signal that
-separates the winner from the runner-up.
+separates the winner from the runner-up. When tests decided against a group that was not
+run for a budget or a failure (not the lossless early stop), ``decided_by`` says so
+(``PARTLY_RUN``): the runner-up might have passed more.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ TOKENS_ORDER = (
     "(smaller first), then input order"
 )
 _NO_TOKENS = 1 << 62  # a change whose cost is unknown comes after every known one
+TESTS = "tests passed"
+PARTLY_RUN = "tests passed, only some groups ran"  # a budget or a failure stopped the rest
+EARLY_STOP = "early stop"  # how a lossless stop's reason begins (``execute.py``)
 
 
 def order(prefer: str = "size") -> str:
@@ -52,6 +57,7 @@ class Ranked:
     size: int = 0
     tokens: int | None = None  # the representative's, where known
     by_tokens: bool = False  # fewest tokens before size (CWM's order)
+    not_run: str = ""  # why execution did not reach it, where it was meant to run
 
     @property
     def votes(self) -> int:
@@ -89,6 +95,7 @@ def rank(
     for position, group in enumerate(groups):
         verdict = (verdicts or {}).get(group.key)
         ran = verdict is not None and verdict.status == "ran"
+        skipped = verdict.reason if verdict is not None and verdict.status == "not_run" else ""
         ranked.append(
             Ranked(
                 group,
@@ -99,6 +106,7 @@ def rank(
                 size=change_size(group.verify_patch),
                 tokens=group.representative.tokens,
                 by_tokens=prefer == "tokens",
+                not_run=skipped,
             )
         )
     return sorted(ranked, key=Ranked.sort_key)
@@ -112,9 +120,14 @@ def decide(ranked: Sequence[Ranked]) -> Decision:
         return Decision(best, "only one", "the only group left " + _facts(best))
     second = ranked[1]
     if best.tests is not None and (second.tests is None or best.tests != second.tests):
-        other = "was not run" if second.tests is None else f"passes {second.tests}"
-        why = f"passes {best.tests} of {best.tests_total} checks; the next best {other}"
-        return Decision(best, "tests passed", why)
+        if second.tests is not None:
+            why = f"passes {best.tests} of {best.tests_total} checks; the next best passes "
+            why += str(second.tests)
+            return Decision(best, TESTS, why)
+        why = f"passes {best.tests} of {best.tests_total} checks; the next best was not run"
+        if second.not_run.startswith(EARLY_STOP) or not second.not_run:
+            return Decision(best, TESTS, why)
+        return Decision(best, PARTLY_RUN, f"{why} ({second.not_run})")
     if best.score is not None and (second.score is None or best.score != second.score):
         other = "has no score" if second.score is None else f"{second.score:.3f}"
         return Decision(best, "reward score", f"reward score {best.score:.3f}; next best {other}")

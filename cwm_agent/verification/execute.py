@@ -3,14 +3,20 @@ reproduction scripts, in one warm runtime per instance.
 
 On the base first: the impacted tests (``impact.py``) that pass there are the ones that
 count, and the scripts that print "Issue reproduced" there are the ones that count. Then
-each group in the cascade's order: its ``verify_patch`` applied, the tests and scripts
-run, the runtime reset and checked (``warm.py``). A group's verdict: the counted tests
-that still pass, the counted scripts that print "Issue resolved".
+each group in the cascade's order: its ``verify_patch`` applied, the record's install
+run when it changes build inputs (then the runtime is discarded: an install rewrites the
+environment, which no reset puts back), the tests and scripts run, the runtime reset and
+checked (``warm.py``, which also watches the environment's site-packages). A group's
+verdict: the counted tests that still pass, the counted scripts that print "Issue
+resolved".
 
 Early stop: once a group passes every check, no later group can overtake it (at best it
 ties, and a tie goes to the earlier group: the cascade's order is the tie-break), so the
 rest are ``not_run``. Budgets per instance (``max_test_runs``, ``max_seconds``) leave the
-groups they do not reach ``not_run`` too, each with its reason.
+groups they do not reach ``not_run`` too, each with its reason, and say so loudly.
+
+Here: the stage's entry point and config, and "execution stopped" when the runtime fails;
+the run itself is ``exec_run.Stage``.
 """
 
 from __future__ import annotations
@@ -20,39 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unidiff import PatchSet
-from unidiff.errors import UnidiffParseError
-
-from cwm_agent.errors import CwmError
+from cwm_agent.errors import CwmError, Interrupted
 from cwm_agent.settings import ScalingSettings
 from cwm_agent.types import Runtime
 
-from . import junit
-from .checks import Checks, touches_build
-from .impact import impacted
-from .pytree import PyTree
-from .records import Cost, ExecReport, ExecVerdict, Group, ReproScript, Workspace
-from .testcmd import TestCommand, for_record
+from .checks import count_test_runs
+from .exec_run import Stage
+from .records import Cost, ExecConfig, ExecReport, ExecVerdict, Group, ReproScript, Workspace
 from .warm import Warm, WarmError
-
-
-@dataclass(frozen=True)
-class ExecConfig:
-    """How the execution stage runs (one instance at a time)."""
-
-    test_cmd: str | None = None  # None: the record's (SWE-bench) or pytest; "": none
-    test_timeout: float = 900.0
-    repro_timeout: float = 120.0
-    python: str = "python3"
-    max_test_runs: int | None = None  # test-command and script runs per instance
-    max_seconds: float | None = None  # wall seconds per instance
-    early_stop: bool = True
-    max_test_files: int = 5  # impacted test files run, most specific first
-    warm: bool = True  # False: a fresh runtime per group (what the warm reset must equal)
-    watch: tuple[str, ...] = field(default=())  # folders outside the repo a reset checks
-    # Of the scripts that reproduce the issue on the base, the first this many count (the
-    # scripts come most votes first: CWM keeps the largest groups); None: every one.
-    max_scripts: int | None = None
 
 
 def config_from(scaling: ScalingSettings, **more: Any) -> ExecConfig:
@@ -95,194 +76,28 @@ def execute(
         opened.append(runtime)
         return runtime
 
-    warm = Warm(open_box, watch=config.watch, fresh=not config.warm)
+    warm = Warm(open_box, fresh=not config.warm)  # watching site-packages, as every user
     report = ExecReport()
     try:
-        _Stage(workspace, warm, config, report, note).run(groups, scripts, opened)
+        Stage(workspace, warm, config, report, note).run(groups, scripts, opened)
+    except Interrupted:
+        raise
     except CwmError as exc:  # no runtime, or it died: the groups left say so, loudly
         message = f"execution stopped: {exc}"
-        report.warnings.append(message)
-        note(f"WARNING: {message}")
+        report.warnings.append(message)  # the cascade's loud warning (not a note as well)
         for group in groups:
             if group.key not in report.verdicts:
                 report.verdicts[group.key] = ExecVerdict(group.key, "not_run", reason=message)
     finally:
         warm.close()
         report.cost = Cost(
-            test_runs=sum(run.get("check") != "apply" for run in report.runs),
+            test_runs=count_test_runs(report.runs),
             runtime_seconds=warm.stats.held_seconds,
             wall_seconds=time.monotonic() - started,
         )
         report.runtimes = warm.stats.opened
         report.reset = _reset_summary(warm, config)
     return report
-
-
-class _Stage:
-    def __init__(
-        self,
-        workspace: Workspace,
-        warm: Warm,
-        config: ExecConfig,
-        report: ExecReport,
-        note: Callable[[str], None],
-    ) -> None:
-        self.workspace, self.warm, self.config = workspace, warm, config
-        self.report, self.note = report, note
-        self.started = time.monotonic()
-
-    def run(
-        self, groups: Sequence[Group], scripts: Sequence[ReproScript], opened: list[Runtime]
-    ) -> None:
-        self.warm.start()  # the runtime, snapshotted at the base before anything runs
-        command = for_record(self.workspace.record, self.config.test_cmd, self.config.python)
-        files = self._impacted(opened[0], groups, command)
-        checks = Checks(self.warm, command if files or _whole(command) else None, files,
-                        self.workspace.record, self.config.python,
-                        (self.config.test_timeout, self.config.repro_timeout))  # fmt: skip
-        try:
-            counted, counting = self._base(checks, scripts)
-            total = len(counted) + len(counting)
-            leader: ExecVerdict | None = None
-            for group in groups:
-                verdict = self._group(checks, group, counted, counting, total, leader)
-                self.report.verdicts[group.key] = verdict
-                if verdict.status == "ran" and (leader is None or verdict.passed > leader.passed):
-                    leader = verdict
-        finally:
-            self.report.runs = [run.row() for run in checks.runs]
-
-    def _impacted(
-        self, runtime: Runtime, groups: Sequence[Group], command: TestCommand | None
-    ) -> tuple[str, ...]:
-        if command is None:
-            return ()
-        self.report.test_command = command.describe()
-        if not command.selects:
-            return ()
-        changed = sorted({path for group in groups for path in _paths(group.verify_patch)})
-        try:
-            found = impacted(PyTree.read(runtime.base_dir, runtime.base), changed,
-                             self.config.max_test_files)  # fmt: skip
-        except CwmError as exc:
-            self.report.warnings.append(f"cannot map the tests of the base tree: {exc}")
-            return ()
-        if found.note:
-            self.report.warnings.append(f"impacted tests: {found.note}")
-        self.report.tests = found.files
-        return found.files
-
-    def _base(
-        self, checks: Checks, scripts: Sequence[ReproScript]
-    ) -> tuple[frozenset[str], dict[str, str]]:
-        """The tests passing on the base, and the scripts that reproduce the issue there."""
-        counted: frozenset[str] = frozenset()
-        if checks.command is not None:
-            results = checks.tests("base")
-            counted = frozenset(junit.passing(results or {}))
-            if not counted:
-                self._loud_base_failure(checks)
-        counting: dict[str, str] = {}
-        for script in scripts:
-            if len(counting) == self.config.max_scripts:
-                break
-            if checks.script("base", script.key, script.code) == "reproduced":
-                counting[script.key] = script.code
-        if scripts and not counting:
-            self.report.warnings.append(
-                f"none of the {len(scripts)} reproduction script(s) prints 'Issue reproduced' "
-                "on the base: they cannot decide"
-            )
-        self.report.base_passing = tuple(sorted(counted))
-        self.report.scripts_counted = tuple(counting)
-        self.warm.reset()
-        return counted, counting
-
-    def _loud_base_failure(self, checks: Checks) -> None:
-        run = checks.runs[-1]
-        tail = run.output_tail.strip().splitlines()[-3:]
-        message = (
-            f"the test command passes no test on the base ({run.outcome}, exit "
-            f"{run.exit_code}: {' | '.join(tail) or 'no output'}): existing tests cannot "
-            "decide between the candidates"
-        )
-        self.report.warnings.append(message)
-        self.note(f"WARNING: {message}")
-
-    def _group(
-        self,
-        checks: Checks,
-        group: Group,
-        counted: frozenset[str],
-        counting: dict[str, str],
-        total: int,
-        leader: ExecVerdict | None,
-    ) -> ExecVerdict:
-        not_run = self._why_not(checks, group, counting, total, leader)
-        if not_run:
-            if not_run.startswith("early stop"):
-                self.report.early_stopped = True
-            return ExecVerdict(group.key, "not_run", existing_total=len(counted),
-                               repro_total=len(counting), reason=not_run)  # fmt: skip
-        paths = _paths(group.verify_patch)
-        if not group.verify_patch.strip():
-            why = "it changes test infrastructure only: the base's results"
-            return ExecVerdict(group.key, "ran", len(counted), len(counted), 0, len(counting),
-                               reason=why)  # fmt: skip
-        try:
-            problem = checks.apply(group.key, group.verify_patch)
-            if problem:
-                return ExecVerdict(group.key, "invalid", 0, len(counted), 0, len(counting),
-                                   reason=problem)  # fmt: skip
-            passing: set[str] = set()
-            if counted:
-                install = touches_build(paths) and bool(checks.command and checks.command.install)
-                passing = junit.passing(checks.tests(group.key, install) or {})
-            resolved = [k for k, code in counting.items()
-                        if checks.script(group.key, k, code) == "resolved"]  # fmt: skip
-        finally:
-            self.warm.reset()
-        regressions = tuple(sorted(counted - passing))
-        self.note(f"{group.key}: {len(counted & passing) + len(resolved)}/{total} checks passed")
-        return ExecVerdict(group.key, "ran", len(counted & passing), len(counted), len(resolved),
-                           len(counting), regressions)  # fmt: skip
-
-    def _why_not(
-        self,
-        checks: Checks,
-        group: Group,
-        counting: dict[str, str],
-        total: int,
-        leader: ExecVerdict | None,
-    ) -> str:
-        if total == 0:
-            return "nothing to run: no impacted test passes on the base, no script reproduces"
-        if self.config.early_stop and leader is not None and leader.passed == total:
-            return (
-                f"early stop: {leader.group} passed all {total} checks; a later group can at "
-                "best tie, and a tie goes to the earlier group"
-            )
-        needed = 1 if checks.command is not None and self.report.base_passing else 0
-        needed += len(counting)
-        limit = self.config.max_test_runs
-        if limit is not None and checks.test_runs + needed > limit:
-            return f"budget: {checks.test_runs} of max_test_runs {limit} used, {needed} needed"
-        seconds = self.config.max_seconds
-        if seconds is not None and time.monotonic() - self.started >= seconds:
-            return f"budget: max_seconds {seconds:g} reached"
-        return ""
-
-
-def _whole(command: TestCommand | None) -> bool:
-    return command is not None and not command.selects
-
-
-def _paths(patch: str) -> list[str]:
-    try:
-        parsed = PatchSet(patch)
-    except UnidiffParseError:
-        return []
-    return [patched.path for patched in parsed]
 
 
 def _reset_summary(warm: Warm, config: ExecConfig) -> str:
@@ -293,4 +108,4 @@ def _reset_summary(warm: Warm, config: ExecConfig) -> str:
     return "; ".join(warm.stats.fallbacks)
 
 
-__all__ = ["ExecConfig", "Execution", "WarmError", "execute"]
+__all__ = ["ExecConfig", "Execution", "WarmError", "execute"]  # ExecConfig: from records

@@ -1,8 +1,11 @@
 """When two patches, or two test scripts, are the same: the keys the selection groups by.
 
 - Two patches are *the same* when they change the same files at the same places with the
-  same added and removed lines, ignoring whitespace inside lines, blank lines and context
-  (so `git diff -U3` and `-U5` of one change, or `a+b` vs `a + b`, are one patch).
+  same added and removed lines, ignoring blank lines, context, trailing whitespace and
+  whitespace inside a line that separates nothing (runs of it are one space; next to
+  punctuation or an operator, none): so `git diff -U3` and `-U5` of one change, or `a+b`
+  vs `a + b`, are one patch. Indentation counts: in Python it decides which block a
+  line belongs to (``static._changes`` counts it as a change too).
 - Two test scripts are *the same* when their Python syntax trees are, docstrings left out:
   comments, formatting and quoting do not count. A script the harness's Python cannot
   parse is compared by its text with every run of whitespace made one space and blank
@@ -14,11 +17,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_SEPARATING = re.compile(r"(?<=\W) | (?=\W)")  # a space beside a non-word character
 
 
 def short_hash(value: object) -> str:
@@ -45,7 +50,7 @@ def normalize_patch(patch: str) -> tuple[object, ...]:
             lines = list(hunk)
             lead = next((i for i, line in enumerate(lines) if line.line_type in "+-"), 0)
             changes = tuple(
-                (line.line_type, "".join(line.value.split()))
+                (line.line_type, normalize_line(line.value))
                 for line in lines
                 if line.line_type in "+-" and line.value.strip()
             )
@@ -54,6 +59,14 @@ def normalize_patch(patch: str) -> tuple[object, ...]:
         kind = "added" if patched.is_added_file else "removed" if patched.is_removed_file else ""
         files.append((patched.path, kind, tuple(hunks)))
     return tuple(files)
+
+
+def normalize_line(text: str) -> str:
+    """A changed line as its identity sees it: the indentation as it is, then the tokens
+    with one space between two words and none next to anything else."""
+    body = text.rstrip()
+    indent = body[: len(body) - len(body.lstrip())]
+    return indent + _SEPARATING.sub("", " ".join(body.split()))
 
 
 def patch_hash(patch: str) -> str | None:

@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pytree import Imported, PyTree, is_test_file
+from .pytree import Imported, PyTree
+from .testinfra import is_test_module
 
 DIRECT, REEXPORTED, PACKAGE, NEAR = 4, 3, 2, 1
 _DEPTH = 4  # how far a re-export is followed through packages
@@ -89,7 +90,7 @@ def impacted(tree: PyTree, changed: Sequence[str], cap: int) -> Impact:
     modules = {}
     for path in changed:
         module = tree.module_of(path)
-        if module and not is_test_file(path):
+        if module and not is_test_module(path):
             modules[module] = path
     exports = _Exports(tree)
     tests = tree.test_files()

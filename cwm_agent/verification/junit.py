@@ -15,7 +15,6 @@ import shlex
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 
-REPORT_FILE = ".cwm-junit.xml"  # in the runtime's repository root, removed after each run
 # Outcomes of one test case in the report.
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 

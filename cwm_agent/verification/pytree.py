@@ -15,14 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cwm_agent.runtimes.gitcmd import run_git
-
-
-def is_test_file(path: str) -> bool:
-    """pytest's and unittest's names: test_*.py, *_test.py, tests.py (django's apps)."""
-    name = posixpath.basename(path)
-    if not name.endswith(".py") or name == "conftest.py":
-        return False
-    return name.startswith("test") or name.endswith("_test.py")
+from cwm_agent.verification.testinfra import is_test_module
 
 
 @dataclass(frozen=True)
@@ -83,7 +76,7 @@ class PyTree:
         return ".".join(parts) or None
 
     def test_files(self) -> list[str]:
-        return [p for p in self.paths if is_test_file(p)]
+        return [p for p in self.paths if is_test_module(p)]
 
     def imports(self, path: str) -> list[Imported]:
         """What the file imports, absolute (parsed once)."""

@@ -116,7 +116,8 @@ class ExecVerdict:
     The checks: the impacted existing tests that pass on the base (each must still pass)
     and the reproduction scripts that print "Issue reproduced" on the base (each must
     print "Issue resolved"). ``status``: "ran", "not_run" (early stop or a budget: the
-    reason says which) or "invalid" (the patch does not apply in the runtime).
+    reason says which) or "invalid" (the patch does not apply in the runtime, or changes
+    no code; pruned).
     """
 
     group: str
@@ -160,6 +161,25 @@ class ExecReport:
     scripts_counted: tuple[str, ...] = ()  # scripts printing "Issue reproduced" on the base
 
 
+@dataclass(frozen=True)
+class ExecConfig:
+    """How the execution stage runs (one instance at a time): ``execute.ExecConfig``,
+    here so that the stage's parts and the commands that plan it share it."""
+
+    test_cmd: str | None = None  # None: the record's (SWE-bench) or pytest; "": none
+    test_timeout: float = 900.0
+    repro_timeout: float = 120.0
+    python: str = "python3"
+    max_test_runs: int | None = None  # test-command and script runs per instance
+    max_seconds: float | None = None  # wall seconds per instance
+    early_stop: bool = True
+    max_test_files: int = 5  # impacted test files run, most specific first
+    warm: bool = True  # False: a fresh runtime per group (what the warm reset must equal)
+    # Of the scripts that reproduce the issue on the base, the first this many count (the
+    # scripts come most votes first: CWM keeps the largest groups); None: every one.
+    max_scripts: int | None = None
+
+
 class Workspace(Protocol):
     """The code of one instance: fresh runtimes at its base, and its record.
 
@@ -171,3 +191,9 @@ class Workspace(Protocol):
     record: Mapping[str, Any]
 
     def open(self, label: str) -> Runtime: ...
+
+
+# What a selection's prediction holds: the chosen candidate's patch as written (its test
+# infrastructure included, said loudly), or only its code change (what was verified).
+AS_WRITTEN, CODE_ONLY = "as-written", "code-only"
+EMITS = (AS_WRITTEN, CODE_ONLY)

@@ -88,12 +88,13 @@ class RewardModel:
         return [job.result() for job in jobs]
 
     def _score_one(self, issue: str, group: Group, repo: str) -> Score:
-        key = cache_key(self.model_name, self.template_sha256, issue, group.verify_patch)
+        prompt = self.prompt(issue, group.verify_patch, repo)
+        key = cache_key(self.model_name, self.transport, self.template_sha256, prompt)
         found = self.cache.get(key)
         if found is not None:
             return Score(group.key, found["score"], found.get("source", ""),
                          found.get("answer", ""), found.get("reason", ""), cached=True)  # fmt: skip
-        messages = [{"role": "user", "content": self.prompt(issue, group.verify_patch, repo)}]
+        messages = [{"role": "user", "content": prompt}]
         client = self._open()  # once: the SDK's import is not this request's cost
         started = time.monotonic()
         try:

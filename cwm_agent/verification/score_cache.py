@@ -1,6 +1,8 @@
-"""The reward stage's scores on disk, keyed by what decides them: the verifier model, the
-prompt template, the issue and the change (each by its SHA-256). A second run over the same
-candidates, a resume, or another selection that meets the same change asks nothing again.
+"""The reward stage's scores on disk, keyed by what decides them: the verifier model, how it
+is asked (chat or completions: another prompt, other logprobs), the prompt template, and
+the prompt it renders (the issue, the change, the repository; by SHA-256). A second run
+over the same candidates, a resume, or another selection that meets the same change asks
+nothing again.
 
 One small JSON file per score (``AB/ABCDEF....json``), written atomically; an unreadable
 file is a miss. Only answers are kept: a failed request or a reply without YES/NO is
@@ -28,8 +30,8 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def cache_key(model: str, template_sha256: str, issue: str, patch: str) -> str:
-    parts = [model, template_sha256, sha256(issue), sha256(patch)]
+def cache_key(model: str, transport: str, template_sha256: str, prompt: str) -> str:
+    parts = [model, transport, template_sha256, sha256(prompt)]
     return sha256(json.dumps(parts))
 
 

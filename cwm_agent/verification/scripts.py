@@ -7,7 +7,7 @@ test-generation format). They come from:
   file holds one ``{"instance_id": ..., "code": ...}`` object a line (any number per
   instance);
 - a `cwm-agent batch` folder's reproduction rollouts (``repro-N.json``: the test the
-  rollout submitted last), the companions of its ``--attempts`` candidates;
+  rollout counted), the companions of its ``--attempts`` candidates;
 - a scaled run's own reproduction rollouts.
 
 As CWM's test-generation environment filters them, a script that never mentions both
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm_agent.errors import UsageError
+from cwm_agent.verification import layout
 from cwm_agent.verification.identity import script_key
 from cwm_agent.verification.records import ReproScript
 
@@ -73,15 +74,22 @@ def group_scripts(written: Iterable[Written]) -> tuple[tuple[ReproScript, ...], 
 
 
 def from_rollout(trajectory: Path) -> str | None:
-    """The test a reproduction rollout submitted last, from its trajectory."""
+    """The test a reproduction rollout counted (``layout.REPRO_TEST``: also one taken from
+    the working tree), else (an older trajectory) the one it submitted last."""
     try:
         data = json.loads(trajectory.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    submissions = data.get("submissions") if isinstance(data, dict) else None
-    if not isinstance(submissions, list) or not submissions:
+    if not isinstance(data, dict):
         return None
-    last = submissions[-1]
+    kept = data.get(layout.REPRO_TEST)
+    submissions = data.get("submissions")
+    if isinstance(kept, dict):
+        last = kept
+    elif isinstance(submissions, list) and submissions:
+        last = submissions[-1]
+    else:
+        return None
     test = last.get("test") if isinstance(last, dict) else None
     return test if isinstance(test, str) and test.strip() else None
 

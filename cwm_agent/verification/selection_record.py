@@ -13,8 +13,11 @@ The record is one line of ``selection.jsonl``:
   (``base_passing``), the reproduction ``scripts`` (key, votes, source, ``counted``: it
   reproduces the issue on the base), the ``test_command``, the ``reset``, every run;
 - ``stages``: for each of static, group, reward, execute: ``ran``, ``why`` (not run),
-  ``in`` / ``out`` (candidates for static, groups after), ``cost``;
-- ``chosen`` (candidate, group, ``decided_by``, ``reason``), ``order``, ``warnings``,
+  ``in`` / ``out`` (candidates for static, groups after), ``cost``, ``error`` (the
+  traceback of an unexpected error that stopped it);
+- ``chosen`` (candidate, group, ``decided_by``, ``reason``; ``emitted`` when the prediction
+  is its code change alone, ``--emit code-only``), or ``nothing_chosen`` (why: every
+  candidate pruned, every prediction empty), ``order``, ``warnings``,
   ``cost`` (the instance's total), ``retry``, ``prediction`` (the SWE-bench line).
 """
 
@@ -25,7 +28,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cwm_agent.verification import choice, grouping
-from cwm_agent.verification.records import Candidate, Cost, ExecReport, Group, ReproScript
+from cwm_agent.verification.records import (
+    AS_WRITTEN,
+    CODE_ONLY,
+    Candidate,
+    Cost,
+    ExecReport,
+    Group,
+    ReproScript,
+)
 from cwm_agent.verification.static import StaticResult
 
 if TYPE_CHECKING:
@@ -39,10 +50,16 @@ class InstanceLog:
     """What the cascade found for one instance, as it goes."""
 
     def __init__(
-        self, instance_id: str, candidates: Sequence[Candidate], base: str, prefer: str = "size"
+        self,
+        instance_id: str,
+        candidates: Sequence[Candidate],
+        base: str,
+        prefer: str = "size",
+        emit: str = AS_WRITTEN,
     ) -> None:
         self.instance_id = instance_id
         self.prefer = prefer  # the choice's tie-break after votes (``choice.order``)
+        self.emit = emit  # AS_WRITTEN or CODE_ONLY
         self.base = base  # where the base code came from, or why there is none
         self.rows = {n: _candidate_row(n, c) for n, c in enumerate(candidates, 1)}
         self.group_rows: dict[str, dict[str, Any]] = {}
@@ -60,13 +77,23 @@ class InstanceLog:
 
     # -- stages -----------------------------------------------------------------------
     def stage(
-        self, name: str, n_in: int, n_out: int, cost: Cost, why: str = "", passed: bool = False
+        self,
+        name: str,
+        n_in: int,
+        n_out: int,
+        cost: Cost,
+        why: str = "",
+        passed: bool = False,
+        error: str = "",
     ) -> None:
         """``passed``: the stage is in the plan but had nothing to do here (one group left):
-        its groups pass through, and the funnel counts them."""
+        its groups pass through, and the funnel counts them. ``error``: the traceback of
+        an unexpected error that stopped it."""
         record: dict[str, Any] = {"ran": not why, "in": n_in, "out": n_out, "cost": cost.row()}
         if why:
             record["why"] = why
+        if error:
+            record["error"] = error
         if passed:
             record["passed_through"] = True
         if name == "static":
@@ -164,6 +191,7 @@ class InstanceLog:
             "format_version": FORMAT_VERSION,
             "instance_id": self.instance_id,
             "chosen": chosen,
+            **({} if chosen is not None else {"nothing_chosen": decision.reason}),
             "order": choice.order(self.prefer),
             "warnings": list(self.warnings),
             "funnel": self.funnel(chosen is not None),
@@ -202,15 +230,31 @@ class InstanceLog:
             "decided_by": decision.decided_by,
             "reason": decision.reason,
         }
+        patch = self._emitted(group, chosen)
         prediction = {
             "instance_id": self.instance_id,
             "model_name_or_path": winner.origin.model or DEFAULT_MODEL_NAME,
             # Valid Unicode for the harness: a non-UTF-8 byte shows as U+FFFD, as in batch.
-            "model_patch": winner.patch.encode("utf-8", "surrogateescape").decode(
-                "utf-8", "replace"
-            ),
+            "model_patch": patch.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
         }
         return chosen, prediction
+
+    def _emitted(self, group: Group, chosen: dict[str, Any]) -> str:
+        """The patch the prediction holds. The representative touches test infrastructure
+        only when every member does: what the checks left out (a conftest.py forcing
+        "passed", say) would be in the prediction and steer a grader's test run."""
+        if not group.stripped:
+            return group.representative.patch
+        what = ", ".join(group.stripped)
+        if self.emit == CODE_ONLY and group.verify_patch.strip():
+            chosen["emitted"] = f"the code change only, without its test infrastructure ({what})"
+            return group.verify_patch
+        self.warn(
+            f"the emitted patch carries test infrastructure its verification left out ({what}): "
+            "every candidate of the chosen group changes it; review it, or emit the code "
+            "change alone (select --emit code-only)"
+        )
+        return group.representative.patch
 
 
 def _candidate_row(n: int, candidate: Candidate) -> dict[str, Any]:

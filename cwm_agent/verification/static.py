@@ -5,10 +5,11 @@ Checks, in order; the first that fails prunes the candidate, with its reason:
 - ``parse``: the patch is a unified diff (unidiff) holding at least one file;
 - ``nonempty``: something is left once whitespace-only hunks are dropped;
 - ``non_test``: it changes code other than test infrastructure (``testinfra.py``);
-- ``apply``: it applies to the base as SWE-bench's harness applies it: the commands of the
-  swebench package's ``GIT_APPLY_CMDS`` in order, the tree reset between them, then the
-  harness's "already applied" check; run in a scratch tree holding only the touched files
-  (``basecode.py``);
+- ``apply``: it applies to the base as SWE-bench's harness applies it
+  (``applycmds.apply_patch``: the swebench package's ``GIT_APPLY_CMDS`` in order, the tree
+  reset between them, then the harness's reverse check); a patch the base has already
+  (every command fails or changes nothing) is pruned; run in a scratch tree holding only
+  the touched files (``basecode.py``);
 - ``compile``: every changed Python file of the code change still compiles (compiled, never
   run). A file that does not compile at the base either (another Python's syntax) is not
   held against the candidate.
@@ -30,7 +31,7 @@ from unidiff.errors import UnidiffParseError
 
 from cwm_agent.runtimes.gitcmd import SAFE_CONFIG, git_env
 from cwm_agent.verification import pycheck
-from cwm_agent.verification.applycmds import apply_commands
+from cwm_agent.verification.applycmds import apply_patch
 from cwm_agent.verification.basecode import GitBase
 from cwm_agent.verification.testinfra import Split, split_patch
 
@@ -149,24 +150,39 @@ def _apply(patch: str, parsed: PatchSet, base: GitBase | None, no_base: str) -> 
         return Check("apply", NOT_CHECKED, "touches a symbolic link of the base: left to execution")
     patch_file = base.scratch_file("candidate.patch")
     patch_file.write_bytes(patch.encode("utf-8", "surrogateescape"))
-    commands, _source = apply_commands()
-    last = ""
-    for command in commands:
-        base.reset(paths)
-        if "--3way" in command:
-            base.index(paths)
-        code, last = _run(base, command, str(patch_file))
-        if code == 0 and not _changed(base, paths):  # --3way merges an applied patch to a no-op
-            return Check("apply", FAIL, f"already applied at the base: `{command}` changes nothing")
-        if code == 0:
-            return Check("apply", PASS, f"applies with `{command}`")
     base.reset(paths)
-    code, _ = _run(base, "git apply --check --reverse", str(patch_file))
-    if code == 0:
+    applied = apply_patch(_Scratch(base, paths, str(patch_file)))
+    changed = _changed(base, paths)
+    if applied.command is not None and changed:
+        return Check("apply", PASS, f"applies with `{applied.command}`")
+    if applied.command is not None:  # --3way merges an applied patch to a no-op
+        return Check(
+            "apply", FAIL, f"already applied at the base: `{applied.command}` changes nothing"
+        )
+    if applied.already and not changed:
         return Check("apply", FAIL, "already applied at the base: it changes nothing")
+    if applied.already:
+        return Check("apply", PASS, "applied by the harness's commands, though each exited "
+                     "non-zero (`git apply --check --reverse` finds it applied)")  # fmt: skip
     return Check(
-        "apply", FAIL, f"does not apply to the base with any of the harness's commands: {last}"
-    )
+        "apply", FAIL, f"does not apply to the base with any of the harness's commands: "
+        f"{_last_line(applied.output)}"
+    )  # fmt: skip
+
+
+class _Scratch:
+    """The base's scratch tree as ``applycmds.apply_patch`` applies to it."""
+
+    def __init__(self, base: GitBase, paths: list[str], patch_file: str) -> None:
+        self.base, self.paths, self.patch_file = base, paths, patch_file
+
+    def attempt(self, command: str) -> tuple[int, str]:
+        if "--3way" in command:  # a merge reads the index: it must hold the base
+            self.base.index(self.paths)
+        return _run(self.base, command, self.patch_file)
+
+    def reset(self) -> None:
+        self.base.reset(self.paths)
 
 
 def _changed(base: GitBase, paths: list[str]) -> bool:
@@ -198,8 +214,12 @@ def _run(base: GitBase, command: str, patch_file: str) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         return -1, f"`{command}` ran past {APPLY_TIMEOUT:.0f} s"
     output = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+    return proc.returncode, output or f"exit {proc.returncode}"
+
+
+def _last_line(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
-    return proc.returncode, (lines[-1] if lines else f"exit {proc.returncode}")[:300]
+    return (lines[-1] if lines else output)[:300]
 
 
 def _compile(parsed: PatchSet, split: Split, base: GitBase | None) -> Check:

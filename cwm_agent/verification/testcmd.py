@@ -17,6 +17,7 @@ command prints, and a verbose django run is larger than that.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,14 @@ class TestCommand:
     def names(self, files: Sequence[str]) -> list[str]:
         return [django_label(f) for f in files] if self.labels == "django" else list(files)
 
-    def script(self, files: Sequence[str], log: str, report: str, install: bool) -> str:
+    def install_script(self) -> str:
+        """Bash that (re)installs the project as the record's eval script does, in its
+        environment; "" when the record has no install step."""
+        if not self.install:
+            return ""
+        return "\n".join(part for part in (self.preamble, self.install) if part)
+
+    def script(self, files: Sequence[str], log: str, report: str) -> str:
         """Bash that runs the tests of ``files``, output in ``log``, JUnit in ``report``."""
         names = " ".join(shlex.quote(n) for n in self.names(files))
         if self.selects and PLACEHOLDER in self.command:
@@ -64,8 +72,7 @@ class TestCommand:
             body = f"{self.command} {names}" if self.selects and names else self.command
         if self.parser is None:
             body = junit.with_report(body, report)
-        setup = "\n".join(part for part in (self.preamble, self.install if install else "") if part)
-        lines = [setup, f"{{ {body}\n}} >{shlex.quote(log)} 2>&1"]
+        lines = [self.preamble, f"{{ {body}\n}} >{shlex.quote(log)} 2>&1"]
         return "\n".join(line for line in lines if line)
 
     def results(
@@ -79,6 +86,8 @@ class TestCommand:
 
 
 FACTS = "test_command"  # a record's own command as plain data (``command_facts``)
+_IMAGE_ONLY = ("conda activate", "/opt/miniconda3", "cd /testbed")  # the SWE-bench images'
+SWEBENCH_HINT = "pip install 'cwm-agent[swebench]'"
 
 
 def for_record(
@@ -97,7 +106,44 @@ def for_record(
         found = from_eval_script(record)
         if found is not None:
             return found
-    return TestCommand("pytest", f"{shlex.quote(python)} -m pytest -q -p no:cacheprovider -rA")
+    return pytest_command(python)
+
+
+def pytest_command(python: str, preamble: str = "") -> TestCommand:
+    """pytest on the chosen files, read from its JUnit report."""
+    return TestCommand(
+        "pytest", f"{shlex.quote(python)} -m pytest -q -p no:cacheprovider -rA", preamble
+    )
+
+
+def runnable(command: TestCommand | None, python: str) -> tuple[TestCommand | None, str]:
+    """``command``, or pytest in its environment when its log parser is swebench's and
+    the swebench package (an optional extra) is not installed; with a warning then."""
+    if command is None or command.parser is None or swebench_installed():
+        return command, ""
+    why = (
+        f"the record's log parser ({command.parser}) needs the swebench package, which is "
+        f"not installed ({SWEBENCH_HINT}): its tests run with pytest's JUnit report instead"
+    )
+    return pytest_command(python, command.preamble), why
+
+
+def needs_image(command: TestCommand | None) -> bool:
+    """A record's own command set up for its image (conda's testbed env, /testbed): on a
+    machine without that image its set-up fails, and no test runs."""
+    return (
+        command is not None
+        and command.kind == "swebench"
+        and any(mark in command.preamble for mark in _IMAGE_ONLY)
+    )
+
+
+def swebench_installed() -> bool:
+    """Found, not imported (its __init__ imports everything: seconds)."""
+    try:
+        return importlib.util.find_spec("swebench") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def command_facts(record: Mapping[str, Any]) -> dict[str, Any] | None:

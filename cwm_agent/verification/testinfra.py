@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from unidiff import Hunk, PatchedFile, PatchSet
 
 TEST_DIRS = frozenset({"tests", "test", "testing"})
-TEST_FILE = re.compile(r"(test_.*|.*_test|tests|conftest)\.py")
+# A test module by its name: what pytest (test_*.py, *_test.py) and django (an app's
+# tests.py) collect. Not any name starting "test": xarray/testing.py is library code.
+TEST_MODULE = re.compile(r"(test_.*|.*_test|tests)\.py")
 TEST_CONFIGS = frozenset({"pytest.ini", "tox.ini", "noxfile.py", ".coveragerc"})
 SECTIONED = frozenset({"setup.cfg", "pyproject.toml"})
 _TEST_SECTION = re.compile(
@@ -48,11 +50,19 @@ class Split:
     code_files: tuple[str, ...] = ()
 
 
+def is_test_module(path: str) -> bool:
+    """A test file to run (``TEST_MODULE``); the impacted tests are chosen among these."""
+    return bool(TEST_MODULE.fullmatch(path.rpartition("/")[2]))
+
+
 def is_test_path(path: str) -> bool:
+    """Test infrastructure: a test module, a conftest.py, a test-runner file, anything in
+    a test folder."""
     parts = path.strip("/").split("/")
     name = parts[-1]
     return (
-        bool(TEST_FILE.fullmatch(name))
+        is_test_module(name)
+        or name == "conftest.py"
         or name in TEST_CONFIGS
         or any(part in TEST_DIRS for part in parts[:-1])
     )

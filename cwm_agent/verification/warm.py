@@ -8,6 +8,11 @@ fingerprint taken again. Only a fingerprint equal to the snapshot's lets the nex
 candidate run there; otherwise the runtime is closed and a fresh one opened, and the
 reason is kept (``Warm.fallbacks``): a candidate never sees another's leftovers.
 
+Outside the repository the reset restores nothing, but it looks at the box's Python
+environments (``site_packages``: every user of ``Warm`` watches them by default), where
+an install of the project lands: a change there cannot be put back, so it costs a fresh
+runtime instead of a verified reset.
+
 Independent of how commands run: a ``Box`` is anything with ``run``, ``read_file``,
 ``write_file`` and ``close`` (a ``Runtime``, or evaluate's grading container).
 """
@@ -22,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cwm_agent.errors import CwmError
+from cwm_agent.errors import CwmError, Interrupted, RuntimeFailure
 from cwm_agent.types import CommandResult
 
 from . import warm_scripts as scripts
@@ -34,6 +39,19 @@ _PARTS = {
     "G": ".git",
     "W": "watched folders outside the repository",
 }
+# The site-packages folders of the box's Pythons: the one its shell finds (a runtime's
+# session has the environment activated: SWE-bench's testbed), the user's (watched even
+# before it exists: a `pip install --user` makes it), and every conda env's (a grading
+# container's plain `bash -c` finds conda's base Python, not the testbed env).
+SITE_PACKAGES = r"""
+for py in python3 python; do
+  command -v "$py" >/dev/null 2>&1 || continue
+  "$py" -c 'import site
+for p in site.getsitepackages() + [site.getusersitepackages()]: print(p)' 2>/dev/null
+done
+ls -d /opt/miniconda3/envs/*/lib/python*/site-packages 2>/dev/null
+true
+"""
 
 
 class Box(Protocol):
@@ -50,8 +68,9 @@ class Box(Protocol):
     def close(self) -> None: ...
 
 
-class WarmError(Exception):
-    """The snapshot could not be taken, or the tree could not be put back (the reason)."""
+class WarmError(RuntimeFailure):
+    """The snapshot could not be taken, or the tree could not be put back (the reason): a
+    runtime failure, which the execution stage turns into its loud "execution stopped"."""
 
 
 @dataclass(frozen=True)
@@ -156,19 +175,20 @@ class Warm:
     ``open_box(label)`` gives a fresh runtime at the base. With ``fresh`` every
     ``reset`` opens a new one (the reference the warm reset must agree with); otherwise
     the first is snapshotted and reset between uses, and replaced only when the reset
-    cannot be verified.
+    cannot be verified. ``watch``: the folders outside the repository the reset checks
+    (None: the box's site-packages, ``site_packages``).
     """
 
     def __init__(
         self,
         open_box: Callable[[str], Box],
         private_pids: Callable[[Box], bool] | None = None,
-        watch: Sequence[str] | Callable[[Box], Sequence[str]] = (),
+        watch: Sequence[str] | Callable[[Box], Sequence[str]] | None = None,
         fresh: bool = False,
     ) -> None:
         self._open = open_box
         self._private_pids = private_pids or has_own_pids
-        self._watch = watch
+        self._watch = site_packages if watch is None else watch
         self.fresh = fresh
         self.stats = WarmStats()
         self._tree: WarmTree | None = None
@@ -187,8 +207,8 @@ class Warm:
 
     def _ready(self) -> WarmTree:
         if self._dirty:
+            self._reset_now()  # put back, or closed: either way no candidate's leftovers
             self._dirty = False
-            self._reset_now()
         if self._tree is None:
             self._start()
         assert self._tree is not None
@@ -202,12 +222,19 @@ class Warm:
         self._opened_at = time.monotonic()  # opening counts: the runtime is being held
         box = self._open(f"exec-{self.stats.opened + 1}")
         self.stats.opened += 1
-        watch = self._watch(box) if callable(self._watch) else self._watch
-        tree = WarmTree(box, self._private_pids(box), watch)
-        self._tree = tree
+        self._tree = WarmTree(box, self._private_pids(box))
+        try:
+            self._prepare(self._tree)
+        except BaseException:  # not ready: never used as it is; the next use opens another
+            self._close_quietly()
+            raise
+
+    def _prepare(self, tree: WarmTree) -> None:
         if self.fresh or self._warm_off:
             tree.open_scratch()
             return
+        box = tree.box
+        tree.watch = tuple(self._watch(box) if callable(self._watch) else self._watch)
         try:
             tree.snapshot()
         except WarmError as exc:
@@ -232,8 +259,15 @@ class Warm:
                 tree.reset()
                 self.stats.verified += 1
                 return
-            except (WarmError, CwmError) as exc:  # CwmError: the runtime itself failed
+            except Interrupted:
+                self._close_quietly()
+                raise
+            except CwmError as exc:  # the reset's check, or the runtime itself
                 self.stats.fallbacks.append(f"a fresh runtime: {exc}")
+            except Exception as exc:  # noqa: BLE001 - whatever broke, the tree is not clean
+                self.stats.fallbacks.append(
+                    f"a fresh runtime: the reset failed ({type(exc).__name__}: {exc})"
+                )
         self._close_box()  # the next use opens a fresh one
 
     def discard(self, why: str) -> None:
@@ -253,8 +287,25 @@ class Warm:
         finally:
             self.stats.held_seconds += time.monotonic() - self._opened_at
 
+    def _close_quietly(self) -> None:
+        """Close the box while another error is on its way out (that one is the news)."""
+        try:
+            self._close_box()
+        except Exception:  # noqa: BLE001
+            pass
+
     def close(self) -> None:
         self._close_box()
+
+
+def site_packages(box: Box) -> list[str]:
+    """The folders outside the repository every warm runtime watches by default: the
+    box's Python environments (``SITE_PACKAGES``), one per line, duplicates dropped."""
+    found = box.run(SITE_PACKAGES, 60)
+    if found.exit_code != 0 or found.timed_out:
+        return []
+    lines = [line.strip() for line in found.output.splitlines()]
+    return list(dict.fromkeys(line for line in lines if line.startswith("/")))
 
 
 def has_own_pids(box: Box) -> bool:

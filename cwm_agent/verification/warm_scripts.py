@@ -19,9 +19,11 @@ What the fingerprint covers, and why each part:
   files over 16 MiB, left out of ``T``, by size and mtime.
 - ``G``: ``.git`` itself except its objects (config, HEAD, refs, index, hooks), and the
   names and sizes of its packs.
-- ``W``: folders outside the root the caller watches (an environment's site-packages),
-  two levels deep (packages installed or removed, ``.pth`` and ``.egg-link`` files): paths,
-  types, modes and sizes; a change there cannot be undone, only seen.
+- ``W``: folders outside the root the caller watches (by default the box's Pythons'
+  site-packages: ``warm.site_packages``), two levels deep (packages installed or removed,
+  ``.pth`` and ``.egg-link`` files): paths, types, modes and the sizes of files (not of
+  folders: a bytecode cache written below one may grow it); a change there cannot be
+  undone, only seen.
 - ``P``: processes that were not there at the snapshot (where the runtime has its own
   process namespace), once the runs' own are killed.
 """
@@ -70,8 +72,8 @@ __w_gitstate() {
 __w_watch() {
   local w=(@WATCH@)
   [ ${#w[@]} -gt 0 ] || { echo -; return; }
-  find "${w[@]}" -maxdepth 2 -name __pycache__ -prune -o -printf '%p//%y %m %s\0' \
-    2>/dev/null | LC_ALL=C sort -z | sha1sum
+  find "${w[@]}" -maxdepth 2 -name __pycache__ -prune -o -type d -printf '%p//%y %m\0' \
+    -o -printf '%p//%y %m %s\0' 2>/dev/null | LC_ALL=C sort -z | sha1sum
 }
 __w_procs() {  # pid:starttime of live processes but this one and its ancestors
   local p s q=$BASHPID anc=" "
@@ -191,7 +193,6 @@ __w_reset
 """
 )
 
-FINGERPRINT = _COMMON + "__w_fingerprint\n"
 STRAYS = _COMMON + "__w_kill; __w_strays\n"
 REMOVE = _COMMON + 'cd @ROOT@ && __w_kill; rm -rf -- "$__w_s"\n'
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from cwm_agent.verification.basecode import GitBase
 from cwm_agent.verification.records import Workspace
 
 WORKSPACE_FIELDS = ("instance_id", "repo", "version", "base_commit", "environment_setup_commit")
-SWEBENCH_WORKDIR = "/testbed"
 
 
 @dataclass(frozen=True)
@@ -166,15 +165,3 @@ def workspace(
 
     with checkout_at(source.clone, source.commit) as checkout:
         yield LocalWorkspace(instance_id, record, checkout, settings)
-
-
-def image_runtime(image: str, commit: str | None, base: RuntimeSettings) -> RuntimeSettings:
-    """Docker with the repository in ``image`` at /testbed, checked against ``commit``."""
-    return replace(
-        base,
-        runtime="docker",
-        image=image,
-        repo_in_image=True,
-        workdir=SWEBENCH_WORKDIR,
-        base_commit=commit,
-    )
