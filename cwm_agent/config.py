@@ -43,7 +43,7 @@ SETTINGS: dict[str, Setting] = _settings(
         "auto",
         "chat: the server's /v1/chat/completions; completions: CWM's chat format rendered "
         "here and sent to /v1/completions; auto: completions for models named like CWM "
-        "(the name contains 'cwm'), else chat.",
+        "(the name contains 'cwm') with --tool-format cwm, else chat.",
         "model",
     ),
     Setting(

@@ -57,9 +57,10 @@ while True:
     if libc.renameat2(-100, b"d", -100, b"l", 2) != 0:
         sys.exit(f"renameat2: errno {ctypes.get_errno()}")
     n += 1
-    if n % 100 == 0:
-        with open("/tmp/swaps", "w") as f:
+    if n % 100 == 0:  # written whole, then renamed: a reader never sees an empty file
+        with open("/tmp/swaps.new", "w") as f:
             f.write(str(n))
+        os.replace("/tmp/swaps.new", "/tmp/swaps")
 """
 
 

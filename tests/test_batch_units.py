@@ -359,6 +359,25 @@ def test_live_table_and_plain_lines():
     assert summary["completed"] is False and summary["by_exit_code"] == {"0": 1, "3": 1}
 
 
+def test_live_table_shows_what_a_priced_batch_spent():
+    """Issue 22 item 1: the cost in the live table's row and headline, finished and running."""
+    from cwm_agent.costs import Meter, Prices
+    from cwm_agent.types import Usage
+
+    tally = _tally()
+    tally.results["a"]["cost_usd"] = 0.25
+    running = inst.Instance("b", "x")
+    tally.start(running)
+    meter = Meter(Prices(input=2.0, output=8.0))
+    meter.add(Usage(prompt_tokens=100_000, completion_tokens=10_000))
+    tally.watch(running, meter)  # $0.20 + $0.08 spent so far
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    console.print(LiveDisplay(tally, console).__rich__())
+    screen = console.file.getvalue()
+    assert "tokens 111,200 · cost $0.5300 · " in screen, screen
+    assert "│ 110,000 │ $0.2800 │" in screen, screen  # the running instance's own row
+
+
 # -- isolation --------------------------------------------------------------------------
 def test_an_instance_that_crashes_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     from cwm_agent.batch import runner

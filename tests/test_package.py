@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -79,6 +78,7 @@ def test_the_built_wheel_installs_and_runs_on_its_own(tmp_path):
     deps = sysconfig.get_paths()["purelib"]
     (Path(site) / "dependencies.pth").write_text(deps + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TMPDIR"] = str(tmp_path)  # the demo's trajectory: this test's own, no other checkout's
     where = subprocess.run(
         [py, "-c", "import cwm_agent; print(cwm_agent.__file__)"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -89,7 +89,7 @@ def test_the_built_wheel_installs_and_runs_on_its_own(tmp_path):
     )
     assert demo.returncode == 0, demo.stderr.decode()[-2000:]
     assert demo.stdout.startswith(b"diff --git ")
-    traj = Path(tempfile.gettempdir()) / "cwm-demo-trajectory.json"
+    traj = tmp_path / "cwm-demo-trajectory.json"
     html = tmp_path / "page.html"
     shown = subprocess.run(
         [venv / "bin" / "cwm-agent", "show", str(traj), "--html", str(html)],

@@ -26,8 +26,10 @@ from cwm_agent.options import (
 
 DEFAULT_ATTEMPTS = 4
 EXIT_CODES_HELP = (
-    "Exit codes: 0 patch produced; 1 no attempt produced a valid patch; 2 usage error; "
-    "3 model/API failure (every attempt); 4 runtime failure; 130 interrupted."
+    "Exit codes: 0 patch produced; 1 no attempt produced a valid patch (or a budget was "
+    "spent first); 2 usage error; 3 model/API failure (every attempt); 4 runtime failure; "
+    "6 --apply could not apply the patch to REPO (the patch is still printed); "
+    "130 interrupted."
 )
 
 
