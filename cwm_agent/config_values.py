@@ -63,7 +63,8 @@ class Setting:
 
     def shown(self, value: Any) -> Any:
         """``value`` as it may be stored or shown: a URL setting's without ``user:password@``
-        (the client still uses them). Every URL setting, whatever its name."""
+        and secret-named query values (the client still uses them). Every URL setting,
+        whatever its name."""
         if self.check is http_url and isinstance(value, str) and value:
             return url_without_credentials(value)
         return value
