@@ -153,6 +153,9 @@ def test_doctor_says_it_read_a_project_file(cli_env, tmp_path):
         ("flag", "base_url", "notaurl", "--base-url 'notaurl' is not an http(s) URL"),
         ("env", "base_url", "ftp://gpu/v1", "CWM_AGENT_BASE_URL 'ftp://gpu/v1' is not an http"),
         ("file", "base_url", '"localhost:8000"', "base_url 'localhost:8000' is not an http(s)"),
+        ("flag", "base_url", "http://a b/v1", "--base-url 'http://a b/v1' holds whitespace"),
+        ("env", "base_url", "http://gpu\t/v1", "CWM_AGENT_BASE_URL 'http://gpu\\t/v1' holds"),
+        ("file", "base_url", '"http://gp$u:8/v1"', "'http://gp$u:8/v1' has the host 'gp$u', which"),
     ],
 )
 def test_values_that_are_not_numbers_or_urls_are_usage_errors(
