@@ -175,7 +175,7 @@ SETTINGS: dict[str, Setting] = _settings(
         str,
         None,
         "Prompt set: a name from `cwm-agent prompts list`, or a folder of templates "
-        "[default: the bundled set].",
+        "given as a path (./DIR) [default: the bundled set].",
         "agent",
     ),
     Setting(

@@ -3,13 +3,16 @@ comes from (a flag, an environment variable, a config file).
 
 A bad value is a ``UsageError`` that names its source (``--timeout``, ``CWM_AGENT_TIMEOUT``,
 ``FILE: timeout``): a number that is not finite or out of range, a base URL that is not
-http(s), a JSON object holding a key-like name at any depth.
+http(s), holds whitespace or names no host (neither a host name nor an IP address), a
+JSON object holding a key-like name at any depth.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +66,8 @@ class Setting:
 
     def shown(self, value: Any) -> Any:
         """``value`` as it may be stored or shown: a URL setting's without ``user:password@``
-        (the client still uses them). Every URL setting, whatever its name."""
+        and secret-named query values (the client still uses them). Every URL setting,
+        whatever its name."""
         if self.check is http_url and isinstance(value, str) and value:
             return url_without_credentials(value)
         return value
@@ -71,6 +75,10 @@ class Setting:
 
 def http_url(value: str) -> str | None:
     """What is wrong with ``value`` as a model server's base URL, or None."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        # urlsplit drops tabs and newlines and keeps spaces: either way the client would
+        # try a host no one meant, and retry it to exit 3 instead of saying so
+        return "holds whitespace or a control character"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -78,7 +86,22 @@ def http_url(value: str) -> str | None:
         return f"is not a URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "is not an http(s) URL"
+    if not _valid_host(parts.hostname, bracketed="[" in parts.netloc):
+        return f"has the host {parts.hostname!r}, which is neither a host name nor an IP address"
     return None
+
+
+_HOST_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.?")  # \w: letters of any script, digits, _
+
+
+def _valid_host(host: str, *, bracketed: bool) -> bool:
+    if bracketed:  # [::1], [fe80::1%25eth0]
+        try:
+            ipaddress.IPv6Address(host.replace("%25", "%"))
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.fullmatch(host) is not None
 
 
 def describe(spec: Setting) -> str:

@@ -210,9 +210,10 @@ def check_record_path(flag: str, path: str | None) -> None:
             return
 
 
-def check_runs_home(traj: str | None) -> None:
+def check_runs_home(traj: str | None, *, instead: str = ", or pass --traj PATH") -> None:
     """Without ``--traj`` the trajectory goes under ``$CWM_AGENT_HOME`` (or the XDG state
-    folder): a file standing where a folder must go is refused before the run."""
+    folder): a file standing where a folder must go is refused before the run (and before
+    ``cleanup`` reads the folder). ``instead`` ends the hint: the command's other way out."""
     if traj is not None:
         return
     from cwm_agent.trajectory import default_runs_dir
@@ -225,7 +226,7 @@ def check_runs_home(traj: str | None) -> None:
                 raise UsageError(
                     f"{parent} is a file, not a folder: trajectories go to {runs}"
                     + (f" (CWM_AGENT_HOME={home})" if home else ""),
-                    hint="point CWM_AGENT_HOME at a folder, or pass --traj PATH",
+                    hint=f"point CWM_AGENT_HOME at a folder{instead}",
                 )
             return
 

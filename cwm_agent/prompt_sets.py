@@ -4,9 +4,10 @@ submission texts.
 The *bundled* set is the ``prompts/`` folder shipped in the wheel, in our own words. A
 *named* set lives in ``$XDG_CONFIG_HOME/cwm-agent/prompts/NAME/`` (``cwm-agent prompts
 import-cwm PATH`` writes CWM's own prompts there as the set ``cwm``); a *folder* set is
-any directory of ``NAME.j2`` templates. A set may hold only some of the templates; the
-others come from the bundled set. ``set.json`` beside the templates, when present, says
-where the set came from and which tool formats its texts describe.
+any directory of ``NAME.j2`` templates, given as a path (``./DIR``: a bare name is only
+ever a set). A set may hold only some of the templates; the others come from the bundled
+set. ``set.json`` beside the templates, when present, says where the set came from and
+which tool formats its texts describe.
 
 A set is identified in trajectories and by ``doctor`` by its name and the SHA-256 of the
 templates a run would use (its own and the bundled ones it falls back to).
@@ -108,20 +109,34 @@ BUNDLED_SET = PromptSet(BUNDLED)
 
 
 def load(spec: str | None, env: Mapping[str, str] | None = None) -> PromptSet:
-    """The set ``spec`` names: None/"bundled", a set name, or a folder of templates."""
+    """The set ``spec`` names: None/"bundled", a set name, or a folder of templates.
+
+    A folder is a path holding a ``/`` (``./NAME``): a bare name is only ever a bundled or
+    imported set, so a checkout's ``./cwm`` folder never stands in for the set ``cwm``."""
     if not spec or spec == BUNDLED:
         return BUNDLED_SET
+    if _is_path(spec):
+        folder = Path(spec).expanduser()
+        if folder.is_dir():
+            return _from_dir(str(folder), folder.resolve())
+        raise UsageError(
+            f"no prompt folder {spec!r}: not a directory",
+            hint="give an existing folder of NAME.j2 templates, or a set name "
+            "(`cwm-agent prompts list` shows them)",
+        )
     named = sets_dir(env) / spec
     if _NAME.fullmatch(spec) and named.is_dir():
         return _from_dir(spec, named)
-    folder = Path(spec).expanduser()
-    if folder.is_dir():
-        return _from_dir(str(folder), folder.resolve())
+    known = ", ".join(s.name for s in available(env))
     raise UsageError(
-        f"no prompt set {spec!r}: not a set in {sets_dir(env)} nor a folder",
-        hint="`cwm-agent prompts list` shows the sets; `cwm-agent prompts import-cwm PATH` "
-        "imports CWM's own from a checkout of facebookresearch/cwm",
+        f"no prompt set {spec!r} (the sets: {known}; imported ones live in {sets_dir(env)})",
+        hint=f"give a folder as ./{spec}; `cwm-agent prompts import-cwm PATH` imports "
+        "CWM's own from a checkout of facebookresearch/cwm",
     )
+
+
+def _is_path(spec: str) -> bool:
+    return "/" in spec or os.sep in spec or spec.startswith("~")
 
 
 def _from_dir(name: str, folder: Path) -> PromptSet:

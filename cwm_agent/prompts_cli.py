@@ -17,7 +17,8 @@ from cwm_agent.prompt_sets import SET_TEMPLATES, PromptSet
 def prompts_group() -> None:
     """The prompt sets: the bundled one (our words) and the ones you import or write.
 
-    A run picks one with --prompts NAME|DIR (setting `prompts`, env CWM_AGENT_PROMPTS);
+    A run picks one with --prompts NAME|./DIR (setting `prompts`, env CWM_AGENT_PROMPTS;
+    a folder is given as a path holding a '/', a bare NAME is only a bundled or imported set);
     it supplies the system, user, format-error, submission and test-generation texts.
     Named sets live in $XDG_CONFIG_HOME/cwm-agent/prompts/NAME/ (~/.config/...).
 
@@ -56,7 +57,7 @@ def list_command(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--template", type=click.Choice(SET_TEMPLATES), help="Only this template.")
 def show_command(name: str, template: str | None) -> None:
-    """Print the templates a set makes a run use (NAME: a set name, a folder, or bundled).
+    """Print the templates a set makes a run use (NAME: a set name, bundled, or a folder as ./DIR).
 
     \b
     Examples:

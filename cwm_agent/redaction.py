@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 # One vocabulary of credential names, for variables (their values are hidden, and kept
 # from the shell) and for settings' keys (refused in config files and JSON settings). A
@@ -98,13 +98,25 @@ def redact_tree(value: Any, secrets: Sequence[str]) -> Any:
 
 
 def url_without_credentials(url: str) -> str:
-    """``url`` as it may be stored or shown: ``user:password@`` taken out (the client
+    """``url`` as it may be stored or shown: ``user:password@`` taken out and the value of
+    every secret-named query parameter (``?api_key=...``) replaced by the mark (the client
     still uses them)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
+    return urlunsplit(parts._replace(netloc=host, query=_query_without_secrets(parts.query)))
+
+
+def _query_without_secrets(query: str) -> str:
+    """``query`` with secret-named parameters' values marked; every other byte as it was
+    (re-encoding the rest would show a URL the user never wrote)."""
+    fields = []
+    for field in query.split("&"):
+        name, equals, _ = field.partition("=")
+        hidden = equals and is_secret_name(unquote_plus(name))
+        fields.append(f"{name}={MARK}" if hidden else field)
+    return "&".join(fields)

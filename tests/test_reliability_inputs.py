@@ -153,6 +153,31 @@ def test_a_prompt_set_cannot_reach_python_from_its_templates(buggy_repo, tmp_pat
     assert not marker.exists() and server.requests == []
 
 
+def test_a_bare_prompt_set_name_never_reads_the_current_folder(
+    buggy_repo, tmp_path, cli_env, monkeypatch
+):
+    """A checkout holding cwm/system.j2 does not supply `--prompts cwm`: a bare name is only
+    a bundled or imported set, a folder is given as a path (./cwm)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "cwm").mkdir(parents=True)
+    (checkout / "cwm" / "system.j2").write_text("CHECKOUT-SUPPLIED system prompt")
+    monkeypatch.chdir(checkout)
+    env = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}  # no set imported
+    shown = run_cli(["prompts", "show", "cwm"], env)
+    assert shown.returncode == 2, shown.stderr
+    assert "CHECKOUT-SUPPLIED" not in shown.stdout
+    assert "no prompt set 'cwm'" in shown.stderr and "bundled" in shown.stderr
+    assert "give a folder as ./cwm" in shown.stderr
+    with ScriptedServer([cwm("bash", "true")]) as server:
+        args = ["run", str(buggy_repo), "--issue", "x", "--model", "m", "--prompts", "cwm"]
+        result = run_cli([*args, "--base-url", server.base_url, "--max-steps", "1"], env)
+    assert result.returncode == 2, result.stderr
+    assert "give a folder as ./cwm" in result.stderr and server.requests == []
+    as_path = run_cli(["prompts", "show", "./cwm", "--template", "system"], env)
+    assert as_path.returncode == 0, as_path.stderr
+    assert "CHECKOUT-SUPPLIED system prompt" in as_path.stdout
+
+
 # -- 21.6: a record's repo must be owner/name --------------------------------------------------
 
 

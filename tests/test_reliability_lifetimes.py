@@ -125,6 +125,20 @@ def test_cleanup_reports_the_folders_it_keeps_for_want_of_an_owner(cli_env, tmp_
     assert (temp / "cwm-agent-unknown").is_dir()
 
 
+def test_cleanup_with_a_home_that_is_a_file_is_a_usage_error(cli_env, tmp_path):
+    """As `run` says it: not "marked 0 trajectories" and exit 0 over a folder it never read."""
+    home = tmp_path / "home-file"
+    home.write_text("not a folder\n")
+    temp = tmp_path / "tmp"  # whatever happens, not the machine's temp folder
+    temp.mkdir()
+    env = {**cli_env, "CWM_AGENT_HOME": str(home), "TMPDIR": str(temp), "DOCKER_HOST": NO_ENGINE}
+    result = run_cli(["cleanup"], env)
+    assert result.returncode == 2, result.stderr
+    assert f"{home} is a file, not a folder" in result.stderr and "CWM_AGENT_HOME" in result.stderr
+    assert "marked" not in result.stderr and "Traceback" not in result.stderr
+    assert "--traj" not in result.stderr  # cleanup has no such option to offer
+
+
 def test_only_trajectories_of_gone_runs_are_marked(tmp_path):
     from cwm_agent.runtimes.reaper import owner
     from cwm_agent.trajectory import mark_killed

@@ -153,6 +153,9 @@ def test_doctor_says_it_read_a_project_file(cli_env, tmp_path):
         ("flag", "base_url", "notaurl", "--base-url 'notaurl' is not an http(s) URL"),
         ("env", "base_url", "ftp://gpu/v1", "CWM_AGENT_BASE_URL 'ftp://gpu/v1' is not an http"),
         ("file", "base_url", '"localhost:8000"', "base_url 'localhost:8000' is not an http(s)"),
+        ("flag", "base_url", "http://a b/v1", "--base-url 'http://a b/v1' holds whitespace"),
+        ("env", "base_url", "http://gpu\t/v1", "CWM_AGENT_BASE_URL 'http://gpu\\t/v1' holds"),
+        ("file", "base_url", '"http://gp$u:8/v1"', "'http://gp$u:8/v1' has the host 'gp$u', which"),
     ],
 )
 def test_values_that_are_not_numbers_or_urls_are_usage_errors(
@@ -334,6 +337,22 @@ def test_credentials_in_the_verifier_url_are_never_shown_or_written_and_bind_no_
     written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert "Pw-0f-alice" not in written and "Pw-0f-bob" not in written
     assert "Pw-0f" not in first.stderr + again.stderr
+
+
+def test_a_key_in_the_base_url_query_is_never_shown(cli_env, tmp_path):
+    """`?api_key=...` is a credential as much as `user:password@`: `config show` (both
+    forms) and a refused URL's message mark its value, other parameters stay as written."""
+    url = "http://127.0.0.1:9/v1?api-version=2024-06&api_key=Sek-r3t-in-query"
+    env = {**cli_env, "OPENAI_BASE_URL": url, "XDG_CONFIG_HOME": str(tmp_path)}
+    table = run_cli(["config", "show"], env)
+    document = run_cli(["config", "show", "--json"], env)
+    assert table.returncode == 0 and document.returncode == 0, table.stderr + document.stderr
+    assert "Sek-r3t-in-query" not in table.stdout + document.stdout
+    shown = json.loads(document.stdout)["settings"]["base_url"]["value"]
+    assert shown == "http://127.0.0.1:9/v1?api-version=2024-06&api_key=[secret redacted]"
+    refused = run_cli(["config", "show"], {**env, "OPENAI_BASE_URL": url.replace("http", "ftp")})
+    assert refused.returncode == 2 and "is not an http(s) URL" in refused.stderr
+    assert "Sek-r3t-in-query" not in refused.stdout + refused.stderr
 
 
 # -- 22.4: exit codes that mean one thing ------------------------------------------------------

@@ -53,6 +53,10 @@ def cleanup(run_id: str | None, everything: bool, folders: tuple[Path, ...]) -> 
       cwm-agent cleanup --all
     """
     if run_id is None:  # --run-id names containers only
+        from cwm_agent.options import check_runs_home
+
+        # a file where the runs folder goes is a mistake to say, not "marked 0"
+        check_runs_home(None, instead=" (or unset it)")
         _local(folders)
     _containers(run_id, everything)
 
