@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cwm_agent.config_values import byte_size
 from cwm_agent.errors import UsageError
 from cwm_agent.settings import ModelSettings, RuntimeSettings
 
@@ -46,8 +47,25 @@ def open_model(
     )
 
 
+def check_runtime(settings: RuntimeSettings) -> None:
+    """Refuse, before anything starts, a ``--tmp-size`` that cannot apply: the Docker
+    runtime, ``--sandbox none``, a bubblewrap too old to size a tmpfs (a size from a
+    trajectory, for replay, is checked too)."""
+    if settings.tmp_size is None:
+        return
+    from cwm_agent.runtimes import local_setup
+
+    problem = byte_size(settings.tmp_size)
+    if problem:
+        raise UsageError(f"--tmp-size {settings.tmp_size!r} {problem}", hint="e.g. 512m or 1g")
+    if settings.runtime == "docker":
+        raise local_setup.not_for("--runtime docker", "bound the container with --memory")
+    local_setup.use_sandbox(settings.sandbox, [], settings.tmp_bytes)
+
+
 def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> Runtime:
     """A fresh runtime of ``settings.runtime`` holding ``repo`` (or the image's own)."""
+    check_runtime(settings)
     if settings.runtime == "local" or not settings.repo_in_image:
         require_work_tree(repo or ".")
     if settings.runtime == "local":
@@ -57,6 +75,7 @@ def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> R
             repo or ".",
             sandbox=settings.sandbox,
             network=settings.network,
+            tmp_size=settings.tmp_bytes,
             shell_init=settings.shell_init or "",
         )
     if settings.runtime == "docker":
