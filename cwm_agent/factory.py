@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cwm_agent.config_values import byte_size
 from cwm_agent.errors import UsageError
 from cwm_agent.settings import ModelSettings, RuntimeSettings
 
@@ -47,25 +46,12 @@ def open_model(
     )
 
 
-def check_runtime(settings: RuntimeSettings) -> None:
-    """Refuse, before anything starts, a ``--tmp-size`` that cannot apply: the Docker
-    runtime, ``--sandbox none``, a bubblewrap too old to size a tmpfs (a size from a
-    trajectory, for replay, is checked too)."""
-    if settings.tmp_size is None:
-        return
-    from cwm_agent.runtimes import local_setup
-
-    problem = byte_size(settings.tmp_size)
-    if problem:
-        raise UsageError(f"--tmp-size {settings.tmp_size!r} {problem}", hint="e.g. 512m or 1g")
-    if settings.runtime == "docker":
-        raise local_setup.not_for("--runtime docker", "bound the container with --memory")
-    local_setup.use_sandbox(settings.sandbox, [], settings.tmp_bytes)
-
-
 def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> Runtime:
     """A fresh runtime of ``settings.runtime`` holding ``repo`` (or the image's own)."""
-    check_runtime(settings)
+    if settings.tmp_size is not None:
+        from cwm_agent.runtimes.local_setup import check_tmp_size
+
+        check_tmp_size(settings.tmp_size, settings.runtime, settings.sandbox)
     if settings.runtime == "local" or not settings.repo_in_image:
         require_work_tree(repo or ".")
     if settings.runtime == "local":

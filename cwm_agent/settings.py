@@ -254,9 +254,11 @@ def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettin
         traj_path=traj_path,
     )
     check_sampling(settings)
-    from cwm_agent.factory import check_runtime  # (the factory imports these records)
+    runtime = settings.runtime
+    if runtime.tmp_size is not None:  # refused now where it cannot apply
+        from cwm_agent.runtimes.local_setup import check_tmp_size
 
-    check_runtime(settings.runtime)  # a --tmp-size that cannot apply: refused now
+        check_tmp_size(runtime.tmp_size, runtime.runtime, runtime.sandbox)
     # An unknown prompt set is refused now, not once the runtime has been set up.
     prompt_sets.load(settings.agent.prompts).check_tool_format(settings.agent.tool_format)
     return settings

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from ..config_values import byte_size, size_bytes
 from ..errors import RuntimeFailure, UsageError
 from .baseline import Base, UserRepo, make_model_git, submodules
 from .gitcmd import run_git
@@ -51,6 +52,23 @@ def use_sandbox(choice: str, notices: list[str], tmp_size: int | None = None) ->
         "(install bubblewrap, or pass --sandbox none to silence this)"
     )
     return False
+
+
+def check_tmp_size(size: str | None, runtime: str, sandbox: str) -> None:
+    """Refuse, before anything starts, a ``--tmp-size`` that cannot apply: not a size (one
+    read back from a trajectory, for replay), the Docker runtime, ``--sandbox none``, a
+    bubblewrap too old to size a tmpfs. Every front door asks (``settings.build``,
+    ``select``, ``factory.open_runtime``)."""
+    if size is None:
+        return
+    problem = byte_size(size)
+    if problem:
+        raise UsageError(f"--tmp-size {size!r} {problem}", hint="e.g. 512m or 1g")
+    if runtime == "docker":
+        raise not_for(
+            "--runtime docker", "a container's /tmp is on its disk; --memory bounds the rest"
+        )
+    use_sandbox(sandbox, [], size_bytes(size))
 
 
 def not_for(where: str, why: str) -> UsageError:

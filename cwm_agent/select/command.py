@@ -13,7 +13,6 @@ from typing import Any
 from cwm_agent.console import say
 from cwm_agent.costs import usd
 from cwm_agent.errors import CwmError, Interrupted, ModelError, UsageError
-from cwm_agent.factory import check_runtime
 from cwm_agent.options import read_issue, resolve_options
 from cwm_agent.select import report, stages, tasks
 from cwm_agent.select.display import make_display
@@ -62,7 +61,10 @@ def _instances(opts: dict[str, Any], cfg: Any) -> tasks.Instances:
     if opts["issue_file"] is not None and opts["repo"] is None:
         raise UsageError("--issue-file is for --repo", hint="records carry their issues")
     runtime = record("runtime", cfg)
-    check_runtime(runtime)
+    if runtime.tmp_size is not None:  # refused now where it cannot apply
+        from cwm_agent.runtimes.local_setup import check_tmp_size
+
+        check_tmp_size(runtime.tmp_size, runtime.runtime, runtime.sandbox)
     if runtime.runtime == "local" and opts["image_template"]:
         raise UsageError("--image-template is for --runtime docker", hint="add --runtime docker")
     issue, name = None, "issue"
