@@ -1,7 +1,8 @@
 """The local runtime's sandbox: bubblewrap around the agent's shell (Linux).
 
 Inside, the commands see the whole filesystem read-only except the working copy, a
-private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own, and every other Unix
+private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own (these in memory: with
+``tmp_size`` each is a tmpfs of that size, and ``/dev`` read-only), and every other Unix
 socket of the host they could see covered (``sockets.py``): a read-only mount does not
 stop ``connect()``; no network unless asked; their own PID namespace, so nothing of the
 agent's process is visible and everything dies with the session; no capabilities.
