@@ -24,7 +24,7 @@ from cwm_agent.config_files import (
     read_layer,
     user_config_path,
 )
-from cwm_agent.config_values import JSON, Setting, from_env, from_flag, http_url
+from cwm_agent.config_values import JSON, Setting, byte_size, from_env, from_flag, http_url
 
 __all__ = ["JSON", "LOCAL_FILE", "SETTINGS", "Resolved", "Setting", "resolve", "user_config_path"]
 
@@ -239,6 +239,17 @@ SETTINGS: dict[str, Setting] = _settings(
         "no network unless --network, own PID namespace), none, or auto (bwrap where it "
         "works).",
         "runtime",
+    ),
+    Setting(
+        "tmp_size",
+        str,
+        None,
+        "The local sandbox's in-memory folders (/tmp, /dev/shm, /run): at most this size "
+        "each, e.g. 512m or 1g; writing past it fails with 'No space left on device', and "
+        "/dev itself is made read-only. Needs bubblewrap 0.6+; not for --sandbox none or "
+        "--runtime docker [default: the kernel's, half the memory each].",
+        "runtime",
+        check=byte_size,
     ),
     # -- test-time scaling (ScalingSettings) --
     Setting(

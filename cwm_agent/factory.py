@@ -48,6 +48,10 @@ def open_model(
 
 def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> Runtime:
     """A fresh runtime of ``settings.runtime`` holding ``repo`` (or the image's own)."""
+    if settings.tmp_size is not None:
+        from cwm_agent.runtimes.local_setup import check_tmp_size
+
+        check_tmp_size(settings.tmp_size, settings.runtime, settings.sandbox)
     if settings.runtime == "local" or not settings.repo_in_image:
         require_work_tree(repo or ".")
     if settings.runtime == "local":
@@ -57,6 +61,7 @@ def open_runtime(settings: RuntimeSettings, repo: Path | None, run_id: str) -> R
             repo or ".",
             sandbox=settings.sandbox,
             network=settings.network,
+            tmp_size=settings.tmp_bytes,
             shell_init=settings.shell_init or "",
         )
     if settings.runtime == "docker":

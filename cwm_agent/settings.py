@@ -13,6 +13,7 @@ from typing import Any
 
 from cwm_agent import prompt_sets
 from cwm_agent.config import GROUPS, SETTINGS, Resolved, in_group
+from cwm_agent.config_values import size_bytes
 from cwm_agent.costs import Budget, Prices, checked_prices
 from cwm_agent.errors import UsageError
 from cwm_agent.protocol import CHARS_PER_TOKEN
@@ -120,7 +121,12 @@ class RuntimeSettings:
     pids_limit: int | None = 1024
     shell_init: str | None = None  # None: SWE-bench's testbed activation where it applies
     sandbox: str = "auto"
+    tmp_size: str | None = None  # the sandbox's tmpfs size, as given (``tmp_bytes``)
     base_commit: str | None = None  # not a setting: a record's commit, checked in the image
+
+    @property
+    def tmp_bytes(self) -> int | None:
+        return None if self.tmp_size is None else size_bytes(self.tmp_size)
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,11 @@ def build(cfg: Resolved, repo: Path, traj_path: Path | None = None) -> RunSettin
         traj_path=traj_path,
     )
     check_sampling(settings)
+    runtime = settings.runtime
+    if runtime.tmp_size is not None:  # refused now where it cannot apply
+        from cwm_agent.runtimes.local_setup import check_tmp_size
+
+        check_tmp_size(runtime.tmp_size, runtime.runtime, runtime.sandbox)
     # An unknown prompt set is refused now, not once the runtime has been set up.
     prompt_sets.load(settings.agent.prompts).check_tool_format(settings.agent.tool_format)
     return settings

@@ -268,6 +268,13 @@ def test_every_command_has_examples_and_completion_works(cli_env):
         (["--top-p", "1.5"], "--top-p must be at most 1"),
         (["--chat-template-kwargs", "[1,2]"], "--chat-template-kwargs must be a JSON object"),
         (["--chat-template-kwargs", "{oops"], "--chat-template-kwargs is not JSON"),
+        (["--tmp-size", "0"], "--tmp-size '0' is too small (at least 1m)"),
+        (["--tmp-size", "8x"], "--tmp-size '8x' is not a size"),
+        (["--tmp-size", "nan"], "--tmp-size 'nan' is not a size"),
+        (["--tmp-size", "-1g"], "--tmp-size '-1g' is not a size"),
+        (["--tmp-size", "9999999999g"], "--tmp-size '9999999999g' is too large"),
+        (["--tmp-size", "8m", "--sandbox", "none"], "it does not apply with --sandbox none"),
+        (["--tmp-size", "8m", "--runtime", "docker", "--image", "i"], "with --runtime docker"),
     ],
 )
 def test_nonsense_values_are_usage_errors_naming_the_flag(buggy_repo, cli_env, args, named):
@@ -290,6 +297,18 @@ def test_nonsense_values_from_env_and_file_are_refused_too(tmp_path):
     assert (resolved["network"], resolved["pids_limit"]) == (True, 64)
     kwargs = resolve_in(tmp_path, env={"CWM_AGENT_CHAT_TEMPLATE_KWARGS": '{"a": 1}'})
     assert kwargs["chat_template_kwargs"] == {"a": 1}
+
+
+def test_sizes_are_read_as_dockers_memory_flag_reads_them(tmp_path):
+    from cwm_agent.config_values import size_bytes
+
+    sizes = {"512m": 512 << 20, "1.5g": 3 << 29, "8MB": 8 << 20, "4096k": 4 << 20, "2048": 2048}
+    assert {text: size_bytes(text) for text in sizes} == sizes
+    path = tmp_path / "c.toml"
+    path.write_text('tmp_size = "1 g"\n')
+    with pytest.raises(UsageError, match="tmp_size '1 g' is not a size"):
+        resolve_in(tmp_path, config=str(path))
+    assert resolve_in(tmp_path, env={"CWM_AGENT_TMP_SIZE": "64m"})["tmp_size"] == "64m"
 
 
 def test_a_trajectory_path_under_a_file_is_refused_before_the_run(buggy_repo, cli_env, tmp_path):

@@ -40,6 +40,7 @@ _OPERATIONAL = {
     "scaling.verifier_prices",
     "runtime.memory",
     "runtime.pids_limit",
+    "runtime.tmp_size",
     "runtime.base_commit",  # each record's own
 }
 _SHOWN = 6  # differences named in the refusal

@@ -80,13 +80,15 @@ class LocalRuntime:
         *,
         sandbox: str = "auto",
         network: bool = False,
+        tmp_size: int | None = None,
         shell_init: str = "",
         env: Mapping[str, str] | None = None,
         head_bytes: int = 64 * 1024,
         tail_bytes: int = 64 * 1024,
     ) -> LocalRuntime:
         """``sandbox``: "auto" (bubblewrap where it works, else none, said once in the
-        notices), "bwrap" (required) or "none"; ``network`` only matters in the sandbox."""
+        notices), "bwrap" (required) or "none"; ``network`` and ``tmp_size`` (bytes for
+        each of its private tmpfs) only matter in the sandbox."""
         user = locate(repo)
         top = os.path.realpath(tempfile.mkdtemp(prefix=PREFIX))
         try:
@@ -98,7 +100,8 @@ class LocalRuntime:
             notices += setup.submodule_notice(user, base)
             root = os.path.join(top, user.top.name or "repo")
             os.mkdir(root)
-            sandboxed = setup.use_sandbox(sandbox, notices)
+            sandboxed = setup.use_sandbox(sandbox, notices, tmp_size)
+            plain = SandboxSpec(root, (top, *stores), network, tmp_size=tmp_size)
 
             def session(factory: Callable[[str, Mapping[str, str]], Transport]) -> ShellSession:
                 return ShellSession(
@@ -108,14 +111,11 @@ class LocalRuntime:
 
             shell = None
             if sandboxed:
-                shell = setup.overlay_session(
-                    session, user, base, (top, root), stores, network, notices
-                )
+                shell = setup.overlay_session(session, user, base, top, plain, stores, notices)
             if shell is None:
                 setup.check_out(user, base, root)
                 if sandboxed:
-                    spec = SandboxSpec(root, (top, *stores), network)
-                    shell = session(lambda cwd, e: SandboxTransport(spec, cwd, e))
+                    shell = session(lambda cwd, e: SandboxTransport(plain, cwd, e))
                 else:
                     shell = session(PipeTransport)
         except BaseException:

@@ -1,7 +1,8 @@
 """The local runtime's sandbox: bubblewrap around the agent's shell (Linux).
 
 Inside, the commands see the whole filesystem read-only except the working copy, a
-private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own, and every other Unix
+private ``/tmp`` (and ``/dev/shm``); an empty ``/run`` of their own (these in memory: with
+``tmp_size`` each is a tmpfs of that size, and ``/dev`` read-only), and every other Unix
 socket of the host they could see covered (``sockets.py``): a read-only mount does not
 stop ``connect()``; no network unless asked; their own PID namespace, so nothing of the
 agent's process is visible and everything dies with the session; no capabilities.
@@ -62,6 +63,7 @@ class SandboxSpec:
     model_git: str | None = None
     gitfile: str | None = None  # overlay mode with a `.git` file: a file naming model_git
     protect: tuple[str, ...] = ()  # overlay mode: read-only beside the sandbox too
+    tmp_size: int | None = None  # bytes for each private tmpfs (None: the kernel's default)
 
 
 def bwrap_path() -> str | None:
@@ -82,6 +84,24 @@ def works() -> str | None:
     if probe.returncode != 0:
         return f"bwrap cannot create namespaces here: {probe.stderr.decode(errors='replace')}"
     return None
+
+
+_sizes: dict[str, str] = {}  # per bubblewrap program: why it cannot size ("": it can)
+
+
+def cannot_size() -> str | None:
+    """Why this bubblewrap cannot size a tmpfs (None: it can). ``--size`` came with
+    bubblewrap 0.6; asked of the program itself, which a distribution may have patched."""
+    bwrap = bwrap_path() or "bwrap"
+    if bwrap not in _sizes:
+        argv = [bwrap, *_isolation(False), "--ro-bind", "/", "/", "--size", "1048576"]
+        probe = subprocess.run(
+            [*argv, "--tmpfs", "/tmp", "true"], capture_output=True, stdin=subprocess.DEVNULL
+        )
+        version = subprocess.run([bwrap, "--version"], capture_output=True, text=True)
+        shown = version.stdout.strip() or "this bubblewrap"
+        _sizes[bwrap] = "" if probe.returncode == 0 else f"{shown} cannot size a tmpfs"
+    return _sizes[bwrap] or None
 
 
 def tools_under_tmp(env: Mapping[str, str]) -> list[str]:
@@ -115,8 +135,11 @@ def command(
     argv = [bwrap_path() or "bwrap", *_isolation(spec.network)]
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     private = private_trees()
+    size = [] if spec.tmp_size is None else ["--size", str(spec.tmp_size)]
+    if size:  # --dev's tmpfs cannot be sized: /dev/shm gets its own, /dev is made read-only
+        argv += [*size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for tree in private:
-        argv += ["--tmpfs", tree]
+        argv += [*size, "--tmpfs", tree]
     if spec.network:  # /etc/resolv.conf may be a link into the /run just replaced
         resolver = os.path.realpath("/etc/resolv.conf")
         if any(resolver.startswith(tree + "/") for tree in private[1:]):

@@ -61,6 +61,10 @@ def _instances(opts: dict[str, Any], cfg: Any) -> tasks.Instances:
     if opts["issue_file"] is not None and opts["repo"] is None:
         raise UsageError("--issue-file is for --repo", hint="records carry their issues")
     runtime = record("runtime", cfg)
+    if runtime.tmp_size is not None:  # refused now where it cannot apply
+        from cwm_agent.runtimes.local_setup import check_tmp_size
+
+        check_tmp_size(runtime.tmp_size, runtime.runtime, runtime.sandbox)
     if runtime.runtime == "local" and opts["image_template"]:
         raise UsageError("--image-template is for --runtime docker", hint="add --runtime docker")
     issue, name = None, "issue"
