@@ -46,3 +46,25 @@ def test_an_image_workspace_opens_containers_at_the_records_base():
             assert head.output.strip() == swebench_records.BASE_COMMIT
         finally:
             runtime.close()
+
+
+def test_an_image_workspace_keeps_the_records_test_command_but_not_its_eval_script():
+    # The cascade hands the execution stage this Workspace: without the record's own test
+    # command it fell back to `python3 -m pytest`, which SWE-bench images' base env lacks.
+    from cwm_agent.verification.testcmd import for_record, parse_swebench_log
+
+    record = swebench_records.record(1)
+    settings = image_runtime(SWEBENCH_IMAGE, record["base_commit"], RuntimeSettings())
+    with workspace(record["instance_id"], record, CodeSource(runtime=settings)) as ws:
+        kept = ws.record
+    assert "eval_script" not in kept and "test_patch" not in kept
+    assert "FAIL_TO_PASS" not in kept and "PASS_TO_PASS" not in kept
+    assert swebench_records.BUGS["newest"].split("::")[1] not in str(kept)  # the hidden test
+    command = for_record(kept, None)
+    assert command is not None and command == for_record(record, None)
+    assert command.kind == "swebench" and command.parser == record["log_parser"]
+    log = f"PASSED {swebench_records.EXISTING_TESTS[0]}\nFAILED {swebench_records.TEST_FILE}::x\n"
+    assert parse_swebench_log(command.parser, log, kept) == {
+        swebench_records.EXISTING_TESTS[0]: "passed",
+        f"{swebench_records.TEST_FILE}::x": "failed",
+    }

@@ -20,7 +20,7 @@ import importlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import junit
@@ -34,6 +34,9 @@ _DIFF_PATH = re.compile(r"^diff --git a/.* b/(.*)$", re.MULTILINE)
 _STATUS = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error"}
 _STATUS |= {"SKIPPED": "skipped", "XFAIL": "skipped"}
 PLACEHOLDER = "{tests}"
+# A Workspace's record carries the record's test command under this key, never the eval
+# script itself: that holds the test patch (the hidden tests) inline.
+COMMAND_KEY = "test_command"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def for_record(
         return None
     if given:
         return TestCommand("given", given, selects=PLACEHOLDER in given)
+    if isinstance(record.get(COMMAND_KEY), Mapping):
+        return TestCommand(**record[COMMAND_KEY])
     if record.get("eval_script") and record.get("log_parser"):
         found = from_eval_script(record)
         if found is not None:
@@ -116,6 +121,15 @@ def from_eval_script(record: Mapping[str, Any]) -> TestCommand | None:
     return TestCommand(
         "swebench", command.rstrip(), preamble, install, str(record["log_parser"]), labels
     )
+
+
+def command_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``{COMMAND_KEY: ...}``: the record's own test command (set-up, install, parser), for
+    a record that must not carry the eval script; ``{}`` where it has none."""
+    if not (record.get("eval_script") and record.get("log_parser")):
+        return {}
+    found = from_eval_script(record)
+    return {} if found is None else {COMMAND_KEY: asdict(found)}
 
 
 def test_directives(record: Mapping[str, Any]) -> list[str]:
@@ -157,8 +171,11 @@ def _setup(lines: list[str]) -> tuple[str, str]:
 def parse_swebench_log(parser: str, log: str, record: Mapping[str, Any]) -> dict[str, str]:
     """swebench's own parser for the record, its statuses as junit.py's outcomes."""
     registry = importlib.import_module("swebench.harness.log_parsers").PARSER_REGISTRY
+    # A Workspace's record has no grading fields: the parsers do not read them.
+    empty = {"image": "", "eval_type": "pass_and_fail", "eval_script": ""}
+    empty |= {"FAIL_TO_PASS": "[]", "PASS_TO_PASS": "[]"}
     spec = importlib.import_module("swebench.harness.utils").make_test_spec(
-        {"image": "", "eval_type": "pass_and_fail", **record, "log_parser": parser}
+        {**empty, **record, "log_parser": parser}
     )
     found: dict[str, str] = registry[parser](log, spec)
     return {test: _STATUS.get(status, "failed") for test, status in found.items()}

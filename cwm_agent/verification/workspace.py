@@ -6,8 +6,9 @@
   record's image with the repository inside (docker, SWE-bench's ``/testbed``).
 
 A Workspace's record keeps only what chooses a test command and log parser (repo,
-version, commits): the grading fields (``test_patch``, ``FAIL_TO_PASS``, ``PASS_TO_PASS``,
-the gold ``patch``) never reach the selection.
+version, commits, and a SWE-bench record's own test command taken out of its eval
+script): the grading fields (``test_patch``, ``FAIL_TO_PASS``, ``PASS_TO_PASS``, the gold
+``patch``, the eval script that holds the test patch) never reach the selection.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from cwm_agent.errors import RuntimeFailure
 from cwm_agent.settings import RuntimeSettings
 from cwm_agent.types import Runtime
+from cwm_agent.verification import testcmd
 from cwm_agent.verification.basecode import GitBase
 from cwm_agent.verification.records import Workspace
 
@@ -44,7 +46,8 @@ class CodeSource:
 
 
 def safe_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in WORKSPACE_FIELDS if record.get(k) is not None}
+    found = {k: record[k] for k in WORKSPACE_FIELDS if record.get(k) is not None}
+    return found | testcmd.command_fields(record)
 
 
 @contextmanager
