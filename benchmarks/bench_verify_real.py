@@ -8,14 +8,14 @@ each saved to ``--results`` as it ends (``--reuse`` renders saved parts without 
 
 1. ``evaluate --candidates`` (``verify_exec_modes.measure``): a fresh container per
    candidate against one warm container (identical patches once), with and without
-   --first-resolved; ``--harness``: the official ``run_evaluation`` too. Verdicts against
-   the published labels, line by line.
+   --first-resolved; ``--harness ID...``: the official ``run_evaluation`` too, on those
+   instances. Verdicts against the published labels, line by line.
 2. The execution stage as ``select`` runs it: the cascade (``cascade.select_instance``)
    with static + group + execute (impacted tests of the record's own test command, one warm
    runtime, early stop) against static + group alone: its cost beside part 1's fresh
    container per candidate (the record's eval script), and which candidate each chooses,
-   against the labels. ``--whole-suite``: one run of the repository's whole test suite on
-   each image, the cost a fresh container per candidate would pay for that instead.
+   against the labels. ``--whole-suite ID...``: one run of the repository's whole test suite
+   in those instances' images, the cost a fresh container per candidate pays for that.
 3. ``bench_select.py`` (static + group on all 1,537 candidates, the reward stage's cost
    against the scripted server), in the same run.
 
@@ -102,9 +102,9 @@ def part_evaluate(got: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     per_instance: dict[str, dict[str, Any]] = {}
     totals = measure(instances, args.timeout, per_instance)
     if args.harness:
-        totals["official harness, a fresh container per candidate"] = harness(
-            instances, got["dataset"]
-        )
+        some = [tasks for tasks in instances if tasks[0].instance_id in args.harness]
+        found = harness(some, got["dataset"])
+        totals["official harness, a fresh container per candidate"] = {**found, "n": len(some)}
     return {"totals": flat(totals), "per_instance": per_instance}
 
 
@@ -119,7 +119,7 @@ def part_stage(got: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         record = got["records"][iid]
         mirror = mirror_of(args.mirrors, record["repo"])
         found = select_both(record, rows, mirror, image_name(args.template, iid))
-        if args.whole_suite:
+        if iid in (args.whole_suite or ()):
             found["whole_suite"] = whole_suite(record, image_name(args.template, iid))
         out["instances"][iid] = found
         print(f"{iid}: stage {found['execute']['cost']}", file=sys.stderr, flush=True)
@@ -153,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True, help="each part's JSON")
     parser.add_argument("--parts", default="evaluate,stage,select")
     parser.add_argument("--reuse", action="store_true", help="parts already saved are kept")
-    parser.add_argument("--harness", action="store_true", help="part 1: the official harness")
-    parser.add_argument("--whole-suite", action="store_true", help="part 2: one whole suite")
+    parser.add_argument(
+        "--harness", nargs="*", metavar="ID", help="part 1: the official harness on these"
+    )
+    parser.add_argument(
+        "--whole-suite", nargs="*", metavar="ID", help="part 2: these instances' whole suite, once"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)

@@ -67,6 +67,8 @@ RUN python3 -m venv /opt/miniconda3/envs/testbed \\
         --no-index --find-links /opt/wheels -r /opt/wheels/requirements.txt
 # The eval scripts' `pip install -e .` finds what it needs here, with no network.
 COPY pip.conf /etc/pip.conf
+# matplotlib's font cache, built once here rather than by every test run (in every mode).
+RUN /opt/miniconda3/envs/testbed/bin/python -c "import matplotlib.pyplot" 2>/dev/null || true
 ENV PATH=/opt/miniconda3/bin:$PATH
 """
 
