@@ -3,7 +3,7 @@
 Inputs: the real candidates of ``selection_dev.jsonl`` (published runs, each with its
 official ``resolved`` label) of the instances whose image ``build_swebench_images.py``
 built (``--template``), their records from ``swebench_lite_test.jsonl``, and the
-repositories' bare mirrors (``--mirrors``: the static stage's base code). Three parts,
+repositories' bare mirrors (``--mirrors``: the static stage's base code). Four parts,
 each saved to ``--results`` as it ends (``--reuse`` renders saved parts without running):
 
 1. ``evaluate --candidates`` (``verify_exec_modes.measure``): a fresh container per
@@ -14,9 +14,10 @@ each saved to ``--results`` as it ends (``--reuse`` renders saved parts without 
    with static + group + execute (impacted tests of the record's own test command, one warm
    runtime, early stop) against static + group alone: its cost beside part 1's fresh
    container per candidate (the record's eval script), and which candidate each chooses,
-   against the labels. ``--whole-suite ID...``: one run of the repository's whole test suite
-   in those instances' images, the cost a fresh container per candidate pays for that.
-3. ``bench_select.py`` (static + group on all 1,537 candidates, the reward stage's cost
+   against the labels.
+3. ``--whole-suite ID...`` (part ``whole``): one run of the repository's whole test suite in
+   those instances' images, the cost a fresh container per candidate would pay for that.
+4. ``bench_select.py`` (static + group on all 1,537 candidates, the reward stage's cost
    against the scripted server), in the same run.
 
 Prints Markdown and writes it into BENCHMARKS.md's ``verify-real`` block (unless
@@ -109,7 +110,7 @@ def part_evaluate(got: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
 
 def part_stage(got: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    from verify_real_stage import select_both, whole_suite
+    from verify_real_stage import select_both
 
     out: dict[str, Any] = {"instances": {}}
     by_instance: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -119,10 +120,21 @@ def part_stage(got: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         record = got["records"][iid]
         mirror = mirror_of(args.mirrors, record["repo"])
         found = select_both(record, rows, mirror, image_name(args.template, iid))
-        if iid in (args.whole_suite or ()):
-            found["whole_suite"] = whole_suite(record, image_name(args.template, iid))
         out["instances"][iid] = found
         print(f"{iid}: stage {found['execute']['cost']}", file=sys.stderr, flush=True)
+    return out
+
+
+def part_whole(got: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from verify_real_stage import whole_suite
+
+    out: dict[str, Any] = {"instances": {}}
+    for iid in args.whole_suite or ():
+        found = whole_suite(got["records"][iid], image_name(args.template, iid))
+        out["instances"][iid] = found
+        print(f"{iid}: whole suite {found.get('seconds')}", file=sys.stderr, flush=True)
+        # Long runs: what is done survives an interrupted part (rename it to whole.json).
+        (args.results / "whole.partial.json").write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -136,6 +148,8 @@ def part_select(args: argparse.Namespace) -> dict[str, Any]:
             str(args.data),
             "--mirrors",
             str(args.mirrors),
+            "--reps",
+            "1",
         ],  # fmt: skip
         capture_output=True,
         text=True,
@@ -151,20 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", default=TEMPLATE, help="the instance images' names")
     parser.add_argument("--instances", nargs="*", help="instance ids (default: every imaged)")
     parser.add_argument("--results", type=Path, required=True, help="each part's JSON")
-    parser.add_argument("--parts", default="evaluate,stage,select")
+    parser.add_argument("--parts", default="evaluate,stage,whole,select")
     parser.add_argument("--reuse", action="store_true", help="parts already saved are kept")
     parser.add_argument(
         "--harness", nargs="*", metavar="ID", help="part 1: the official harness on these"
     )
     parser.add_argument(
-        "--whole-suite", nargs="*", metavar="ID", help="part 2: these instances' whole suite, once"
+        "--whole-suite", nargs="*", metavar="ID", help="part whole: these instances' suite, once"
     )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
     got = inputs(args.data, args.template, args.instances, args.results)
-    runs = {"evaluate": part_evaluate, "stage": part_stage}
+    runs = {"evaluate": part_evaluate, "stage": part_stage, "whole": part_whole}
     saved: dict[str, Any] = {}
     for part in args.parts.split(","):
         path = args.results / f"{part}.json"

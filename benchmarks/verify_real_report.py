@@ -18,16 +18,20 @@ HARNESS = "official harness, a fresh container per candidate"
 def markdown(saved: dict[str, Any], got: dict[str, Any], args: argparse.Namespace) -> str:
     rows = got["rows"]
     ids = list(dict.fromkeys(r["instance_id"] for r in rows))
-    flags = " --harness " + " ".join(args.harness) if args.harness else ""
-    flags += "".join(f" --whole-suite {i}" for i in args.whole_suite or ())
-    started = min(part.get("started", "") for part in saved.values())
+    flags = f" --instances {' '.join(ids)}" if args.instances else ""
+    harnessed = _harnessed(saved.get("evaluate"))
+    flags += " --harness " + " ".join(harnessed) if harnessed else ""
+    whole = list(saved.get("whole", {}).get("instances", {}))
+    flags += " --whole-suite " + " ".join(whole) if whole else ""
+    when = "; ".join(f"{name} {part.get('started', '?')}" for name, part in saved.items())
     lines = [
         "## Verification at scale on real SWE-bench Lite instances",
         "",
-        f"Measured {started} on {machine()} (revision {revision()}), by `python "
-        f"benchmarks/bench_verify_real.py --mirrors /work/.mirror --results DIR{flags}`: the "
+        f"Measured on {machine()} (revision {revision()}), parts started: {when}; by `python "
+        f"benchmarks/bench_verify_real.py --mirrors /work/.mirror --results DIR{flags}` (a "
+        "part saved in DIR is reused with --reuse): the "
         f"{len(rows)} real candidates of `selection_dev.jsonl` (published runs, official "
-        f"labels) for its {len(ids)} instances whose repository is mirrored here "
+        f"labels) for {len(ids)} of its instances whose repository is mirrored here "
         f"({', '.join(ids)}), in SWE-bench-shaped images built by `python "
         "benchmarks/build_swebench_images.py --mirrors /work/.mirror --check`.",
         "",
@@ -35,12 +39,12 @@ def markdown(saved: dict[str, Any], got: dict[str, Any], args: argparse.Namespac
     if "evaluate" in saved:
         lines += evaluate_part(saved["evaluate"], got["labels"], rows)
     if "stage" in saved:
-        lines += stage_part(saved["stage"], saved.get("evaluate"), rows)
+        lines += stage_part(saved["stage"], saved.get("evaluate"), saved.get("whole"), rows)
     if "select" in saved:
         lines += ["### Static + group on all of selection_dev.jsonl, and the reward stage", ""]
-        lines += [f"`python benchmarks/bench_select.py --mirrors /work/.mirror` "
+        lines += [f"`python benchmarks/bench_select.py --mirrors /work/.mirror --reps 1` "
                   f"({saved['select']['wall']:.0f} s), in the same run:", ""]  # fmt: skip
-        lines += [saved["select"]["markdown"], ""]
+        lines += saved["select"]["markdown"].splitlines() + [""]
     return wrap(lines)
 
 
@@ -102,10 +106,19 @@ def agreement(totals: dict[str, Any], labels: dict[str, bool], rows: list[dict])
     return text
 
 
+def _harnessed(evaluate: dict[str, Any] | None) -> list[str]:
+    statuses = (evaluate or {}).get("totals", {}).get(HARNESS, {}).get("statuses", {})
+    return list(dict.fromkeys(key.rsplit(":", 1)[0] for key in statuses))
+
+
 def stage_part(
-    part: dict[str, Any], evaluate: dict[str, Any] | None, rows: list[dict]
+    part: dict[str, Any],
+    evaluate: dict[str, Any] | None,
+    whole_part: dict[str, Any] | None,
+    rows: list[dict],
 ) -> list[str]:
     found = part["instances"]
+    wholes = (whole_part or {}).get("instances", {})
     per_fresh = (evaluate or {}).get("per_instance", {})
     counts: dict[str, int] = defaultdict(int)
     for row in rows:
@@ -123,7 +136,7 @@ def stage_part(
         ex, plain = got["execute"], got["static_group"]
         fresh = per_fresh.get(iid, {}).get(FRESH, {})
         labels = [r["resolved"] for r in rows if r["instance_id"] == iid]
-        whole = got.get("whole_suite", {}).get("seconds")
+        whole = wholes.get(iid, {}).get("seconds")
         sums["fresh_s"] += fresh.get("seconds", 0.0)
         sums["fresh_runs"] += fresh.get("runs", 0)
         sums["stage_s"] += ex["cost"]["runtime_seconds"]
