@@ -25,7 +25,7 @@ def markdown(saved: dict[str, Any], got: dict[str, Any], args: argparse.Namespac
     flags += " --whole-suite " + " ".join(whole) if whole else ""
     when = "; ".join(f"{name} {part.get('started', '?')}" for name, part in saved.items())
     lines = [
-        "## Verification at scale on real SWE-bench Lite instances",
+        "## Verification at scale on real SWE-bench Lite instances (issue 20)",
         "",
         f"Measured on {machine()} (revision {revision()}), parts started: {when}; by `python "
         f"benchmarks/bench_verify_real.py --mirrors /work/.mirror --results DIR{flags}` (a "
