@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from batch_support import Scripts, fix_script, issue, make_repo  # noqa: E402
+
 from cwm_agent.scripted_server import ScriptedServer  # noqa: E402
 
 REPLIES_PER_INSTANCE = 4

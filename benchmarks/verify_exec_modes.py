@@ -57,7 +57,11 @@ MODES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def measure(instances: list[list[Any]], timeout: float) -> dict[str, dict[str, Any]]:
+def measure(
+    instances: list[list[Any]], timeout: float, per_instance: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every mode on every instance; ``per_instance`` (if given) gets each instance's
+    figures by mode: runtime-seconds, test runs, containers, wall seconds."""
     from cwm_agent.evaluate.grade import swebench
     from cwm_agent.runtimes.docker_engine import connect
 
@@ -74,7 +78,12 @@ def measure(instances: list[list[Any]], timeout: float) -> dict[str, dict[str, A
                 started = time.monotonic()
                 got = MODES[name](grader, tasks, Path(tmp) / f"{n}-{len(totals[name]['statuses'])}")
                 total = totals[name]
-                total["wall"] += time.monotonic() - started
+                wall = time.monotonic() - started
+                total["wall"] += wall
+                if per_instance is not None:
+                    mine = per_instance.setdefault(tasks[0].instance_id, {})
+                    mine[name] = {k: got[k] for k in ("seconds", "runs", "containers")}
+                    mine[name]["wall"] = wall
                 for key in ("seconds", "runs", "containers"):
                     total[key] += got[key]
                 total["fallbacks"] += got.get("fallbacks", [])
