@@ -130,7 +130,8 @@ def load(spec: str | None, env: Mapping[str, str] | None = None) -> PromptSet:
     known = ", ".join(s.name for s in available(env))
     raise UsageError(
         f"no prompt set {spec!r} (the sets: {known}; imported ones live in {sets_dir(env)})",
-        hint=f"give a folder as ./{spec}; `cwm-agent prompts import-cwm PATH` imports "
+        hint=f"`cwm-agent prompts list` shows them; give a folder as ./{spec}; "
+        "`cwm-agent prompts import-cwm PATH` imports "
         "CWM's own from a checkout of facebookresearch/cwm",
     )
 
