@@ -22,8 +22,9 @@ def select_both(
     from cwm_agent.settings import RuntimeSettings
     from cwm_agent.verification.cascade import Plan, Task, select_instance
     from cwm_agent.verification.execute import ExecConfig, execute
+    from cwm_agent.verification.images import runtime_for
     from cwm_agent.verification.records import Candidate, Origin
-    from cwm_agent.verification.workspace import CodeSource, image_runtime
+    from cwm_agent.verification.workspace import CodeSource
 
     iid, base = record["instance_id"], record["base_commit"]
     candidates = tuple(
@@ -32,7 +33,7 @@ def select_both(
         )
         for n, row in rows
     )
-    runtime = image_runtime(image, base, RuntimeSettings())
+    runtime = runtime_for(RuntimeSettings(runtime="docker"), image, True, base)
     code = CodeSource(clone=mirror, commit=base, runtime=runtime)
     task = Task(iid, record["problem_statement"], candidates, code, record, record["repo"])
     no_reward = {"reward": "no verifier model in this benchmark"}

@@ -125,6 +125,8 @@ def byte_size(value: str) -> str | None:
         size = size_bytes(value)
     except ValueError as exc:
         return f"is not a size ({exc})"
+    except OverflowError:  # digits beyond a float's range
+        return "is too large"
     if size < MIN_SIZE:
         return "is too small (at least 1m)"
     if size >= 2**63:

@@ -118,7 +118,7 @@ def load(spec: str | None, env: Mapping[str, str] | None = None) -> PromptSet:
     if _is_path(spec):
         folder = Path(spec).expanduser()
         if folder.is_dir():
-            return _from_dir(str(folder), folder.resolve())
+            return _from_dir(spec, folder.resolve())  # recorded as given: ./cwm is no set
         raise UsageError(
             f"no prompt folder {spec!r}: not a directory",
             hint="give an existing folder of NAME.j2 templates, or a set name "

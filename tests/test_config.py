@@ -273,6 +273,7 @@ def test_every_command_has_examples_and_completion_works(cli_env):
         (["--tmp-size", "nan"], "--tmp-size 'nan' is not a size"),
         (["--tmp-size", "-1g"], "--tmp-size '-1g' is not a size"),
         (["--tmp-size", "9999999999g"], "--tmp-size '9999999999g' is too large"),
+        (["--tmp-size", "9" * 400 + "g"], "is too large"),  # beyond a float: no traceback
         (["--tmp-size", "8m", "--sandbox", "none"], "it does not apply with --sandbox none"),
         (["--tmp-size", "8m", "--runtime", "docker", "--image", "i"], "with --runtime docker"),
     ],

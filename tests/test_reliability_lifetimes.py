@@ -137,6 +137,7 @@ def test_cleanup_with_a_home_that_is_a_file_is_a_usage_error(cli_env, tmp_path):
     assert f"{home} is a file, not a folder" in result.stderr and "CWM_AGENT_HOME" in result.stderr
     assert "marked" not in result.stderr and "Traceback" not in result.stderr
     assert "--traj" not in result.stderr  # cleanup has no such option to offer
+    assert "removed 0 temporary folder(s)" in result.stderr  # what needs no home still ran
 
 
 def test_only_trajectories_of_gone_runs_are_marked(tmp_path):

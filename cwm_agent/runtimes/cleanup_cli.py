@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cwm_agent.console import say
-from cwm_agent.errors import RuntimeFailure
+from cwm_agent.errors import RuntimeFailure, UsageError
 
 
 @click.command()
@@ -52,16 +52,23 @@ def cleanup(run_id: str | None, everything: bool, folders: tuple[Path, ...]) -> 
       DOCKER_HOST=unix:///tmp/cwm-docker/docker.sock cwm-agent cleanup --run-id RUN
       cwm-agent cleanup --all
     """
+    problem: UsageError | None = None
     if run_id is None:  # --run-id names containers only
         from cwm_agent.options import check_runs_home
 
-        # a file where the runs folder goes is a mistake to say, not "marked 0"
-        check_runs_home(None, instead=" (or unset it)")
-        _local(folders)
+        # A file where the runs folder goes is a mistake to say, not "marked 0"; what
+        # does not need that folder (temp folders, containers) is cleared all the same.
+        try:
+            check_runs_home(None, instead=" (or unset it)")
+        except UsageError as exc:
+            problem = exc
+        _local(folders, with_home=problem is None)
     _containers(run_id, everything)
+    if problem is not None:
+        raise problem
 
 
-def _local(folders: tuple[Path, ...]) -> None:
+def _local(folders: tuple[Path, ...], with_home: bool = True) -> None:
     from cwm_agent.runtimes.leftovers import clear
     from cwm_agent.trajectory import default_runs_dir, mark_killed
 
@@ -77,9 +84,12 @@ def _local(folders: tuple[Path, ...]) -> None:
         _say(f"  {removed}")
     for unknown in done.unknown:
         _say(f"  kept, no owner: {unknown}")
+    searched = (default_runs_dir(), *folders) if with_home else folders
+    if not searched:
+        return
     marked: list[Path] = []
     going: list[Path] = []
-    for folder in (default_runs_dir(), *folders):
+    for folder in searched:
         found, alive = mark_killed(folder)
         marked += found
         going += alive
